@@ -1,0 +1,171 @@
+"""SB3 callbacks of a training run: instruction statistics, checkpoints, evaluation, stopping."""
+
+from __future__ import annotations
+
+import signal
+from collections import defaultdict, deque
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from film_rl.instructions import UNK, Vocabulary
+from film_rl.runs import CHECKPOINTS, checkpoints, save_atomically
+
+
+class InstructionStats(BaseCallback):
+    """Per-level success rates, unknown-word counts and BabyAI's episodes-to-99% metric.
+
+    SB3 already logs the overall ``rollout/success_rate`` from ``info["is_success"]``; this adds
+    ``rollout/success_rate/<level>`` (window ``window``), ``instructions/unknown_words`` (words
+    mapped to ``<unk>`` in the missions seen so far) and ``rollout/episodes``. The first episode
+    count at which the rolling success reaches each of ``thresholds`` is kept in
+    :attr:`episodes_to`.
+
+    :param vocab: the run's vocabulary (to recognise ``<unk>``).
+    :param window: episodes in the rolling success rates.
+    :param thresholds: success rates whose first crossing is recorded.
+    """
+
+    def __init__(self, vocab: Vocabulary, window: int = 100, thresholds: tuple[float, ...] = (0.9, 0.99)) -> None:
+        super().__init__()
+        self.unk = vocab.stoi[UNK]
+        self.window = window
+        self.thresholds = thresholds
+        self.per_level: dict[str, deque[bool]] = defaultdict(lambda: deque(maxlen=window))
+        self.recent: deque[bool] = deque(maxlen=window)
+        self.episodes = 0
+        self.unknown_words = 0
+        self.episodes_to: dict[float, int] = {}
+        self.curve: list[tuple[int, int, float]] = []  # (episodes, timesteps, rolling success)
+
+    def _on_training_start(self) -> None:
+        obs = self.model._last_obs
+        if isinstance(obs, dict):
+            self.unknown_words += int((obs["instruction"] == self.unk).sum())
+
+    def _on_step(self) -> bool:
+        dones = self.locals["dones"]
+        if not dones.any():
+            return True
+        for info in (i for i, d in zip(self.locals["infos"], dones, strict=True) if d):
+            if "is_success" not in info:
+                continue
+            success = bool(info["is_success"])
+            self.episodes += 1
+            self.recent.append(success)
+            self.per_level[str(info.get("level", "?"))].append(success)
+            if len(self.recent) == self.window:
+                rate = float(np.mean(self.recent))
+                for t in self.thresholds:
+                    if rate >= t and t not in self.episodes_to:
+                        self.episodes_to[t] = self.episodes
+        new_obs = self.locals["new_obs"]
+        if isinstance(new_obs, dict):  # the next episode's mission, already tokenized
+            self.unknown_words += int((new_obs["instruction"][dones] == self.unk).sum())
+        return True
+
+    def _on_rollout_end(self) -> None:
+        for level, outcomes in self.per_level.items():
+            self.logger.record(f"rollout/success_rate/{level}", float(np.mean(outcomes)))
+        self.logger.record("rollout/episodes", self.episodes)
+        self.logger.record("instructions/unknown_words", self.unknown_words)
+        for t, n in self.episodes_to.items():
+            self.logger.record(f"rollout/episodes_to_{round(t * 100)}", n)
+        if self.recent:
+            self.curve.append((self.episodes, self.num_timesteps, float(np.mean(self.recent))))
+
+
+class Checkpointer(BaseCallback):
+    """Save ``checkpoints/step_<timesteps>.zip`` every ``freq`` timesteps, keeping the newest ``keep``.
+
+    :param run_dir: the run directory.
+    :param freq: timesteps between checkpoints (0: never, except on request).
+    :param keep: periodic checkpoints kept; older ones are deleted only after a newer one is safe.
+    """
+
+    def __init__(self, run_dir: Path, freq: int, keep: int) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.freq = freq
+        self.keep = max(1, keep)
+        self._next = 0
+
+    def _on_training_start(self) -> None:
+        self._next = self.num_timesteps + self.freq
+
+    def save(self) -> Path:
+        path = self.run_dir / CHECKPOINTS / f"step_{self.model.num_timesteps}.zip"
+        save_atomically(self.model, path)
+        for _, old in checkpoints(self.run_dir)[: -self.keep]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def _on_step(self) -> bool:
+        if self.freq > 0 and self.num_timesteps >= self._next:
+            self.save()
+            self._next = self.num_timesteps + self.freq
+        return True
+
+
+class PeriodicEval(BaseCallback):
+    """Evaluate every ``freq`` timesteps and log ``eval/*``.
+
+    :param evaluate: returns a result with ``success_rate``, ``mean_return``, ``mean_episode_length``
+        and ``per_kind``.
+    :param freq: timesteps between evaluations.
+    """
+
+    def __init__(self, evaluate: Callable[[], Any], freq: int) -> None:
+        super().__init__()
+        self.evaluate = evaluate
+        self.freq = freq
+        self._next = 0
+
+    def _on_training_start(self) -> None:
+        self._next = self.num_timesteps + self.freq
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next:
+            result = self.evaluate()
+            self.logger.record("eval/success_rate", result.success_rate)
+            self.logger.record("eval/mean_return", result.mean_return)
+            self.logger.record("eval/mean_episode_length", result.mean_episode_length)
+            for kind, rate in result.per_kind.items():
+                self.logger.record(f"eval/success_rate/{kind}", rate)
+            self._next = self.num_timesteps + self.freq
+        return True
+
+
+class StopOnSignal(BaseCallback):
+    """Turn the first Ctrl-C or SIGTERM into a clean stop at the next environment step.
+
+    Stopping between steps (rather than raising wherever Python happens to be) means the model is
+    never caught half-way through an optimizer update, so the checkpoint written afterwards is
+    sound. A second signal interrupts at once, as usual.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __enter__(self) -> StopOnSignal:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _on_step(self) -> bool:
+        return self.received is None

@@ -1,0 +1,131 @@
+"""``film-rl``: the command line. Each subcommand is a thin shell over one module.
+
+User mistakes (a missing file, an unknown key, a corrupted model) print one line to stderr and
+exit with status 2; Ctrl-C during training saves a checkpoint first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from film_rl.errors import UserError
+
+EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _quiet_libraries() -> None:
+    """Warnings that say nothing actionable to a film-rl user."""
+    warnings.filterwarnings("ignore", message=".*Sampling rejected.*")
+    warnings.filterwarnings("ignore", category=UserWarning, module="gymnasium")
+    warnings.filterwarnings("ignore", message=".*get_obs_shape.*")
+    warnings.filterwarnings("ignore", message=".*You are trying to run PPO on the GPU.*")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from film_rl.config import load_experiment
+    from film_rl.train import TrainingInterrupted, describe_interrupt, resume, train
+
+    try:
+        if args.resume is not None:
+            overrides = ([args.experiment] if args.experiment else []) + args.overrides
+            result = resume(Path(args.resume), overrides)
+        else:
+            if args.experiment is None:
+                raise UserError("name an experiment file (or --resume RUN_DIR)")
+            result = train(load_experiment(args.experiment, args.overrides))
+    except TrainingInterrupted as err:
+        print(describe_interrupt(err), file=sys.stderr)
+        return 128 + err.signum
+    print(f"run directory: {result.run_dir}")
+    print(f"model: {result.model_path}")
+    print(
+        f"evaluation ({result.eval.episodes} episodes): success_rate={result.eval.success_rate:.3f} "
+        f"mean_return={result.eval.mean_return:.3f} mean_episode_length={result.eval.mean_episode_length:.1f}"
+    )
+    for kind, rate in result.eval.per_kind.items():
+        print(f"  {kind}: {rate:.3f}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from film_rl import runs
+    from film_rl.evaluate import evaluate
+
+    if args.episodes <= 0:
+        raise UserError("--episodes must be positive")
+    run_dir, model_path = runs.locate(args.target)
+    config = runs.read_config(run_dir)
+    vocab = runs.read_vocab(run_dir)
+    model = runs.load_model(config, model_path, device=args.device)
+    deterministic = config.eval.deterministic if args.deterministic is None else args.deterministic
+    result = evaluate(
+        model,
+        config.env,
+        vocab,
+        episodes=args.episodes,
+        seed=args.seed,
+        deterministic=deterministic,
+        video_dir=Path(args.video) if args.video else None,
+        video_episodes=args.video_episodes,
+    )
+    if args.json:
+        print(result.to_json())
+        return 0
+    print(f"{model_path}: {result.episodes} episodes, {'deterministic' if deterministic else 'stochastic'} actions")
+    print(f"success_rate        {result.success_rate:.3f}")
+    print(f"mean_return         {result.mean_return:.3f}")
+    print(f"mean_episode_length {result.mean_episode_length:.1f}")
+    for kind, rate in result.per_kind.items():
+        print(f"  {kind:<18}{rate:.3f}")
+    if args.video:
+        print(f"videos: {args.video}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="film-rl", description=__doc__.split("\n")[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train an experiment, or resume an interrupted run")
+    p.add_argument("experiment", nargs="?", help="experiments/NAME.yaml")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. agent.conditioning=concat seed=3")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="roll out a saved policy and report success rates")
+    p.add_argument("target", help="a run directory, or a model / checkpoint zip inside one")
+    p.add_argument("--episodes", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--deterministic", dest="deterministic", action="store_true", default=None)
+    group.add_argument("--stochastic", dest="deterministic", action="store_false")
+    p.add_argument("--video", metavar="DIR", help="write mp4s of the first episodes, mission shown")
+    p.add_argument("--video-episodes", type=int, default=4, metavar="K")
+    p.add_argument("--device", default="cpu", help="torch device for the policy (default cpu)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_libraries()
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UserError as err:
+        print(f"film-rl {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

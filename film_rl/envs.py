@@ -1,0 +1,262 @@
+"""BabyAI environments as a policy sees them: a symbolic grid, a direction and a tokenized mission.
+
+>>> import gymnasium as gym
+>>> import minigrid  # registers the BabyAI levels
+>>> from film_rl.instructions import Vocabulary
+>>> env = InstructionWrapper(gym.make("BabyAI-GoToRedBallGrey-v0"), Vocabulary.babyai())
+>>> obs, info = env.reset(seed=0)
+>>> obs["image"].shape, obs["instruction"].dtype, info["mission"]
+((3, 7, 7), dtype('int64'), 'go to the red ball')
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Sequence
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import minigrid  # noqa: F401  (registers the BabyAI levels)
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+
+from film_rl.instructions import Vocabulary
+
+#: how many words of a mission the policy reads; the longest BossLevel missions stay below it
+DEFAULT_MAX_INSTRUCTION_LENGTH = 48
+
+ObsDict = dict[str, np.ndarray]
+
+
+def silence_rejection_sampling() -> None:
+    """Keep BabyAI's "Sampling rejected: ..." prints off the terminal.
+
+    ``RoomGridLevel._gen_grid`` calls ``print`` on every rejected layout. A module-level
+    ``print`` in that one module shadows the builtin there and nowhere else, so progress bars and
+    the user's own prints are untouched (``contextlib.redirect_stdout`` would swallow those too).
+    """
+    from minigrid.envs.babyai.core import roomgrid_level
+
+    def _drop(*args: object, **kwargs: Any) -> None:
+        return None
+
+    roomgrid_level.print = _drop  # type: ignore[attr-defined]
+
+
+silence_rejection_sampling()
+
+
+def babyai_levels() -> list[str]:
+    """Every registered BabyAI level id."""
+    return sorted(k for k in gym.registry if k.startswith("BabyAI-"))
+
+
+def check_levels(levels: Sequence[str]) -> None:
+    """Every id must be a registered BabyAI level; a typo gets the closest ids suggested."""
+    from film_rl.errors import UserError, did_you_mean
+
+    if not levels:
+        raise UserError("env.levels is empty: name at least one BabyAI level")
+    known = babyai_levels()
+    for level in levels:
+        if level not in known:
+            raise UserError(f"unknown env id '{level}'{did_you_mean(level, known)}")
+
+
+class InstructionWrapper(gym.Wrapper[ObsDict, int, dict[str, Any], int], gym.utils.RecordConstructorArgs):
+    """Turn minigrid's ``{image, direction, mission}`` into integer arrays a network can read.
+
+    The image becomes channels-first ``(3, 7, 7)`` uint8 (so SB3 does not transpose it), the
+    mission a fixed-length ``int64`` token ``Box`` plus its length. Integer ``Box`` spaces, not
+    ``Discrete``/``MultiDiscrete``, keep SB3 from one-hot encoding them.
+
+    :param env: a minigrid / BabyAI environment.
+    :param vocab: the fixed vocabulary; unknown words become ``<unk>`` and are counted.
+    :param max_length: tokens kept per mission (longer missions are cut).
+    """
+
+    def __init__(self, env: gym.Env, vocab: Vocabulary, max_length: int = DEFAULT_MAX_INSTRUCTION_LENGTH) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, vocab=vocab, max_length=max_length)
+        super().__init__(env)
+        self.vocab = vocab
+        self.max_length = max_length
+        h, w, c = env.observation_space["image"].shape  # type: ignore[index]
+        self.observation_space = spaces.Dict(  # type: ignore[assignment]
+            {
+                "image": spaces.Box(0, 255, (c, h, w), np.uint8),
+                "direction": spaces.Box(0, 3, (1,), np.int64),
+                "instruction": spaces.Box(0, len(vocab) - 1, (max_length,), np.int64),
+                "instruction_length": spaces.Box(0, max_length, (1,), np.int64),
+            }
+        )
+        self._tokens = np.zeros(max_length, np.int64)
+        self._length = 0
+
+    def _observe(self, obs: dict[str, Any]) -> ObsDict:
+        return {
+            "image": np.ascontiguousarray(obs["image"].transpose(2, 0, 1), dtype=np.uint8),
+            "direction": np.array([obs["direction"]], np.int64),
+            "instruction": self._tokens.copy(),
+            "instruction_length": np.array([self._length], np.int64),
+        }
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[ObsDict, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._tokens, self._length = self.vocab.encode(str(obs["mission"]), self.max_length)
+        info["mission"] = obs["mission"]
+        return self._observe(obs), info
+
+    def step(self, action: int) -> tuple[ObsDict, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self._observe(obs), reward, terminated, truncated, info
+
+
+class BabyAISuccess(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
+    """Mark each episode's end with ``info["is_success"]`` and ``info["level"]``.
+
+    BabyAI's verifier ends an episode with a positive reward exactly when the instruction was
+    carried out, so success is ``terminated and reward > 0``. SB3 averages ``is_success`` into
+    ``rollout/success_rate`` by itself.
+
+    :param env: a BabyAI level (or :class:`MultiLevelEnv`).
+    :param level: the level's name, reported per episode for per-level success rates.
+    """
+
+    def __init__(self, env: gym.Env, level: str) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, level=level)
+        super().__init__(env)
+        self.level = level
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if terminated or truncated:
+            info["is_success"] = bool(terminated and float(reward) > 0)
+            info["level"] = getattr(self.env, "current_level", self.level)
+        return obs, reward, terminated, truncated, info
+
+
+class MultiLevelEnv(gym.Env[Any, Any]):
+    """Several BabyAI levels behind one env; each episode plays a level drawn at random.
+
+    All BabyAI levels share observation and action spaces, so one policy can serve them all.
+
+    :param levels: registered level ids.
+    :param render_mode: passed to every level.
+    """
+
+    def __init__(self, levels: Sequence[str], render_mode: str | None = None) -> None:
+        self.levels = list(levels)
+        self.envs = [gym.make(level, render_mode=render_mode) for level in self.levels]
+        self.observation_space = self.envs[0].observation_space
+        self.action_space = self.envs[0].action_space
+        self.render_mode = render_mode
+        self.metadata = self.envs[0].metadata
+        self._current = 0
+
+    @property
+    def current_level(self) -> str:
+        return self.levels[self._current]
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._current = int(self.np_random.integers(len(self.envs)))
+        level_seed = int(self.np_random.integers(2**31 - 1))
+        return self.envs[self._current].reset(seed=level_seed, options=options)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        return self.envs[self._current].step(action)
+
+    def render(self) -> Any:
+        return self.envs[self._current].render()
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+class ScaleReward(gym.RewardWrapper[Any, Any], gym.utils.RecordConstructorArgs):
+    """Multiply the training reward (BabyAI's PPO used x20); Monitor keeps the raw return."""
+
+    def __init__(self, env: gym.Env, scale: float) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, scale=scale)
+        super().__init__(env)
+        self.scale = scale
+
+    def reward(self, reward: SupportsFloat) -> float:
+        return float(reward) * self.scale
+
+
+class EpisodeMonitor(Monitor, gym.utils.RecordConstructorArgs):
+    """SB3's ``Monitor`` (episode return, length, ``is_success``, level), recreatable from its spec."""
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env, info_keywords=("is_success", "level"))
+
+
+def make_babyai_env(
+    levels: Sequence[str],
+    vocab: Vocabulary,
+    *,
+    max_length: int = DEFAULT_MAX_INSTRUCTION_LENGTH,
+    reward_scale: float = 1.0,
+    render_mode: str | None = None,
+) -> gym.Env:
+    """One wrapped env over ``levels``: a single level, or a per-episode draw among several."""
+    if len(levels) == 1:
+        env: gym.Env = gym.make(levels[0], render_mode=render_mode)
+    else:
+        env = MultiLevelEnv(levels, render_mode=render_mode)
+    env = BabyAISuccess(env, levels[0])
+    env = InstructionWrapper(env, vocab, max_length)
+    env = EpisodeMonitor(env)
+    if reward_scale != 1.0:
+        env = ScaleReward(env, reward_scale)
+    return env
+
+
+def worker_levels(levels: Sequence[str], n_envs: int, sampling: str) -> list[list[str]]:
+    """Which levels each of ``n_envs`` workers plays.
+
+    ``episode``: every worker draws among all levels each episode. ``worker``: worker ``i``
+    plays ``levels[i % len(levels)]`` only, so every batch still mixes levels.
+    """
+    if sampling == "worker":
+        return [[levels[i % len(levels)]] for i in range(n_envs)]
+    return [list(levels) for _ in range(n_envs)]
+
+
+def _env_factory(
+    levels: list[str], vocab: Vocabulary, max_length: int, reward_scale: float, subprocess: bool
+) -> Callable[[], gym.Env]:
+    def make() -> gym.Env:
+        if subprocess:
+            # Ctrl-C is for the trainer, which saves a checkpoint and then closes the workers.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return make_babyai_env(levels, vocab, max_length=max_length, reward_scale=reward_scale)
+
+    return make
+
+
+def make_vec_env(
+    levels: Sequence[str],
+    vocab: Vocabulary,
+    n_envs: int,
+    *,
+    seed: int,
+    sampling: str = "episode",
+    max_length: int = DEFAULT_MAX_INSTRUCTION_LENGTH,
+    reward_scale: float = 1.0,
+    subprocess: bool = False,
+) -> VecEnv:
+    """``n_envs`` BabyAI workers, in subprocesses or in this process, seeded ``seed + i``."""
+    factories = [
+        _env_factory(ls, vocab, max_length, reward_scale, subprocess) for ls in worker_levels(levels, n_envs, sampling)
+    ]
+    venv: VecEnv = SubprocVecEnv(factories) if subprocess else DummyVecEnv(factories)
+    venv.seed(seed)
+    return venv

@@ -1,0 +1,96 @@
+"""The instruction vocabulary: one fixed list of words covering the whole BabyAI grammar.
+
+The vocabulary is fixed (not grown from the missions a run happens to see) so that token ids
+mean the same thing in every run, every worker process and every saved model; it is stored with
+each run as ``vocab.json`` and read back from there.
+
+>>> vocab = Vocabulary.babyai()
+>>> tokens, length = vocab.encode("go to the red ball", max_length=8)
+>>> tokens.tolist(), length
+([2, 3, 9, 11, 17, 0, 0, 0], 5)
+>>> vocab.decode(tokens)
+'go to the red ball'
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+PAD, UNK = "<pad>", "<unk>"
+
+#: Every word the BabyAI grammar can produce (minigrid.envs.babyai.core.verifier), grouped by role.
+BABYAI_WORDS: tuple[str, ...] = (
+    # verbs
+    "go", "to", "pick", "up", "open", "put", "next",
+    # determiners
+    "the", "a",
+    # colours (minigrid.core.constants.COLOR_NAMES)
+    "red", "green", "blue", "purple", "yellow", "grey",
+    # object types
+    "ball", "box", "key", "door", "object",
+    # locations
+    "in", "front", "of", "you", "behind", "on", "your", "left", "right",
+    # sequencing
+    "and", "then", "after",
+)  # fmt: skip
+
+_WORD = re.compile(r"[a-z]+")
+
+
+def split_words(text: str) -> list[str]:
+    """Lower-case words of a mission; punctuation (", then") is dropped."""
+    return _WORD.findall(text.lower())
+
+
+class Vocabulary:
+    """Word <-> id mapping with ``<pad>`` = 0 and ``<unk>`` = 1.
+
+    :param words: the known words, in id order (after the two special tokens).
+    """
+
+    def __init__(self, words: Iterable[str]) -> None:
+        self.itos: list[str] = [PAD, UNK, *words]
+        self.stoi: dict[str, int] = {w: i for i, w in enumerate(self.itos)}
+        if len(self.stoi) != len(self.itos):
+            raise ValueError("vocabulary words must be unique")
+        #: how many unknown words :meth:`encode` has met (logged by the training run)
+        self.unknown_count = 0
+
+    @classmethod
+    def babyai(cls) -> Vocabulary:
+        return cls(BABYAI_WORDS)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and self.itos == other.itos
+
+    def encode(self, text: str, max_length: int) -> tuple[np.ndarray, int]:
+        """Token ids padded (or cut) to ``max_length``, and the number of real tokens."""
+        words = split_words(text)[:max_length]
+        unk = self.stoi[UNK]
+        ids = [self.stoi.get(w, unk) for w in words]
+        self.unknown_count += ids.count(unk)
+        tokens = np.zeros(max_length, dtype=np.int64)
+        tokens[: len(ids)] = ids
+        return tokens, len(ids)
+
+    def decode(self, tokens: Iterable[int]) -> str:
+        return " ".join(self.itos[int(t)] for t in tokens if int(t) != 0)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps({"itos": self.itos}, indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocabulary:
+        data = json.loads(Path(path).read_text())
+        itos = data["itos"]
+        if not isinstance(itos, list) or itos[:2] != [PAD, UNK]:
+            raise ValueError(f"{path} is not a film-rl vocabulary")
+        return cls(itos[2:])

@@ -1,0 +1,190 @@
+"""The FiLM generator (instruction -> every layer's parameters) and the FiLM-ed grid CNN.
+
+Policies and reward models build from these same modules; nothing here knows about SB3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from film_rl.conditioning import Conditioning, make_conditioning
+
+ENCODERS = ("gru", "bigru", "bow")
+
+#: minigrid cells are (object type <= 10, colour <= 5, state <= 2); each attribute gets its own
+#: block of embedding rows so that "red" and "ball" never share a vector.
+CELL_VALUES_PER_ATTRIBUTE = 16
+
+
+class InstructionEncoder(nn.Module):
+    """Padded token ids ``(B, L)`` -> one instruction vector ``(B, dim)``; pad id is 0.
+
+    Padding is masked: the GRUs read packed sequences (a pad token is never a word to them) and
+    the bag of words averages real tokens only.
+
+    :param vocab_size: number of token ids.
+    :param kind: ``gru`` (final hidden state), ``bigru`` (both directions' final states) or
+        ``bow`` (mean of word embeddings, then a linear layer).
+    :param word_dim: word embedding width.
+    :param dim: output width.
+    """
+
+    def __init__(self, vocab_size: int, kind: str = "gru", word_dim: int = 32, dim: int = 128) -> None:
+        super().__init__()
+        if kind not in ENCODERS:
+            raise ValueError(f"unknown instruction encoder {kind!r}; choose one of {', '.join(ENCODERS)}")
+        if kind == "bigru" and dim % 2:
+            raise ValueError("bigru needs an even instruction dim")
+        self.kind = kind
+        self.dim = dim
+        self.embedding = nn.Embedding(vocab_size, word_dim, padding_idx=0)
+        self.rnn: nn.GRU | None = None
+        self.proj: nn.Linear | None = None
+        if kind == "bow":
+            self.proj = nn.Linear(word_dim, dim)
+        else:
+            bidirectional = kind == "bigru"
+            hidden = dim // 2 if bidirectional else dim
+            self.rnn = nn.GRU(word_dim, hidden, batch_first=True, bidirectional=bidirectional)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        mask = tokens != 0
+        lengths = mask.sum(1)
+        tokens = tokens[:, : max(int(lengths.max()), 1)]  # drop columns that are pad everywhere
+        words = self.embedding(tokens)
+        if self.proj is not None:
+            mask = mask[:, : tokens.shape[1]].unsqueeze(-1).to(words.dtype)
+            mean = (words * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            return torch.relu(self.proj(mean))
+        assert self.rnn is not None
+        packed = pack_padded_sequence(words, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        _, h_n = self.rnn(packed)  # (num_directions, B, hidden)
+        return h_n.transpose(0, 1).reshape(tokens.shape[0], -1)
+
+
+class FiLMGenerator(nn.Module):
+    """Map an instruction to every conditioned layer's parameters, split per layer.
+
+    An episode's instruction never changes and a batch holds few distinct ones, so the encoder
+    runs once per *distinct* instruction in the batch and the result is gathered back; this is
+    what keeps a FiLM policy close to an unconditioned CNN's speed.
+
+    :param encoder: instruction ids ``(B, L)`` -> ``(B, encoder.dim)``.
+    :param sizes: each conditioned layer's ``n_params``, in layer order.
+    """
+
+    def __init__(self, encoder: nn.Module, sizes: Sequence[int]) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.sizes = list(sizes)
+        self.head = nn.Linear(int(encoder.dim), sum(self.sizes))  # type: ignore[arg-type]
+        self.reset_head()
+
+    def reset_head(self) -> None:
+        """Zero output: every FiLM layer starts as the identity (γ = 1 + 0, β = 0)."""
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def embed(self, instruction: torch.Tensor) -> torch.Tensor:
+        """All layers' parameters, concatenated: ``(B, sum(sizes))``."""
+        unique, inverse = torch.unique(instruction, dim=0, return_inverse=True)
+        return self.head(self.encoder(unique))[inverse]
+
+    def forward(self, instruction: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.embed(instruction).split(self.sizes, dim=1))
+
+
+class ConditionedConv(nn.Module):
+    """A conv whose feature maps the instruction modulates, residual when the shapes allow it.
+
+    ``relu(post(bn(conv(pre(x)))))`` (+ x): FiLM sits after normalisation, as in FiLM and BabyAI.
+
+    :param in_channels: input feature maps.
+    :param out_channels: output feature maps.
+    :param conditioning: mechanism name (see :mod:`film_rl.conditioning`).
+    :param kernel_size: odd sizes keep the map's size (padded, residual), even ones shrink it by
+        ``kernel_size - 1`` (unpadded, like the minigrid docs' 2x2 CNN).
+    :param batch_norm: normalise the conv output before modulating it.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        conditioning: str,
+        kernel_size: int = 3,
+        batch_norm: bool = False,
+    ) -> None:
+        super().__init__()
+        self.cond: Conditioning = make_conditioning(conditioning, out_channels)
+        padding = kernel_size // 2 if kernel_size % 2 else 0
+        self.conv = nn.Conv2d(in_channels + self.cond.extra_in_channels, out_channels, kernel_size, padding=padding)
+        self.norm: nn.Module = nn.BatchNorm2d(out_channels) if batch_norm else nn.Identity()
+        self.residual = in_channels == out_channels and padding > 0
+        self.shrink = 0 if padding else kernel_size - 1
+
+    def forward(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.cond.post(self.norm(self.conv(self.cond.pre(x, p))), p))
+        return h + x if self.residual else h
+
+
+class GridFiLMCNN(nn.Module):
+    """BabyAI-1.1-style network over minigrid's symbolic 7x7x3 view, FiLM in every block.
+
+    Each cell's three attributes are embedded and summed (a "bag of words" per cell), then
+    conditioned conv blocks, then a max pool, then the agent's direction is appended.
+
+    :param channels: output maps of each conditioned conv block.
+    :param conditioning: mechanism name, the same for every block.
+    :param embed_dim: cell embedding width.
+    :param kernel_size: conv kernel of every block (see :class:`ConditionedConv`).
+    :param pool: ``max`` (global max over the view, BabyAI's "endpool") or ``flatten``.
+    :param batch_norm: BatchNorm in every block.
+    :param view_size: side of the egocentric view.
+    """
+
+    offsets: torch.Tensor
+
+    def __init__(
+        self,
+        channels: Sequence[int] = (32, 64),
+        conditioning: str = "film",
+        embed_dim: int = 16,
+        kernel_size: int = 2,
+        pool: str = "flatten",
+        batch_norm: bool = False,
+        view_size: int = 7,
+    ) -> None:
+        super().__init__()
+        if pool not in ("max", "flatten"):
+            raise ValueError(f"unknown pool {pool!r}; choose max or flatten")
+        self.cell_embedding = nn.Embedding(3 * CELL_VALUES_PER_ATTRIBUTE, embed_dim)
+        self.register_buffer("offsets", torch.arange(3).view(1, 3, 1, 1) * CELL_VALUES_PER_ATTRIBUTE, persistent=False)
+        widths = [embed_dim, *channels]
+        blocks = [
+            ConditionedConv(widths[i], widths[i + 1], conditioning, kernel_size, batch_norm)
+            for i in range(len(channels))
+        ]
+        self.blocks = nn.ModuleList(blocks)
+        self.param_sizes = [block.cond.n_params for block in blocks]  #: what each block asks of the generator
+        self.pool = pool
+        side = view_size - sum(block.shrink for block in blocks)
+        if side < 1:
+            raise ValueError(
+                f"{len(channels)} blocks of kernel {kernel_size} shrink a {view_size}x{view_size} view to nothing"
+            )
+        spatial = 1 if pool == "max" else side * side
+        self.out_dim = channels[-1] * spatial + 4  # + one-hot direction
+
+    def forward(self, image: torch.Tensor, direction: torch.Tensor, params: Sequence[torch.Tensor]) -> torch.Tensor:
+        cells = image.long().clamp(0, CELL_VALUES_PER_ATTRIBUTE - 1) + self.offsets
+        x = self.cell_embedding(cells).sum(1).permute(0, 3, 1, 2)  # (B, E, H, W)
+        for block, p in zip(self.blocks, params, strict=True):
+            x = block(x, p)
+        x = x.amax(dim=(2, 3)) if self.pool == "max" else x.flatten(1)
+        heading = nn.functional.one_hot(direction.long().view(-1).clamp(0, 3), 4).to(x.dtype)
+        return torch.cat([x, heading], dim=1)

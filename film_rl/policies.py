@@ -1,0 +1,115 @@
+"""SB3 glue: the FiLM-ed network as a features extractor, and the two policy classes.
+
+``FilmCnnPolicy`` trains with ``stable_baselines3.PPO``, ``FilmLstmPolicy`` with
+``sb3_contrib.RecurrentPPO``; a saved model loads back with plain ``PPO.load`` /
+``RecurrentPPO.load`` because both classes live in an importable module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.type_aliases import Schedule
+from torch import nn
+
+from film_rl.networks import FiLMGenerator, GridFiLMCNN, InstructionEncoder
+
+
+class InstructionFeatures(BaseFeaturesExtractor):
+    """Dict observation ``{image, direction, instruction, ...}`` -> features, via a FiLM-ed CNN.
+
+    :param observation_space: the :class:`film_rl.envs.InstructionWrapper` space.
+    :param conditioning: ``film`` | ``scale`` | ``bias`` | ``gate`` | ``concat`` | ``none``.
+    :param encoder: ``gru`` | ``bigru`` | ``bow``.
+    :param channels: conv block widths.
+    :param embed_dim: cell embedding width.
+    :param kernel_size: conv kernel size.
+    :param word_dim: word embedding width.
+    :param instruction_dim: instruction vector width.
+    :param pool: ``max`` or ``flatten``.
+    :param batch_norm: BatchNorm in the conv blocks.
+    :param features_dim: output width.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        conditioning: str = "film",
+        encoder: str = "gru",
+        channels: tuple[int, ...] | list[int] = (32, 64),
+        embed_dim: int = 16,
+        kernel_size: int = 2,
+        word_dim: int = 32,
+        instruction_dim: int = 128,
+        pool: str = "flatten",
+        batch_norm: bool = False,
+        features_dim: int = 128,
+    ) -> None:
+        super().__init__(observation_space, features_dim)
+        self.cnn = GridFiLMCNN(channels, conditioning, embed_dim, kernel_size, pool, batch_norm)
+        self.generator: FiLMGenerator | None = None
+        if conditioning != "none":
+            vocab_size = int(observation_space["instruction"].high.max()) + 1  # type: ignore[attr-defined]
+            text = InstructionEncoder(vocab_size, encoder, word_dim, instruction_dim)
+            self.generator = FiLMGenerator(text, self.cnn.param_sizes)
+        self.linear = nn.Sequential(nn.Linear(self.cnn.out_dim, features_dim), nn.ReLU())
+
+    def film_params(self, instruction: torch.Tensor) -> list[torch.Tensor]:
+        """Every conditioned layer's parameters for these instructions (empty for ``none``)."""
+        if self.generator is None:
+            return [instruction.new_zeros(instruction.shape[0], 0, dtype=torch.float32)] * len(self.cnn.blocks)
+        return self.generator(instruction.long())
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        params = self.film_params(observations["instruction"])
+        return self.linear(self.cnn(observations["image"], observations["direction"], params))
+
+    def reset_film_head(self) -> None:
+        """Undo SB3's orthogonal init on the generator's head, so FiLM layers start as identities."""
+        if self.generator is not None:
+            self.generator.reset_head()
+
+
+def _film_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
+    kwargs.setdefault("features_extractor_class", InstructionFeatures)
+    kwargs.setdefault("normalize_images", False)  # symbolic cells are ids, not pixels
+    return kwargs
+
+
+class FilmCnnPolicy(ActorCriticPolicy):
+    """Feed-forward actor-critic over :class:`InstructionFeatures`, for ``PPO``."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        **kwargs: Any,
+    ):
+        super().__init__(observation_space, action_space, lr_schedule, **_film_defaults(kwargs))
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        super()._build(lr_schedule)
+        self.features_extractor.reset_film_head()  # type: ignore[operator]
+
+
+class FilmLstmPolicy(RecurrentActorCriticPolicy):
+    """:class:`InstructionFeatures` followed by an LSTM memory, for ``sb3_contrib.RecurrentPPO``."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        **kwargs: Any,
+    ):
+        super().__init__(observation_space, action_space, lr_schedule, **_film_defaults(kwargs))
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        super()._build(lr_schedule)
+        self.features_extractor.reset_film_head()  # type: ignore[operator]

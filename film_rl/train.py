@@ -1,0 +1,290 @@
+"""A training run, from a resolved config to a saved, evaluated model.
+
+Read top to bottom: :func:`train` makes the run directory, the vectorized environment, the SB3
+algorithm with the FiLM policy, the loggers and callbacks, learns, saves ``model.zip`` and writes
+``eval.json``. :func:`resume` picks an interrupted run up at its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.vec_env import VecEnv
+
+from film_rl import runs
+from film_rl.callbacks import Checkpointer, InstructionStats, PeriodicEval, StopOnSignal
+from film_rl.config import ExperimentConfig, save_config
+from film_rl.envs import check_levels, make_vec_env
+from film_rl.errors import UserError
+from film_rl.evaluate import EvalResult, evaluate
+from film_rl.instructions import Vocabulary
+from film_rl.policies import FilmCnnPolicy, FilmLstmPolicy
+from film_rl.tracking import make_logger, start_wandb
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on Ctrl-C / SIGTERM after saving a checkpoint."""
+
+    def __init__(self, run_dir: Path, checkpoint: Path, signum: int) -> None:
+        super().__init__(f"interrupted; checkpoint saved to {checkpoint}")
+        self.run_dir, self.checkpoint, self.signum = run_dir, checkpoint, signum
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_path: Path
+    eval: EvalResult
+    timesteps: int
+    #: BabyAI's metric: training episodes until the rolling success first reached 0.9 / 0.99
+    episodes_to: dict[float, int]
+    episodes: int
+    fps: float
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device '{device}' asked for, but this machine has no CUDA GPU (use device=auto)")
+    return device
+
+
+#: below this many cores, stepping minigrid in-process beats subprocesses (see EnvConfig.vec_env)
+SUBPROCESS_MIN_CORES = 4
+
+
+def use_subprocesses(config: ExperimentConfig) -> bool:
+    if config.env.vec_env == "auto":
+        return config.env.n_envs > 1 and (os.cpu_count() or 1) >= SUBPROCESS_MIN_CORES
+    return config.env.vec_env == "subproc"
+
+
+def build_env(config: ExperimentConfig, vocab: Vocabulary, seed: int) -> VecEnv:
+    check_levels(config.env.levels)
+    return make_vec_env(
+        config.env.levels,
+        vocab,
+        config.env.n_envs,
+        seed=seed,
+        sampling=config.env.sampling,
+        max_length=config.env.max_instruction_length,
+        reward_scale=config.env.reward_scale,
+        subprocess=use_subprocesses(config),
+    )
+
+
+def build_model(config: ExperimentConfig, env: VecEnv, device: str) -> BaseAlgorithm:
+    """The SB3 algorithm with the FiLM policy the agent recipe describes."""
+    agent, algo = config.agent, config.agent.algorithm
+    policy_kwargs: dict[str, Any] = {
+        "features_extractor_kwargs": {
+            "conditioning": agent.conditioning,
+            "encoder": agent.encoder,
+            "channels": tuple(agent.channels),
+            "embed_dim": agent.embed_dim,
+            "kernel_size": agent.kernel_size,
+            "word_dim": agent.word_dim,
+            "instruction_dim": agent.instruction_dim,
+            "pool": agent.pool,
+            "batch_norm": agent.batch_norm,
+            "features_dim": agent.features_dim,
+        },
+        "net_arch": {"pi": list(agent.net_arch), "vf": list(agent.net_arch)},
+        "optimizer_kwargs": {"eps": algo.adam_eps},
+    }
+    policy: type[FilmCnnPolicy] | type[FilmLstmPolicy] = FilmCnnPolicy
+    if agent.policy == "lstm":
+        policy = FilmLstmPolicy
+        policy_kwargs.update(lstm_hidden_size=agent.lstm_hidden, shared_lstm=True, enable_critic_lstm=False)
+    return runs.algorithm_class(config)(
+        policy,  # type: ignore[arg-type]
+        env,
+        n_steps=algo.n_steps,
+        batch_size=algo.batch_size,
+        n_epochs=algo.n_epochs,
+        learning_rate=algo.learning_rate,
+        gamma=algo.gamma,
+        gae_lambda=algo.gae_lambda,
+        clip_range=algo.clip_range,
+        ent_coef=algo.ent_coef,
+        vf_coef=algo.vf_coef,
+        max_grad_norm=algo.max_grad_norm,
+        target_kl=algo.target_kl,
+        policy_kwargs=policy_kwargs,
+        seed=config.seed,
+        device=device,
+        verbose=0,
+    )
+
+
+def validate(config: ExperimentConfig) -> None:
+    """Range checks the types alone cannot express."""
+    positive = {
+        "env.n_envs": config.env.n_envs,
+        "agent.algorithm.n_steps": config.agent.algorithm.n_steps,
+        "agent.algorithm.batch_size": config.agent.algorithm.batch_size,
+        "agent.algorithm.n_epochs": config.agent.algorithm.n_epochs,
+        "budget.timesteps": config.budget.timesteps,
+        "eval.episodes": config.eval.episodes,
+        "env.max_instruction_length": config.env.max_instruction_length,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise UserError(f"{key} must be positive, got {value}")
+    if config.agent.algorithm.learning_rate <= 0:
+        raise UserError("agent.algorithm.learning_rate must be positive")
+    if not config.agent.channels or min(config.agent.channels) <= 0:
+        raise UserError("agent.channels must list positive widths")
+    check_levels(config.env.levels)
+
+
+def _learn(
+    model: BaseAlgorithm,
+    config: ExperimentConfig,
+    run_dir: Path,
+    vocab: Vocabulary,
+    device: str,
+) -> TrainResult:
+    """Shared by fresh and resumed runs: learn to the budget, save, evaluate, log."""
+    wandb_run = start_wandb(config, run_dir)
+    model.set_logger(make_logger(run_dir, config.logging.tensorboard, wandb_run))
+    stats = InstructionStats(vocab)
+    checkpointer = Checkpointer(run_dir, config.checkpoint.freq, config.checkpoint.keep)
+    callbacks: list[Any] = [stats, checkpointer]
+    if config.eval.freq > 0:
+        callbacks.append(
+            PeriodicEval(
+                lambda: evaluate(
+                    model,  # type: ignore[arg-type]
+                    config.env,
+                    vocab,
+                    config.eval.freq_episodes,
+                    seed=10_000,
+                    deterministic=config.eval.deterministic,
+                ),
+                config.eval.freq,
+            )
+        )
+    start_steps = model.num_timesteps
+    remaining = config.budget.timesteps - start_steps
+    started = time.perf_counter()
+    try:
+        with StopOnSignal() as stopper:
+            if remaining > 0:
+                model.learn(
+                    remaining,
+                    callback=CallbackList([*callbacks, stopper]),
+                    progress_bar=config.logging.progress_bar,
+                    reset_num_timesteps=start_steps == 0,
+                    tb_log_name="ppo",
+                )
+            if stopper.received is not None:
+                path = checkpointer.save()
+                raise TrainingInterrupted(run_dir, path, stopper.received)
+        elapsed = time.perf_counter() - started
+        model_path = run_dir / runs.MODEL
+        runs.save_atomically(model, model_path)
+        result = evaluate(
+            model,  # type: ignore[arg-type]
+            config.env,
+            vocab,
+            config.eval.episodes,
+            seed=1_000_000,
+            deterministic=config.eval.deterministic,
+        )
+        (run_dir / runs.EVAL).write_text(result.to_json())
+        if wandb_run is not None:
+            wandb_run.summary.update({f"eval/{k}": v for k, v in vars(result).items() if k != "per_kind"})
+            wandb_run.summary.update({f"eval/success_rate/{k}": v for k, v in result.per_kind.items()})
+        return TrainResult(
+            run_dir=run_dir,
+            model_path=model_path,
+            eval=result,
+            timesteps=model.num_timesteps,
+            episodes_to=dict(stats.episodes_to),
+            episodes=stats.episodes,
+            fps=(model.num_timesteps - start_steps) / max(elapsed, 1e-9),
+        )
+    finally:
+        model.get_env().close()  # type: ignore[union-attr]
+        if wandb_run is not None:
+            wandb_run.finish(quiet=True)
+
+
+def _set_threads(config: ExperimentConfig) -> None:
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+
+
+def train(config: ExperimentConfig) -> TrainResult:
+    """Train a fresh run of ``config``; returns where it went and how well it does."""
+    validate(config)
+    _set_threads(config)
+    device = resolve_device(config.device)
+    run_dir = runs.new_run_dir(config)
+    save_config(config, run_dir / runs.CONFIG)
+    vocab = Vocabulary.babyai()
+    vocab.save(run_dir / runs.VOCAB)
+    env = build_env(config, vocab, config.seed)
+    model = build_model(config, env, device)
+    return _learn(model, config, run_dir, vocab, device)
+
+
+RESUMABLE_SECTIONS = ("budget.", "eval.", "checkpoint.", "logging.", "threads", "device")
+
+
+def resume(run_dir: Path, overrides: list[str] | None = None) -> TrainResult:
+    """Continue ``run_dir`` from its latest checkpoint (model, optimizer, timesteps, vocabulary).
+
+    Only the budget, evaluation, checkpoint, logging, threads and device may change on resume;
+    the rest of the config is the run's own.
+    """
+    from film_rl.config import load_experiment
+
+    if not run_dir.is_dir():
+        raise UserError(f"no such run directory: {run_dir}")
+    for override in overrides or []:
+        if not override.startswith(RESUMABLE_SECTIONS):
+            raise UserError(
+                f"cannot change '{override.split('=')[0]}' when resuming; only {', '.join(RESUMABLE_SECTIONS)}"
+            )
+    config = runs.read_config(run_dir)
+    if overrides:
+        config = load_experiment(run_dir / runs.CONFIG, overrides)
+        save_config(config, run_dir / runs.CONFIG)
+    vocab = runs.read_vocab(run_dir)
+    # a finished run's model.zip is its newest state; otherwise the newest checkpoint is
+    found = runs.checkpoints(run_dir)
+    latest = run_dir / runs.MODEL if (run_dir / runs.MODEL).exists() else (found[-1][1] if found else None)
+    if latest is None:
+        raise UserError(f"{run_dir} has no checkpoint to resume from")
+    _set_threads(config)
+    device = resolve_device(config.device)
+    model = runs.load_model(config, latest, device=device)
+    if model.num_timesteps >= config.budget.timesteps:
+        raise UserError(
+            f"{run_dir} already reached its budget ({model.num_timesteps} >= {config.budget.timesteps} timesteps); "
+            "pass budget.timesteps=N to train it further"
+        )
+    # fresh episodes, not a replay of the first leg's
+    model.set_env(build_env(config, vocab, config.seed + model.num_timesteps))
+    return _learn(model, config, run_dir, vocab, device)
+
+
+def describe_interrupt(err: TrainingInterrupted) -> str:
+    name = signal.Signals(err.signum).name
+    return f"{name}: checkpoint saved to {err.checkpoint}\nresume with: film-rl train --resume {err.run_dir}"
+
+
+def eval_summary(result: EvalResult) -> str:
+    return json.dumps({"success_rate": result.success_rate, "mean_return": round(result.mean_return, 4)})

@@ -1,0 +1,89 @@
+"""`film-rl train` / `film-rl evaluate` end to end, through the console entry point."""
+
+import json
+import zipfile
+
+from conftest import ROOT, TINY, only_run_dir, run_cli
+
+EVAL_KEYS = {"success_rate", "mean_return", "mean_episode_length", "episodes", "per_kind"}
+
+
+def test_train_writes_a_complete_run_directory(tiny_run):
+    for name in ("config.yaml", "model.zip", "vocab.json", "eval.json", "progress.csv"):
+        assert (tiny_run / name).is_file(), name
+    assert (tiny_run / "checkpoints").is_dir()
+    assert any((tiny_run / "tensorboard").rglob("events.out.tfevents.*"))
+    result = json.loads((tiny_run / "eval.json").read_text())
+    assert set(result) == EVAL_KEYS and result["episodes"] == 4
+
+
+def test_evaluate_json_has_exactly_the_documented_keys(tiny_run):
+    done = run_cli("evaluate", str(tiny_run), "--episodes", "6", "--json", "--stochastic")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert set(result) == EVAL_KEYS
+    assert result["episodes"] == 6 and 0.0 <= result["success_rate"] <= 1.0
+    assert set(result["per_kind"]) == {"go to"}
+
+
+def test_evaluate_is_reproducible_and_accepts_a_model_zip(tiny_run):
+    a = run_cli("evaluate", str(tiny_run / "model.zip"), "--episodes", "5", "--json", "--seed", "3", "--stochastic")
+    b = run_cli("evaluate", str(tiny_run), "--episodes", "5", "--json", "--seed", "3", "--stochastic")
+    assert a.returncode == b.returncode == 0
+    assert json.loads(a.stdout) == json.loads(b.stdout)
+
+
+def test_evaluate_writes_videos_with_the_mission(tiny_run, tmp_path):
+    done = run_cli("evaluate", str(tiny_run), "--episodes", "2", "--video", str(tmp_path / "videos"))
+    assert done.returncode == 0, done.stderr
+    videos = sorted((tmp_path / "videos").glob("*.mp4"))
+    assert len(videos) == 2 and all(v.stat().st_size > 1000 for v in videos)
+    assert "go-to-the-red-ball" in videos[0].name
+
+
+def test_wandb_offline_leaves_a_syncable_run(tmp_path):
+    done = run_cli(
+        "train", "experiments/quickstart.yaml", f"runs_dir={tmp_path}", *TINY, "logging.wandb=offline", WANDB_MODE=""
+    )
+    assert done.returncode == 0, done.stderr
+    run_dir = only_run_dir(tmp_path)
+    offline = list((run_dir / "wandb").glob("offline-run-*"))
+    assert offline and any(offline[0].glob("*.wandb"))
+
+
+def _error(done):
+    assert done.returncode == 2, (done.returncode, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    return lines[0]
+
+
+def test_bad_input_is_one_line_and_exit_status_2(tiny_run, tmp_path):
+    assert "no such experiment file" in _error(run_cli("train", "experiments/nope.yaml"))
+    line = _error(run_cli("train", "experiments/quickstart.yaml", "agent.conditionng=film"))
+    assert "agent.conditionng" in line and "conditioning" in line
+    assert "expected an integer" in _error(run_cli("train", "experiments/quickstart.yaml", "seed=abc"))
+    line = _error(run_cli("train", "experiments/quickstart.yaml", "env.levels=[BabyAI-GoToRedBal-v0]"))
+    assert "unknown env id" in line and "BabyAI-GoToRedBall-v0" in line
+    assert "--episodes" in _error(run_cli("evaluate", str(tiny_run), "--episodes", "x"))
+    assert "no such run" in _error(run_cli("evaluate", str(tmp_path / "nothing")))
+
+    corrupted = tmp_path / "run"
+    corrupted.mkdir()
+    for name in ("config.yaml", "vocab.json"):
+        (corrupted / name).write_bytes((tiny_run / name).read_bytes())
+    (corrupted / "model.zip").write_bytes((tiny_run / "model.zip").read_bytes()[:2000])
+    assert "corrupted" in _error(run_cli("evaluate", str(corrupted)))
+    with zipfile.ZipFile(corrupted / "model.zip", "w") as z:
+        z.writestr("data", "{not json")
+    assert "cannot load" in _error(run_cli("evaluate", str(corrupted)))
+    (corrupted / "vocab.json").unlink()
+    assert "missing vocab.json" in _error(run_cli("evaluate", str(corrupted)))
+    (corrupted / "config.yaml").unlink()
+    assert "not a run directory" in _error(run_cli("evaluate", str(corrupted)))
+
+
+def test_help_lists_the_commands():
+    done = run_cli("--help")
+    assert done.returncode == 0 and "train" in done.stdout and "evaluate" in done.stdout
+    assert (ROOT / "README.md").read_text().count("make ") >= 2

@@ -8,6 +8,7 @@ no TensorBoard syncing or patching.
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ def start_wandb(config: ExperimentConfig, run_dir: Path) -> Any | None:
     import wandb
 
     id_file = run_dir / WANDB_ID_FILE
-    run_id = id_file.read_text().strip() if id_file.exists() else wandb.util.generate_id()  # type: ignore[attr-defined]
+    run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
     id_file.write_text(run_id)
     return wandb.init(
         project=config.logging.project,

@@ -218,7 +218,7 @@ def _learn(
     finally:
         model.get_env().close()  # type: ignore[union-attr]
         if wandb_run is not None:
-            wandb_run.finish(quiet=True)
+            wandb_run.finish()
 
 
 def _set_threads(config: ExperimentConfig) -> None:

@@ -11,13 +11,18 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cli_env(**extra: str) -> dict[str, str]:
+def cli_env(**extra: str | None) -> dict[str, str]:
+    """The test process's environment, wandb off, with ``extra`` set (or removed where None)."""
     env = dict(os.environ, WANDB_MODE="disabled", WANDB_SILENT="true", PYTHONUNBUFFERED="1")
-    env.update(extra)
+    for key, value in extra.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     return env
 
 
-def run_cli(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, timeout: float = 300, **env: str | None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "film_rl", *args],
         cwd=ROOT,

@@ -28,10 +28,18 @@ class InstructionStats(BaseCallback):
     :param vocab: the run's vocabulary (to recognise ``<unk>``).
     :param window: episodes in the rolling success rates.
     :param thresholds: success rates whose first crossing is recorded.
+    :param stop_at: end training once the rolling success reaches this rate.
     """
 
-    def __init__(self, vocab: Vocabulary, window: int = 100, thresholds: tuple[float, ...] = (0.9, 0.99)) -> None:
+    def __init__(
+        self,
+        vocab: Vocabulary,
+        window: int = 100,
+        thresholds: tuple[float, ...] = (0.9, 0.99),
+        stop_at: float | None = None,
+    ) -> None:
         super().__init__()
+        self.stop_at = stop_at
         self.unk = vocab.stoi[UNK]
         self.window = window
         self.thresholds = thresholds
@@ -66,7 +74,13 @@ class InstructionStats(BaseCallback):
         new_obs = self.locals["new_obs"]
         if isinstance(new_obs, dict):  # the next episode's mission, already tokenized
             self.unknown_words += int((new_obs["instruction"][dones] == self.unk).sum())
-        return True
+        return not self.reached_target
+
+    @property
+    def reached_target(self) -> bool:
+        return (
+            self.stop_at is not None and len(self.recent) == self.window and float(np.mean(self.recent)) >= self.stop_at
+        )
 
     def _on_rollout_end(self) -> None:
         for level, outcomes in self.per_level.items():

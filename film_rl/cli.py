@@ -11,7 +11,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from film_rl.errors import UserError
 
@@ -92,6 +92,60 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_bench(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    kind = result["benchmark"]
+    table = Table(title=f"film-rl bench {kind}: {result.get('level')} ({result['machine']})")
+    if kind == "throughput":
+        for column in ("variant", "steps/s (median)", "ratio to reference"):
+            table.add_column(column, justify="right")
+        for variant, sps in result["steps_per_second"].items():
+            ratio = result.get(f"ratio_{variant}", 1.0)
+            table.add_row(variant, f"{sps:.0f}", f"{ratio:.2f}")
+        table.caption = f"peak RSS {result['peak_rss_mb']:.0f} MB; {result['repeats']} alternated rounds"
+    elif kind == "efficiency":
+        for column in ("seed", "episodes to 0.99", "frames", "seconds", "final success"):
+            table.add_column(column, justify="right")
+        for run in result["runs"]:
+            table.add_row(
+                str(run["seed"]), str(run["episodes_to_99"] or "not reached"), str(run["frames"]),
+                str(run["seconds"]), f"{run['final_success_rate']:.3f}",
+            )  # fmt: skip
+        table.caption = f"median {result['median_episodes_to_99']}; BabyAI: {result['babyai'] or 'no figure'}"
+    else:
+        for column in ("conditioning", "episodes to 0.9", "episodes to 0.99", "final success"):
+            table.add_column(column, justify="right")
+        for name, run in result["results"].items():
+            table.add_row(name, str(run["episodes_to_90"] or "-"), str(run["episodes_to_99"] or "-"),
+                          f"{run['final_success_rate']:.3f}")  # fmt: skip
+    Console().print(table)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from film_rl import bench
+
+    for name in ("timesteps", "repeats", "n_envs", "seeds", "budget"):
+        if getattr(args, name, 1) <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be positive")
+    level = getattr(args, "env", None) or args.level
+    from film_rl.envs import check_levels
+
+    check_levels([level])
+    if args.kind == "throughput":
+        result = bench.throughput(level, args.n_envs, args.timesteps, args.repeats, progress=lambda s: print(s))
+    elif args.kind == "efficiency":
+        result = bench.efficiency(level, args.seeds, args.agent, args.budget, args.overrides, args.runs_dir)
+    else:
+        result = bench.conditioning(level, args.budget, args.agent, args.seed, args.overrides, args.runs_dir)
+    _print_bench(result)
+    bench.write_json(result, Path(args.out) if args.out else None)
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="film-rl", description=__doc__.split("\n")[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -114,6 +168,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device for the policy (default cpu)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("bench", help="measure throughput, sample efficiency and the conditioning ablation")
+    kinds = p.add_subparsers(dest="kind", required=True, parser_class=_Parser)
+    t = kinds.add_parser(
+        "throughput", help="steps/s of FiLM policies against a plain SB3 CNN, medians of alternated runs"
+    )
+    t.add_argument("--env", default="BabyAI-GoToLocal-v0")
+    t.add_argument("--n-envs", type=int, default=8)
+    t.add_argument("--timesteps", type=int, default=20_000)
+    t.add_argument("--repeats", type=int, default=3)
+    e = kinds.add_parser("efficiency", help="episodes until the rolling success first reaches 0.99 (BabyAI's metric)")
+    e.add_argument("--level", required=True)
+    e.add_argument("--seeds", type=int, default=1)
+    e.add_argument("--budget", type=int, default=1_000_000, help="timesteps per seed at most")
+    c = kinds.add_parser("conditioning", help="film / concat / bias / scale / gate / none at the same budget")
+    c.add_argument("--level", required=True)
+    c.add_argument("--budget", type=int, default=200_000)
+    c.add_argument("--seed", type=int, default=0)
+    for q in (e, c):
+        q.add_argument("--agent", default="film-cnn", help="agent recipe")
+        q.add_argument("--runs-dir", default="runs/bench")
+        q.add_argument("overrides", nargs="*", help="key=value overrides of the experiment")
+    for q in (t, e, c):
+        q.add_argument("--out", metavar="FILE", help="write the result as JSON")
+        q.set_defaults(func=cmd_bench)
     return parser
 
 

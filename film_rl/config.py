@@ -88,6 +88,10 @@ class AgentConfig:
 @dataclass
 class BudgetConfig:
     timesteps: int = 100_000
+    #: stop early once the rolling training success rate reaches this (BabyAI's 0.99 criterion)
+    stop_at_success: float | None = None
+    #: episodes in the rolling success rate (BabyAI uses 100)
+    success_window: int = 100
 
 
 @dataclass
@@ -239,11 +243,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 def recipe_dirs(kind: str, experiment_path: Path | None) -> list[Path]:
-    """Where ``envs/`` or ``agents/`` recipes are looked up: beside the experiments folder, then cwd."""
+    """Where ``envs/`` or ``agents/`` recipes are looked up: beside the experiments folder, then the
+    current directory, then the project checkout this package was installed from."""
     dirs = []
     if experiment_path is not None:
         dirs.append(experiment_path.resolve().parent.parent / kind)
     dirs.append(Path.cwd() / kind)
+    dirs.append(Path(__file__).resolve().parent.parent / kind)
     return list(dict.fromkeys(dirs))
 
 

@@ -49,6 +49,7 @@ class TrainResult:
     episodes_to: dict[float, int]
     episodes: int
     fps: float
+    seconds: float
 
 
 def resolve_device(device: str) -> str:
@@ -158,7 +159,8 @@ def _learn(
     """Shared by fresh and resumed runs: learn to the budget, save, evaluate, log."""
     wandb_run = start_wandb(config, run_dir)
     model.set_logger(make_logger(run_dir, config.logging.tensorboard, wandb_run))
-    stats = InstructionStats(vocab)
+    thresholds = tuple(sorted({0.9, 0.99, *([config.budget.stop_at_success] if config.budget.stop_at_success else [])}))
+    stats = InstructionStats(vocab, config.budget.success_window, thresholds, config.budget.stop_at_success)
     checkpointer = Checkpointer(run_dir, config.checkpoint.freq, config.checkpoint.keep)
     callbacks: list[Any] = [stats, checkpointer]
     if config.eval.freq > 0:
@@ -214,6 +216,7 @@ def _learn(
             episodes_to=dict(stats.episodes_to),
             episodes=stats.episodes,
             fps=(model.num_timesteps - start_steps) / max(elapsed, 1e-9),
+            seconds=elapsed,
         )
     finally:
         model.get_env().close()  # type: ignore[union-attr]

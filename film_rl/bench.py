@@ -1,0 +1,249 @@
+"""``film-rl bench``: throughput against a plain SB3 baseline, BabyAI's sample-efficiency metric,
+and the conditioning ablation, each printed as a table and saved as one JSON file.
+
+Machines are noisy: throughput runs alternate the variants (a, b, c, d, a, b, ...) and report
+medians, and every figure says which machine and command produced it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+from minigrid.wrappers import ImgObsWrapper
+from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+from torch import nn
+
+from film_rl.config import ExperimentConfig, compose
+from film_rl.instructions import Vocabulary
+from film_rl.train import build_env, build_model, train, use_subprocesses
+
+#: BabyAI 1.0 (Chevalier-Boisvert et al., 2019, table 3): episodes of RL training to reach 99%
+#: success, lower and upper figures; BabyAI 1.1 (Hui et al., 2020) best model where reported.
+BABYAI_EPISODES_TO_99: dict[str, dict[str, Any]] = {
+    "BabyAI-GoToRedBallGrey-v0": {"babyai_1.0": [16_000, 17_000]},
+    "BabyAI-GoToRedBall-v0": {"babyai_1.0": [261_000, 334_000], "babyai_1.1": 177_000},
+    "BabyAI-GoToLocal-v0": {"babyai_1.0": [903_000, 1_114_000], "babyai_1.1": [437_000, 611_000]},
+    "BabyAI-PickupLoc-v0": {"babyai_1.0": [1_447_000, 1_643_000]},
+    "BabyAI-PutNextLocal-v0": {"babyai_1.0": [2_186_000, 2_727_000], "babyai_1.1": 876_000},
+}
+
+THROUGHPUT_VARIANTS = ("reference", "film_cnn", "film_lstm", "concat_lstm")
+_AGENT_OF = {"film_cnn": "film-cnn", "film_lstm": "film-lstm", "concat_lstm": "concat-lstm"}
+
+
+class MinigridCNN(BaseFeaturesExtractor):
+    """The minigrid documentation's SB3 recipe: three 2x2 convs over the raw 7x7x3 grid, no instruction.
+
+    :param observation_space: channels-first image space.
+    :param features_dim: output width.
+    """
+
+    def __init__(self, observation_space: gym.spaces.Box, features_dim: int = 128) -> None:
+        super().__init__(observation_space, features_dim)
+        channels = observation_space.shape[0]
+        self.cnn = nn.Sequential(
+            nn.Conv2d(channels, 16, 2), nn.ReLU(), nn.Conv2d(16, 32, 2), nn.ReLU(), nn.Conv2d(32, 64, 2), nn.ReLU(),
+            nn.Flatten(),
+        )  # fmt: skip
+        with torch.no_grad():
+            n_flat = self.cnn(torch.as_tensor(observation_space.sample()[None]).float()).shape[1]
+        self.linear = nn.Sequential(nn.Linear(n_flat, features_dim), nn.ReLU())
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.cnn(observations))
+
+
+def bench_config(level: str, agent: str, overrides: list[str] | None = None, **raw: Any) -> ExperimentConfig:
+    """An experiment on one level with an agent recipe, wandb off, no progress bar."""
+    base: dict[str, Any] = {
+        "name": "bench",
+        "env": {"levels": [level], "n_envs": 8},
+        "agent": agent,
+        "logging": {"wandb": "disabled", "progress_bar": False, "tensorboard": False},
+        "checkpoint": {"freq": 0},
+    }
+    base.update(raw)
+    return compose(base, overrides or [])
+
+
+def reference_model(config: ExperimentConfig) -> PPO:
+    """SB3 PPO with :class:`MinigridCNN` on the image alone, with the FiLM agent's PPO settings."""
+    algo = config.agent.algorithm
+    venv = sb3_make_vec_env(
+        config.env.levels[0],
+        n_envs=config.env.n_envs,
+        seed=config.seed,
+        wrapper_class=ImgObsWrapper,
+        vec_env_cls=SubprocVecEnv if use_subprocesses(config) else DummyVecEnv,
+    )
+    return PPO(
+        "CnnPolicy",
+        venv,
+        n_steps=algo.n_steps,
+        batch_size=algo.batch_size,
+        n_epochs=algo.n_epochs,
+        learning_rate=algo.learning_rate,
+        policy_kwargs={"features_extractor_class": MinigridCNN, "normalize_images": False, "net_arch": [64]},
+        seed=config.seed,
+        device="cpu",
+    )
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and its finished children, in MB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024.0  # Linux reports KiB
+
+
+def machine() -> str:
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{platform.machine()} {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
+
+
+def throughput(
+    level: str = "BabyAI-GoToLocal-v0",
+    n_envs: int = 8,
+    timesteps: int = 20_000,
+    repeats: int = 3,
+    device: str = "cpu",
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Training steps per second of the four variants, alternated, medians and ratios to the reference."""
+    samples: dict[str, list[float]] = {v: [] for v in THROUGHPUT_VARIANTS}
+    vocab = Vocabulary.babyai()
+    for round_ in range(repeats):
+        for variant in THROUGHPUT_VARIANTS:
+            config = bench_config(level, _AGENT_OF.get(variant, "film-cnn"), [f"env.n_envs={n_envs}"])
+            model: BaseAlgorithm
+            if variant == "reference":
+                model = reference_model(config)
+            else:
+                model = build_model(config, build_env(config, vocab, config.seed), device)
+            started = time.perf_counter()
+            model.learn(timesteps)
+            sps = model.num_timesteps / (time.perf_counter() - started)
+            model.get_env().close()  # type: ignore[union-attr]
+            samples[variant].append(sps)
+            progress(f"round {round_ + 1}/{repeats} {variant:<12} {sps:8.0f} steps/s")
+    medians = {v: statistics.median(s) for v, s in samples.items()}
+    result: dict[str, Any] = {
+        "benchmark": "throughput",
+        "level": level,
+        "n_envs": n_envs,
+        "timesteps": timesteps,
+        "repeats": repeats,
+        "machine": machine(),
+        "steps_per_second": medians,
+        "samples": samples,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    for variant in THROUGHPUT_VARIANTS[1:]:
+        result[f"ratio_{variant}"] = medians[variant] / medians["reference"]
+    return result
+
+
+def _run(config: ExperimentConfig) -> dict[str, Any]:
+    result = train(config)
+    return {
+        "seed": config.seed,
+        "episodes_to_90": result.episodes_to.get(0.9),
+        "episodes_to_99": result.episodes_to.get(0.99),
+        "episodes": result.episodes,
+        "frames": result.timesteps,
+        "seconds": round(result.seconds, 1),
+        "final_success_rate": result.eval.success_rate,
+        "run_dir": str(result.run_dir),
+    }
+
+
+def success_window(level: str) -> int:
+    """BabyAI's rolling window: 100 episodes, 10 on the tiny GoToRedBallGrey."""
+    return 10 if level == "BabyAI-GoToRedBallGrey-v0" else 100
+
+
+def efficiency(
+    level: str,
+    seeds: int = 1,
+    agent: str = "film-cnn",
+    budget: int = 1_000_000,
+    overrides: list[str] | None = None,
+    runs_dir: str = "runs",
+) -> dict[str, Any]:
+    """Episodes until the rolling success first reaches 0.99 (training stops there), per seed."""
+    runs = []
+    for seed in range(seeds):
+        config = bench_config(
+            level,
+            agent,
+            overrides,
+            name=f"bench-efficiency-{level}",
+            seed=seed,
+            runs_dir=runs_dir,
+            budget={"timesteps": budget, "stop_at_success": 0.99, "success_window": success_window(level)},
+        )
+        runs.append(_run(config))
+    reached = [r["episodes_to_99"] for r in runs if r["episodes_to_99"] is not None]
+    return {
+        "benchmark": "efficiency",
+        "level": level,
+        "agent": agent,
+        "budget": budget,
+        "window": success_window(level),
+        "machine": machine(),
+        "runs": runs,
+        "median_episodes_to_99": statistics.median(reached) if reached else None,
+        "reached_99": f"{len(reached)}/{len(runs)}",
+        "babyai": BABYAI_EPISODES_TO_99.get(level, {}),
+    }
+
+
+def conditioning(
+    level: str,
+    budget: int = 200_000,
+    agent: str = "film-cnn",
+    seed: int = 0,
+    overrides: list[str] | None = None,
+    runs_dir: str = "runs",
+) -> dict[str, Any]:
+    """The same budget for every conditioning mechanism: episodes to 0.9 / 0.99 and final success."""
+    rows = {}
+    for mechanism in ("film", "concat", "bias", "scale", "gate", "none"):
+        config = bench_config(
+            level,
+            agent,
+            [*(overrides or []), f"agent.conditioning={mechanism}"],
+            name=f"bench-conditioning-{level}",
+            seed=seed,
+            runs_dir=runs_dir,
+            budget={"timesteps": budget, "success_window": success_window(level)},
+        )
+        rows[mechanism] = _run(config)
+    return {
+        "benchmark": "conditioning",
+        "level": level,
+        "agent": agent,
+        "budget": budget,
+        "machine": machine(),
+        "results": rows,
+    }
+
+
+def write_json(result: dict[str, Any], path: Path | None) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2, default=str))

@@ -1,0 +1,53 @@
+"""`film-rl bench` at tiny budgets: every subcommand produces its JSON with every key."""
+
+import json
+
+from conftest import run_cli
+
+SMALL = ["env.n_envs=2", "agent.algorithm.n_steps=64", "agent.algorithm.batch_size=64", "eval.episodes=4"]
+
+
+def test_throughput_reports_ratios_and_memory(tmp_path):
+    out = tmp_path / "throughput.json"
+    done = run_cli("bench", "throughput", "--timesteps", "256", "--repeats", "2", "--n-envs", "2", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    for key in ("ratio_film_cnn", "ratio_film_lstm", "ratio_concat_lstm", "peak_rss_mb"):
+        assert result[key] > 0, key
+    assert set(result["steps_per_second"]) == {"reference", "film_cnn", "film_lstm", "concat_lstm"}
+    assert all(len(s) == 2 for s in result["samples"].values())  # every variant ran in both rounds
+    assert "ratio to reference" in done.stdout
+
+
+def test_efficiency_reports_babyai_metric_beside_the_paper(tmp_path):
+    out = tmp_path / "efficiency.json"
+    done = run_cli(
+        "bench", "efficiency", "--level", "BabyAI-GoToRedBallGrey-v0", "--budget", "256", "--seeds", "2",
+        "--runs-dir", str(tmp_path / "runs"), "--out", str(out), *SMALL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["window"] == 10 and result["babyai"]["babyai_1.0"] == [16000, 17000]
+    assert [r["seed"] for r in result["runs"]] == [0, 1]
+    for run in result["runs"]:
+        assert {"episodes_to_99", "frames", "seconds", "final_success_rate"} <= set(run)
+        assert run["frames"] >= 256
+
+
+def test_conditioning_ablation_covers_every_mechanism(tmp_path):
+    out = tmp_path / "conditioning.json"
+    done = run_cli(
+        "bench", "conditioning", "--level", "BabyAI-GoToObjS4-v0", "--budget", "128",
+        "--runs-dir", str(tmp_path / "runs"), "--out", str(out), *SMALL,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())["results"]
+    assert list(results) == ["film", "concat", "bias", "scale", "gate", "none"]
+    assert all({"episodes_to_90", "episodes_to_99", "final_success_rate"} <= set(r) for r in results.values())
+
+
+def test_bench_rejects_bad_input_in_one_line():
+    done = run_cli("bench", "efficiency", "--level", "BabyAI-GoToNowhere-v0")
+    assert done.returncode == 2 and "unknown env id" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    done = run_cli("bench", "throughput", "--repeats", "0")
+    assert done.returncode == 2 and "--repeats must be positive" in done.stderr

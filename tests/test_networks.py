@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from film_rl.instructions import Vocabulary
-from film_rl.networks import FiLMGenerator, GridFiLMCNN, InstructionEncoder
+from film_rl.networks import FiLMGenerator, GridFiLMCNN, InstructionEncoder, distinct_rows
 
 VOCAB = Vocabulary.babyai()
 MISSIONS = ["go to the red ball", "pick up a blue key", "put the grey box next to the green ball", "go to the red ball"]
@@ -74,3 +74,29 @@ def test_grid_cnn_shapes_and_gradients(conditioning, kernel_size, pool):
     out.sum().backward()
     for p, n in zip(params, cnn.param_sizes, strict=True):
         assert (p.grad is not None and p.grad.abs().sum() > 0) or n == 0
+
+
+def test_distinct_rows_matches_torch_unique():
+    batch = tokens(MISSIONS * 3, 20)
+    keys, rows, inverse = distinct_rows(batch)
+    assert keys is not None and len(rows) == 3
+    assert torch.equal(rows[inverse], batch[:, : rows.shape[1]])
+    assert (batch[:, rows.shape[1] :] == 0).all()  # only all-pad columns were dropped
+
+
+def test_acting_cache_never_serves_stale_parameters():
+    """Without gradients the generator reuses results, until an optimizer step changes the weights."""
+    torch.manual_seed(0)
+    generator = FiLMGenerator(InstructionEncoder(len(VOCAB), "gru", 8, 16), [4])
+    batch = tokens(MISSIONS, 12)
+    with torch.no_grad():
+        cached = generator.embed(batch)
+        assert torch.equal(generator.embed(batch), cached)
+    assert torch.allclose(generator.embed(batch), cached)  # the gradient path computes the same values
+    optimizer = torch.optim.SGD(generator.parameters(), lr=0.5)
+    generator.embed(batch).pow(2).sum().add(generator.embed(batch).sum()).backward()
+    optimizer.step()
+    with torch.no_grad():
+        after = generator.embed(batch)
+    assert not torch.allclose(after, cached)
+    assert torch.allclose(after, generator.embed(batch).detach())

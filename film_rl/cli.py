@@ -25,9 +25,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _quiet_libraries() -> None:
     """Warnings that say nothing actionable to a film-rl user."""
-    warnings.filterwarnings("ignore", message=".*Sampling rejected.*")
     warnings.filterwarnings("ignore", category=UserWarning, module="gymnasium")
-    warnings.filterwarnings("ignore", message=".*get_obs_shape.*")
     warnings.filterwarnings("ignore", message=".*You are trying to run PPO on the GPU.*")
 
 
@@ -63,6 +61,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.episodes <= 0:
         raise UserError("--episodes must be positive")
+    if args.video_episodes <= 0:
+        raise UserError("--video-episodes must be positive")
     run_dir, model_path = runs.locate(args.target)
     config = runs.read_config(run_dir)
     vocab = runs.read_vocab(run_dir)

@@ -75,41 +75,29 @@ class InstructionFeatures(BaseFeaturesExtractor):
             self.generator.reset_head()
 
 
-def _film_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
-    kwargs.setdefault("features_extractor_class", InstructionFeatures)
-    kwargs.setdefault("normalize_images", False)  # symbolic cells are ids, not pixels
-    return kwargs
+class _FilmPolicyMixin:
+    """What both FiLM policies add to their SB3 base: the FiLM extractor by default, raw symbolic
+    cells (ids, not pixels, so no division by 255), and FiLM layers that start as identities."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        **kwargs: Any,
+    ):
+        kwargs.setdefault("features_extractor_class", InstructionFeatures)
+        kwargs.setdefault("normalize_images", False)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)  # type: ignore[call-arg]
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        super()._build(lr_schedule)  # type: ignore[misc]
+        self.features_extractor.reset_film_head()  # type: ignore[attr-defined]
 
 
-class FilmCnnPolicy(ActorCriticPolicy):
+class FilmCnnPolicy(_FilmPolicyMixin, ActorCriticPolicy):
     """Feed-forward actor-critic over :class:`InstructionFeatures`, for ``PPO``."""
 
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
-        lr_schedule: Schedule,
-        **kwargs: Any,
-    ):
-        super().__init__(observation_space, action_space, lr_schedule, **_film_defaults(kwargs))
 
-    def _build(self, lr_schedule: Schedule) -> None:
-        super()._build(lr_schedule)
-        self.features_extractor.reset_film_head()  # type: ignore[operator]
-
-
-class FilmLstmPolicy(RecurrentActorCriticPolicy):
+class FilmLstmPolicy(_FilmPolicyMixin, RecurrentActorCriticPolicy):
     """:class:`InstructionFeatures` followed by an LSTM memory, for ``sb3_contrib.RecurrentPPO``."""
-
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
-        lr_schedule: Schedule,
-        **kwargs: Any,
-    ):
-        super().__init__(observation_space, action_space, lr_schedule, **_film_defaults(kwargs))
-
-    def _build(self, lr_schedule: Schedule) -> None:
-        super()._build(lr_schedule)
-        self.features_extractor.reset_film_head()  # type: ignore[operator]

@@ -7,7 +7,6 @@ algorithm with the FiLM policy, the loggers and callbacks, learns, saves ``model
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -22,7 +21,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from film_rl import runs
 from film_rl.callbacks import Checkpointer, InstructionStats, PeriodicEval, StopOnSignal
-from film_rl.config import ExperimentConfig, save_config
+from film_rl.config import ExperimentConfig, load_experiment, save_config
 from film_rl.envs import check_levels, make_vec_env
 from film_rl.errors import UserError
 from film_rl.evaluate import EvalResult, evaluate
@@ -252,8 +251,6 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> TrainResult:
     Only the budget, evaluation, checkpoint, logging, threads and device may change on resume;
     the rest of the config is the run's own.
     """
-    from film_rl.config import load_experiment
-
     if not run_dir.is_dir():
         raise UserError(f"no such run directory: {run_dir}")
     for override in overrides or []:
@@ -287,7 +284,3 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> TrainResult:
 def describe_interrupt(err: TrainingInterrupted) -> str:
     name = signal.Signals(err.signum).name
     return f"{name}: checkpoint saved to {err.checkpoint}\nresume with: film-rl train --resume {err.run_dir}"
-
-
-def eval_summary(result: EvalResult) -> str:
-    return json.dumps({"success_rate": result.success_rate, "mean_return": round(result.mean_return, 4)})

@@ -122,13 +122,19 @@ def throughput(
     repeats: int = 3,
     device: str = "cpu",
     progress: Callable[[str], None] = print,
+    overrides: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Training steps per second of the four variants, alternated, medians and ratios to the reference."""
+    """Training steps per second of the four variants, alternated, medians and ratios to the reference.
+
+    ``overrides`` apply to every variant (the reference takes the PPO settings and ``env.*``).
+    """
     samples: dict[str, list[float]] = {v: [] for v in THROUGHPUT_VARIANTS}
     vocab = Vocabulary.babyai()
     for round_ in range(repeats):
         for variant in THROUGHPUT_VARIANTS:
-            config = bench_config(level, _AGENT_OF.get(variant, "film-cnn"), [f"env.n_envs={n_envs}"])
+            config = bench_config(
+                level, _AGENT_OF.get(variant, "film-cnn"), [f"env.n_envs={n_envs}", *(overrides or [])]
+            )
             model: BaseAlgorithm
             if variant == "reference":
                 model = reference_model(config)
@@ -147,6 +153,7 @@ def throughput(
         "n_envs": n_envs,
         "timesteps": timesteps,
         "repeats": repeats,
+        "overrides": overrides or [],
         "machine": machine(),
         "steps_per_second": medians,
         "samples": samples,

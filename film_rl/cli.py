@@ -134,7 +134,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     check_levels([level])
     if args.kind == "throughput":
-        result = bench.throughput(level, args.n_envs, args.timesteps, args.repeats, progress=lambda s: print(s))
+        result = bench.throughput(
+            level, args.n_envs, args.timesteps, args.repeats, progress=lambda s: print(s), overrides=args.overrides
+        )
     elif args.kind == "efficiency":
         result = bench.efficiency(level, args.seeds, args.agent, args.budget, args.overrides, args.runs_dir)
     else:
@@ -189,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     for q in (e, c):
         q.add_argument("--agent", default="film-cnn", help="agent recipe")
         q.add_argument("--runs-dir", default="runs/bench")
+    for q in (t, e, c):
         q.add_argument("overrides", nargs="*", help="key=value overrides of the experiment")
     for q in (t, e, c):
         q.add_argument("--out", metavar="FILE", help="write the result as JSON")

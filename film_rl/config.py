@@ -71,7 +71,9 @@ class AgentConfig:
     policy: Literal["cnn", "lstm"] = "cnn"
     conditioning: Conditioning = "film"
     encoder: Encoder = "gru"
-    channels: list[int] = field(default_factory=lambda: [32, 64])
+    #: [16, 32] trains 1.3x faster than [32, 64] and learns GoToLocal as well (0.685 vs 0.695
+    #: success after 250k steps, 200 episodes)
+    channels: list[int] = field(default_factory=lambda: [16, 32])
     embed_dim: int = 16
     kernel_size: int = 2
     pool: Literal["flatten", "max"] = "flatten"

@@ -188,7 +188,7 @@ class GridFiLMCNN(nn.Module):
 
     def __init__(
         self,
-        channels: Sequence[int] = (32, 64),
+        channels: Sequence[int] = (16, 32),
         conditioning: str = "film",
         embed_dim: int = 16,
         kernel_size: int = 2,

@@ -41,7 +41,7 @@ class InstructionFeatures(BaseFeaturesExtractor):
         observation_space: spaces.Dict,
         conditioning: str = "film",
         encoder: str = "gru",
-        channels: tuple[int, ...] | list[int] = (32, 64),
+        channels: tuple[int, ...] | list[int] = (16, 32),
         embed_dim: int = 16,
         kernel_size: int = 2,
         word_dim: int = 32,

@@ -9,13 +9,17 @@ SMALL = ["env.n_envs=2", "agent.algorithm.n_steps=64", "agent.algorithm.batch_si
 
 def test_throughput_reports_ratios_and_memory(tmp_path):
     out = tmp_path / "throughput.json"
-    done = run_cli("bench", "throughput", "--timesteps", "256", "--repeats", "2", "--n-envs", "2", "--out", str(out))
+    done = run_cli(
+        "bench", "throughput", "--timesteps", "256", "--repeats", "2", "--n-envs", "2", "--out", str(out),
+        "agent.algorithm.n_steps=64",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     for key in ("ratio_film_cnn", "ratio_film_lstm", "ratio_concat_lstm", "peak_rss_mb"):
         assert result[key] > 0, key
     assert set(result["steps_per_second"]) == {"reference", "film_cnn", "film_lstm", "concat_lstm"}
     assert all(len(s) == 2 for s in result["samples"].values())  # every variant ran in both rounds
+    assert result["overrides"] == ["agent.algorithm.n_steps=64"]
     assert "ratio to reference" in done.stdout
 
 

@@ -2,7 +2,8 @@
 
 Episodes are assigned up front (episode ``i`` is reset with seed ``seed + i``) and run in a few
 parallel slots with one batched forward pass per step, so the result does not depend on which
-episodes happen to end first, and the same command gives the same numbers.
+episodes happen to end first; sampled actions come from a generator seeded with ``seed``, so the
+same call gives the same numbers.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 
@@ -173,7 +175,11 @@ def evaluate(
             render_mode="rgb_array" if record else None,
         )
 
-    results = rollout(model, make_env, episodes, seed=seed, deterministic=deterministic, record=record)
+    # Sampled actions draw from torch's global generator: seed it for this evaluation only, so the
+    # same seed gives the same numbers in any process, and training's own random stream is untouched.
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        results = rollout(model, make_env, episodes, seed=seed, deterministic=deterministic, record=record)
     if video_dir is not None:
         from film_rl.video import write_episode_videos
 

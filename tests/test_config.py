@@ -78,3 +78,11 @@ def test_override_values_are_yaml():
     assert parse_override("agent.channels=[8,16]") == ("agent.channels", [8, 16])
     assert parse_override("logging.entity=null") == ("logging.entity", None)
     assert parse_override("name=my run") == ("name", "my run")
+
+
+def test_every_shipped_experiment_composes():
+    experiments = sorted((ROOT / "experiments").glob("*.yaml"))
+    assert len(experiments) >= 3
+    for path in experiments:
+        config = load_experiment(path)
+        assert config.env.levels and config.agent_recipe and config.env_recipe, path

@@ -100,4 +100,31 @@ class FilmCnnPolicy(_FilmPolicyMixin, ActorCriticPolicy):
 
 
 class FilmLstmPolicy(_FilmPolicyMixin, RecurrentActorCriticPolicy):
-    """:class:`InstructionFeatures` followed by an LSTM memory, for ``sb3_contrib.RecurrentPPO``."""
+    """:class:`InstructionFeatures` followed by an LSTM memory, for ``sb3_contrib.RecurrentPPO``.
+
+    Its sequence pass runs the LSTM once over every padded sequence where sb3-contrib steps it in a
+    Python loop: see :meth:`_process_sequence`.
+    """
+
+    @staticmethod
+    def _process_sequence(
+        features: torch.Tensor,
+        lstm_states: tuple[torch.Tensor, torch.Tensor],
+        episode_starts: torch.Tensor,
+        lstm: nn.LSTM,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """sb3-contrib's sequence pass, with one fused LSTM call when episodes start only at t = 0.
+
+        RecurrentPPO cuts its rollout into sequences at every episode start, so in training an
+        episode can start only at a sequence's first step; padding follows the last step. Zeroing
+        those sequences' initial states and running the whole padded batch at once is then exactly
+        what sb3-contrib's step-by-step loop computes. Any other pattern takes that loop.
+        """
+        n_seq = lstm_states[0].shape[1]
+        starts = episode_starts.reshape((n_seq, -1)).swapaxes(0, 1)
+        if starts.shape[0] > 1 and not bool(torch.any(starts[1:] != 0)):
+            keep = (1.0 - starts[0]).view(1, n_seq, 1)
+            sequence = features.reshape((n_seq, -1, lstm.input_size)).swapaxes(0, 1)
+            output, states = lstm(sequence, (keep * lstm_states[0], keep * lstm_states[1]))
+            return torch.flatten(output.transpose(0, 1), start_dim=0, end_dim=1), states
+        return RecurrentActorCriticPolicy._process_sequence(features, lstm_states, episode_starts, lstm)

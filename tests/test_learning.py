@@ -18,7 +18,7 @@ FAST = [
 ]
 
 
-@pytest.mark.parametrize("agent,timesteps", [("film-cnn", 16000), ("film-lstm", 12000)])
+@pytest.mark.parametrize("agent,timesteps", [("film-cnn", 16000), ("film-lstm", 20000)])
 def test_policy_learns_through_the_cli(tmp_path, agent, timesteps):
     budget = f"budget.timesteps={timesteps}"
     done = run_cli("train", "experiments/quickstart.yaml", f"agent={agent}", budget, f"runs_dir={tmp_path}", *FAST)

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from conftest import ROOT
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
@@ -78,3 +79,27 @@ def test_policy_defaults_suit_symbolic_grids():
     head = model.policy.features_extractor.generator.head
     assert head.weight.abs().sum() == 0 and head.bias.abs().sum() == 0
     venv.close()
+
+
+@pytest.mark.parametrize("starts_inside", [False, True])
+def test_fused_sequence_pass_equals_sb3_contribs_loop(starts_inside):
+    """Same outputs, states and gradients as RecurrentActorCriticPolicy's step-by-step pass."""
+    from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(6, 5)
+    n_seq, length = 4, 7
+    features = torch.randn(n_seq * length, 6, requires_grad=True)
+    states = (torch.randn(1, n_seq, 5), torch.randn(1, n_seq, 5))
+    starts = torch.zeros(n_seq, length)
+    starts[[0, 2], 0] = 1.0  # some sequences begin a new episode
+    if starts_inside:
+        starts[1, 3] = 1.0  # a pattern RecurrentPPO's buffer never produces: the loop handles it
+    flat = starts.reshape(-1)
+    ours, ours_states = FilmLstmPolicy._process_sequence(features, states, flat, lstm)
+    (grad_ours,) = torch.autograd.grad(ours.sum(), features)
+    theirs, their_states = RecurrentActorCriticPolicy._process_sequence(features, states, flat, lstm)
+    (grad_theirs,) = torch.autograd.grad(theirs.sum(), features)
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours_states, their_states, strict=True))
+    assert torch.allclose(grad_ours, grad_theirs, atol=1e-6)

@@ -162,20 +162,13 @@ def _learn(
     stats = InstructionStats(vocab, config.budget.success_window, thresholds, config.budget.stop_at_success)
     checkpointer = Checkpointer(run_dir, config.checkpoint.freq, config.checkpoint.keep)
     callbacks: list[Any] = [stats, checkpointer]
+
+    def evaluate_now(episodes: int, seed: int) -> EvalResult:
+        # held-out seeds: training resets start at config.seed, evaluations far above it
+        return evaluate(model, config.env, vocab, episodes, seed=seed, deterministic=config.eval.deterministic)  # type: ignore[arg-type]
+
     if config.eval.freq > 0:
-        callbacks.append(
-            PeriodicEval(
-                lambda: evaluate(
-                    model,  # type: ignore[arg-type]
-                    config.env,
-                    vocab,
-                    config.eval.freq_episodes,
-                    seed=10_000,
-                    deterministic=config.eval.deterministic,
-                ),
-                config.eval.freq,
-            )
-        )
+        callbacks.append(PeriodicEval(lambda: evaluate_now(config.eval.freq_episodes, 10_000), config.eval.freq))
     start_steps = model.num_timesteps
     remaining = config.budget.timesteps - start_steps
     started = time.perf_counter()
@@ -195,14 +188,7 @@ def _learn(
         elapsed = time.perf_counter() - started
         model_path = run_dir / runs.MODEL
         runs.save_atomically(model, model_path)
-        result = evaluate(
-            model,  # type: ignore[arg-type]
-            config.env,
-            vocab,
-            config.eval.episodes,
-            seed=1_000_000,
-            deterministic=config.eval.deterministic,
-        )
+        result = evaluate_now(config.eval.episodes, 1_000_000)
         (run_dir / runs.EVAL).write_text(result.to_json())
         if wandb_run is not None:
             wandb_run.summary.update({f"eval/{k}": v for k, v in vars(result).items() if k != "per_kind"})

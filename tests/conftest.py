@@ -52,6 +52,8 @@ TINY = [
     "agent.algorithm.n_epochs=1",
     "budget.timesteps=256",
     "eval.episodes=4",
+    "eval.freq=128",
+    "eval.freq_episodes=2",
     "logging.progress_bar=false",
 ]
 

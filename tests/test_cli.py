@@ -15,6 +15,9 @@ def test_train_writes_a_complete_run_directory(tiny_run):
     assert any((tiny_run / "tensorboard").rglob("events.out.tfevents.*"))
     result = json.loads((tiny_run / "eval.json").read_text())
     assert set(result) == EVAL_KEYS and result["episodes"] == 4
+    header = (tiny_run / "progress.csv").read_text().splitlines()[0].split(",")
+    for key in ("rollout/success_rate", "eval/success_rate", "instructions/unknown_words", "train/loss"):
+        assert key in header, key
 
 
 def test_evaluate_json_has_exactly_the_documented_keys(tiny_run):

@@ -42,7 +42,8 @@ class InstructionStats(BaseCallback):
         self.stop_at = stop_at
         self.unk = vocab.stoi[UNK]
         self.window = window
-        self.thresholds = thresholds
+        # the stopping rate is a threshold too, so the episode count it stopped at is recorded
+        self.thresholds = tuple(sorted({*thresholds, *([stop_at] if stop_at is not None else [])}))
         self.per_level: dict[str, deque[bool]] = defaultdict(lambda: deque(maxlen=window))
         self.recent: deque[bool] = deque(maxlen=window)
         self.episodes = 0

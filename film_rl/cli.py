@@ -125,13 +125,12 @@ def _print_bench(result: dict[str, Any]) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from film_rl import bench
+    from film_rl.envs import check_levels
 
     for name in ("timesteps", "repeats", "n_envs", "seeds", "budget"):
         if getattr(args, name, 1) <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be positive")
     level = getattr(args, "env", None) or args.level
-    from film_rl.envs import check_levels
-
     check_levels([level])
     if args.kind == "throughput":
         result = bench.throughput(
@@ -193,7 +192,6 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--runs-dir", default="runs/bench")
     for q in (t, e, c):
         q.add_argument("overrides", nargs="*", help="key=value overrides of the experiment")
-    for q in (t, e, c):
         q.add_argument("--out", metavar="FILE", help="write the result as JSON")
         q.set_defaults(func=cmd_bench)
     return parser

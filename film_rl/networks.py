@@ -118,9 +118,10 @@ class FiLMGenerator(nn.Module):
         if torch.is_grad_enabled() or keys is None:
             return self.head(self.encoder(rows))[inverse]
         # Acting (no gradient): reuse each instruction's parameters until the weights change,
-        # which they do only between rollouts. Tensor versions count in-place updates
-        # (optimizer steps, load_state_dict), so a stale entry is never served.
-        version = tuple(p._version for p in self.parameters())
+        # which they do only between rollouts. A tensor's version counts in-place updates
+        # (optimizer steps, load_state_dict) and its storage address changes when the data is
+        # replaced (.to(device), param.data = ...), so a stale entry is never served.
+        version = tuple(v for p in self.parameters() for v in (p.data_ptr(), p._version))
         if version != self._cache_version:
             self._cache, self._cache_version = {}, version
         key_list = keys.tolist()

@@ -158,8 +158,7 @@ def _learn(
     """Shared by fresh and resumed runs: learn to the budget, save, evaluate, log."""
     wandb_run = start_wandb(config, run_dir)
     model.set_logger(make_logger(run_dir, config.logging.tensorboard, wandb_run))
-    thresholds = tuple(sorted({0.9, 0.99, *([config.budget.stop_at_success] if config.budget.stop_at_success else [])}))
-    stats = InstructionStats(vocab, config.budget.success_window, thresholds, config.budget.stop_at_success)
+    stats = InstructionStats(vocab, config.budget.success_window, stop_at=config.budget.stop_at_success)
     checkpointer = Checkpointer(run_dir, config.checkpoint.freq, config.checkpoint.keep)
     callbacks: list[Any] = [stats, checkpointer]
 

@@ -100,3 +100,7 @@ def test_acting_cache_never_serves_stale_parameters():
         after = generator.embed(batch)
     assert not torch.allclose(after, cached)
     assert torch.allclose(after, generator.embed(batch).detach())
+    # replacing the data outright (as .to(device) does) also invalidates the cache
+    generator.head.bias.data = generator.head.bias.data + 1.0
+    with torch.no_grad():
+        assert torch.allclose(generator.embed(batch), after + 1.0)

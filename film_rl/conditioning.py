@@ -67,7 +67,8 @@ class FiLM(Conditioning):
 
     def post(self, h: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         delta_gamma, beta = p.chunk(2, dim=1)
-        return (1.0 + _per_feature(delta_gamma, h)) * h + _per_feature(beta, h)
+        # (1 + Δγ) ⊙ h + β, written as h + β + Δγ ⊙ h: one fused op fewer per layer
+        return torch.addcmul(h + _per_feature(beta, h), h, _per_feature(delta_gamma, h))
 
 
 class Scale(Conditioning):

@@ -17,7 +17,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-from film_rl.networks import FiLMGenerator, GridFiLMCNN, InstructionEncoder
+from film_rl.networks import SMALL_BATCH, FiLMGenerator, GridFiLMCNN, InstructionEncoder, native_cpu_kernels
 
 
 class InstructionFeatures(BaseFeaturesExtractor):
@@ -106,6 +106,28 @@ class FilmLstmPolicy(_FilmPolicyMixin, RecurrentActorCriticPolicy):
     Python loop: see :meth:`_process_sequence`.
     """
 
+    def extract_features(  # type: ignore[override]
+        self, obs: dict[str, torch.Tensor], features_extractor: BaseFeaturesExtractor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Features of the real rows only; padding rows get zeros.
+
+        RecurrentPPO pads each minibatch's sequences to the longest one, which doubles the rows on
+        BabyAI levels; the loss masks padding out, so its features need not be computed. Padding
+        rows are the ones with ``instruction_length == 0`` (a real mission has words).
+        """
+        length = obs.get("instruction_length") if isinstance(obs, dict) else None
+        real = None if length is None else length.reshape(-1) > 0
+        if real is None or bool(real.all()):
+            return super().extract_features(obs, features_extractor)  # type: ignore[misc,no-any-return]
+        kept = super().extract_features({k: v[real] for k, v in obs.items()}, features_extractor)  # type: ignore[misc]
+
+        def spread(features: torch.Tensor) -> torch.Tensor:
+            out = features.new_zeros(real.shape[0], features.shape[1])
+            out[real] = features
+            return out
+
+        return tuple(spread(f) for f in kept) if isinstance(kept, tuple) else spread(kept)  # type: ignore[return-value]
+
     @staticmethod
     def _process_sequence(
         features: torch.Tensor,
@@ -118,13 +140,15 @@ class FilmLstmPolicy(_FilmPolicyMixin, RecurrentActorCriticPolicy):
         RecurrentPPO cuts its rollout into sequences at every episode start, so in training an
         episode can start only at a sequence's first step; padding follows the last step. Zeroing
         those sequences' initial states and running the whole padded batch at once is then exactly
-        what sb3-contrib's step-by-step loop computes. Any other pattern takes that loop.
+        what sb3-contrib's step-by-step loop computes. Acting is the one-step case. Any other
+        pattern takes that loop.
         """
         n_seq = lstm_states[0].shape[1]
         starts = episode_starts.reshape((n_seq, -1)).swapaxes(0, 1)
-        if starts.shape[0] > 1 and not bool(torch.any(starts[1:] != 0)):
-            keep = (1.0 - starts[0]).view(1, n_seq, 1)
-            sequence = features.reshape((n_seq, -1, lstm.input_size)).swapaxes(0, 1)
+        if bool(torch.any(starts[1:] != 0)):
+            return RecurrentActorCriticPolicy._process_sequence(features, lstm_states, episode_starts, lstm)
+        keep = (1.0 - starts[0]).view(1, n_seq, 1)
+        sequence = features.reshape((n_seq, -1, lstm.input_size)).swapaxes(0, 1)
+        with native_cpu_kernels(features.shape[0] <= SMALL_BATCH and features.device.type == "cpu"):
             output, states = lstm(sequence, (keep * lstm_states[0], keep * lstm_states[1]))
-            return torch.flatten(output.transpose(0, 1), start_dim=0, end_dim=1), states
-        return RecurrentActorCriticPolicy._process_sequence(features, lstm_states, episode_starts, lstm)
+        return torch.flatten(output.transpose(0, 1), start_dim=0, end_dim=1), states

@@ -103,3 +103,38 @@ def test_fused_sequence_pass_equals_sb3_contribs_loop(starts_inside):
     assert torch.allclose(ours, theirs, atol=1e-6)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours_states, their_states, strict=True))
     assert torch.allclose(grad_ours, grad_theirs, atol=1e-6)
+
+
+def test_padding_rows_are_skipped_without_changing_the_loss():
+    """RecurrentPPO's padded minibatches: features of the real rows only, same outputs and gradients."""
+    from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+
+    venv = make_vec_env(LEVELS, Vocabulary.babyai(), 4, seed=0)
+    kwargs = {"lstm_hidden_size": 16, "shared_lstm": True, "enable_critic_lstm": False}
+    model = RecurrentPPO(FilmLstmPolicy, venv, n_steps=64, batch_size=64, seed=0, device="cpu", policy_kwargs=kwargs)
+    model.learn(256)  # a full rollout buffer; GoToLocal episodes end inside it, so sequences are padded
+    torch.nn.init.normal_(model.policy.features_extractor.generator.head.weight, std=0.1)
+    policy = model.policy
+    checked = 0
+    for batch in model.rollout_buffer.get(64):
+        real = batch.mask > 0
+        if bool(real.all()):
+            continue
+        checked += 1
+        args = (batch.observations, batch.actions.long().flatten(), batch.lstm_states, batch.episode_starts)
+        ours = policy.evaluate_actions(*args)
+        (grads_ours,) = torch.autograd.grad(
+            ours[1][real].sum() + ours[0].flatten()[real].sum(), [policy.lstm_actor.weight_ih_l0]
+        )
+        # the stock path: features of every row, padding included
+        policy.extract_features = lambda obs, fe=None: RecurrentActorCriticPolicy.extract_features(policy, obs, fe)
+        theirs = policy.evaluate_actions(*args)
+        del policy.extract_features
+        (grads_theirs,) = torch.autograd.grad(
+            theirs[1][real].sum() + theirs[0].flatten()[real].sum(), [policy.lstm_actor.weight_ih_l0]
+        )
+        assert torch.allclose(ours[0].flatten()[real], theirs[0].flatten()[real], atol=1e-5)
+        assert torch.allclose(ours[1][real], theirs[1][real], atol=1e-5)
+        assert torch.allclose(grads_ours, grads_theirs, atol=1e-5)
+    assert checked > 0
+    venv.close()

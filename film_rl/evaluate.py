@@ -22,18 +22,7 @@ from stable_baselines3 import PPO
 
 from film_rl.config import EnvConfig
 from film_rl.envs import make_babyai_env
-from film_rl.instructions import Vocabulary, split_words
-
-SEQUENCE_WORDS = {"and", "then", "after"}
-VERBS = {"go": "go to", "pick": "pick up", "open": "open", "put": "put next"}
-
-
-def instruction_kind(mission: str) -> str:
-    """``go to`` / ``pick up`` / ``open`` / ``put next``, or ``sequence`` for compound missions."""
-    words = split_words(mission)
-    if SEQUENCE_WORDS.intersection(words):
-        return "sequence"
-    return VERBS.get(words[0], "other") if words else "other"
+from film_rl.instructions import Vocabulary, instruction_kind
 
 
 @dataclass

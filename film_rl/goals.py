@@ -45,7 +45,7 @@ import numpy as np
 
 from film_rl import __version__
 from film_rl.errors import UserError
-from film_rl.instructions import Vocabulary
+from film_rl.instructions import Vocabulary, instruction_kind
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -107,9 +107,6 @@ class GoalDataset:
 
     def kinds(self) -> dict[str, int]:
         """Goal states per instruction kind (``go to``, ``pick up``, ``open``, ``put next``, ``sequence``)."""
-        # imported here: film_rl.evaluate pulls in torch, which reading a dataset does not need
-        from film_rl.evaluate import instruction_kind
-
         return dict(Counter(instruction_kind(str(m)) for m in self.missions).most_common())
 
     def subset(self, index: np.ndarray) -> GoalDataset:

@@ -94,3 +94,15 @@ class Vocabulary:
         if not isinstance(itos, list) or itos[:2] != [PAD, UNK]:
             raise ValueError(f"{path} is not a film-rl vocabulary")
         return cls(itos[2:])
+
+
+SEQUENCE_WORDS = {"and", "then", "after"}
+VERBS = {"go": "go to", "pick": "pick up", "open": "open", "put": "put next"}
+
+
+def instruction_kind(mission: str) -> str:
+    """``go to`` / ``pick up`` / ``open`` / ``put next``, or ``sequence`` for compound missions."""
+    words = split_words(mission)
+    if SEQUENCE_WORDS.intersection(words):
+        return "sequence"
+    return VERBS.get(words[0], "other") if words else "other"

@@ -4,8 +4,8 @@ from stable_baselines3 import PPO
 
 from film_rl.config import EnvConfig
 from film_rl.envs import make_vec_env
-from film_rl.evaluate import Episode, evaluate, instruction_kind, summarize
-from film_rl.instructions import Vocabulary
+from film_rl.evaluate import Episode, evaluate, summarize
+from film_rl.instructions import Vocabulary, instruction_kind
 from film_rl.policies import FilmCnnPolicy
 
 

@@ -100,13 +100,16 @@ class Checkpointer(BaseCallback):
     :param run_dir: the run directory.
     :param freq: timesteps between checkpoints (0: never, except on request).
     :param keep: periodic checkpoints kept; older ones are deleted only after a newer one is safe.
+    :param save_extra: saves what else the run needs to resume beside a checkpoint (AGILE's
+        reward model), given the checkpoint's path; its files are named ``step_<timesteps>.*``.
     """
 
-    def __init__(self, run_dir: Path, freq: int, keep: int) -> None:
+    def __init__(self, run_dir: Path, freq: int, keep: int, save_extra: Callable[[Path], None] | None = None) -> None:
         super().__init__()
         self.run_dir = run_dir
         self.freq = freq
         self.keep = max(1, keep)
+        self.save_extra = save_extra
         self._next = 0
 
     def _on_training_start(self) -> None:
@@ -114,9 +117,12 @@ class Checkpointer(BaseCallback):
 
     def save(self) -> Path:
         path = self.run_dir / CHECKPOINTS / f"step_{self.model.num_timesteps}.zip"
+        if self.save_extra is not None:
+            self.save_extra(path)  # first: a checkpoint is complete once its zip exists
         save_atomically(self.model, path)
         for _, old in checkpoints(self.run_dir)[: -self.keep]:
-            old.unlink(missing_ok=True)
+            for stale in old.parent.glob(f"{old.stem}.*"):
+                stale.unlink(missing_ok=True)
         return path
 
     def _on_step(self) -> bool:

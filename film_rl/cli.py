@@ -68,6 +68,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     vocab = runs.read_vocab(run_dir)
     model = runs.load_model(config, model_path, device=args.device)
     deterministic = config.eval.deterministic if args.deterministic is None else args.deterministic
+    reward_model = None
+    if args.reward_model:
+        from film_rl.agile import build_reward_model, load_reward_model, reward_model_path
+
+        saved = reward_model_path(model_path)
+        if not config.agent.reward_model.enabled or not saved.exists():
+            raise UserError(f"--reward-model: {run_dir} is not an AGILE run (no {saved.name} beside {model_path.name})")
+        reward_model = build_reward_model(config, vocab, run_dir, args.device)
+        load_reward_model(reward_model, saved)
     result = evaluate(
         model,
         config.env,
@@ -77,6 +86,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         deterministic=deterministic,
         video_dir=Path(args.video) if args.video else None,
         video_episodes=args.video_episodes,
+        reward_model=reward_model,
     )
     if args.json:
         print(result.to_json())
@@ -87,6 +97,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"mean_episode_length {result.mean_episode_length:.1f}")
     for kind, rate in result.per_kind.items():
         print(f"  {kind:<18}{rate:.3f}")
+    if result.reward_model is not None:
+        judged = result.reward_model
+        print(
+            f"reward model on final states: precision {judged['precision']:.3f} recall {judged['recall']:.3f} "
+            f"accuracy {judged['accuracy']:.3f} (threshold {judged['threshold']})"
+        )
     if args.video:
         print(f"videos: {args.video}")
     return 0
@@ -241,6 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-episodes", type=int, default=4, metavar="K")
     p.add_argument("--device", default="cpu", help="torch device for the policy (default cpu)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--reward-model",
+        action="store_true",
+        help="AGILE runs: also report the reward model's precision / recall on the episodes' final states",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("bench", help="measure throughput, sample efficiency and the conditioning ablation")

@@ -64,6 +64,35 @@ class AlgorithmConfig:
 
 
 @dataclass
+class RewardModelConfig:
+    """AGILE: a FiLM discriminator's judgement replaces the level's reward (see :mod:`film_rl.agile`).
+
+    Episodes then end when the policy takes minigrid's ``done`` action, rewarded 1 when the
+    discriminator finds that state a goal state for the instruction.
+    """
+
+    enabled: bool = False
+    #: a goal-state file (``film-rl goals make``); none: the run makes one into RUN_DIR/goals.npz
+    goals: str | None = None
+    #: bot episodes per level when the run makes its own goal states
+    goal_episodes: int = 2000
+    #: the discriminator's conditioning (none: the policy's)
+    conditioning: Conditioning | None = None
+    #: reward 1 when D(instruction, state) is above this
+    threshold: float = 0.5
+    #: fraction of the policy's states D finds most goal-like left out of the negatives
+    rho: float = 0.25
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    #: discriminator steps between two rollouts
+    updates_per_rollout: int = 8
+    #: extra discriminator steps after the first rollout, before its rewards mean anything
+    warmup_updates: int = 100
+    #: recent policy states kept as negatives
+    replay_capacity: int = 10_000
+
+
+@dataclass
 class AgentConfig:
     """The policy network, its conditioning and the algorithm that trains it."""
 
@@ -85,6 +114,7 @@ class AgentConfig:
     net_arch: list[int] = field(default_factory=lambda: [64])
     lstm_hidden: int = 128
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
 
 
 @dataclass

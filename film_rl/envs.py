@@ -134,9 +134,48 @@ class BabyAISuccess(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructor
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         if terminated or truncated:
-            info["is_success"] = bool(terminated and float(reward) > 0)
+            info.setdefault("is_success", bool(terminated and float(reward) > 0))  # DoneActionEnds sets its own
             info["level"] = getattr(self.env, "current_level", self.level)
         return obs, reward, terminated, truncated, info
+
+
+class DoneActionEnds(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
+    """AGILE's episodes: the policy, not the level, says when the instruction is carried out.
+
+    The level's verifier no longer ends the episode on success; minigrid's ``done`` action ends it
+    (or the time limit, or a verifier failure such as picking up the wrong object). The reward is
+    always 0: in an AGILE run the reward model's judgement of the state at ``done`` replaces it
+    (:class:`film_rl.agile.RewardModelReward`), so the level's reward must never reach the policy.
+    Whether the verifier reported success at any step is kept as the ground truth in
+    ``info["is_success"]`` at the episode's end, which is what ``rollout/success_rate`` logs.
+
+    >>> import gymnasium as gym
+    >>> env = DoneActionEnds(gym.make("BabyAI-GoToRedBallGrey-v0"))
+    >>> _ = env.reset(seed=0)
+    >>> env.step(env.unwrapped.actions.done)[1:4]  # reward, terminated, truncated
+    (0.0, True, False)
+
+    :param env: a BabyAI level (or :class:`MultiLevelEnv`).
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env)
+        self.done_action = int(env.unwrapped.actions.done)  # type: ignore[attr-defined]
+        self._succeeded = False
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        self._succeeded = False
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        verifier_success = terminated and float(reward) > 0
+        self._succeeded = self._succeeded or verifier_success
+        terminated = int(action) == self.done_action or (terminated and not verifier_success)
+        if terminated or truncated:
+            info["is_success"] = self._succeeded
+        return obs, 0.0, terminated, truncated, info
 
 
 class MultiLevelEnv(gym.Env[Any, Any]):
@@ -205,12 +244,18 @@ def make_babyai_env(
     max_length: int = DEFAULT_MAX_INSTRUCTION_LENGTH,
     reward_scale: float = 1.0,
     render_mode: str | None = None,
+    done_action_ends: bool = False,
 ) -> gym.Env:
-    """One wrapped env over ``levels``: a single level, or a per-episode draw among several."""
+    """One wrapped env over ``levels``: a single level, or a per-episode draw among several.
+
+    ``done_action_ends``: AGILE's episodes (see :class:`DoneActionEnds`).
+    """
     if len(levels) == 1:
         env: gym.Env = gym.make(levels[0], render_mode=render_mode)
     else:
         env = MultiLevelEnv(levels, render_mode=render_mode)
+    if done_action_ends:
+        env = DoneActionEnds(env)
     env = BabyAISuccess(env, levels[0])
     env = InstructionWrapper(env, vocab, max_length)
     env = EpisodeMonitor(env)
@@ -231,13 +276,15 @@ def worker_levels(levels: Sequence[str], n_envs: int, sampling: str) -> list[lis
 
 
 def _env_factory(
-    levels: list[str], vocab: Vocabulary, max_length: int, reward_scale: float, subprocess: bool
+    levels: list[str], vocab: Vocabulary, max_length: int, reward_scale: float, subprocess: bool, done_action_ends: bool
 ) -> Callable[[], gym.Env]:
     def make() -> gym.Env:
         if subprocess:
             # Ctrl-C is for the trainer, which saves a checkpoint and then closes the workers.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-        return make_babyai_env(levels, vocab, max_length=max_length, reward_scale=reward_scale)
+        return make_babyai_env(
+            levels, vocab, max_length=max_length, reward_scale=reward_scale, done_action_ends=done_action_ends
+        )
 
     return make
 
@@ -252,10 +299,12 @@ def make_vec_env(
     max_length: int = DEFAULT_MAX_INSTRUCTION_LENGTH,
     reward_scale: float = 1.0,
     subprocess: bool = False,
+    done_action_ends: bool = False,
 ) -> VecEnv:
     """``n_envs`` BabyAI workers, in subprocesses or in this process, seeded ``seed + i``."""
     factories = [
-        _env_factory(ls, vocab, max_length, reward_scale, subprocess) for ls in worker_levels(levels, n_envs, sampling)
+        _env_factory(ls, vocab, max_length, reward_scale, subprocess, done_action_ends)
+        for ls in worker_levels(levels, n_envs, sampling)
     ]
     venv: VecEnv = SubprocVecEnv(factories) if subprocess else DummyVecEnv(factories)
     venv.seed(seed)

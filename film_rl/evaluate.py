@@ -23,6 +23,7 @@ from stable_baselines3 import PPO
 from film_rl.config import EnvConfig
 from film_rl.envs import make_babyai_env
 from film_rl.instructions import Vocabulary, instruction_kind
+from film_rl.reward_model import RewardModelTrainer
 
 
 @dataclass
@@ -33,9 +34,11 @@ class EvalResult:
     episodes: int
     #: success rate per instruction kind, and per level for multi-level suites
     per_kind: dict[str, float] = field(default_factory=dict)
+    #: an AGILE run's reward model judged on the episodes' final states (``--reward-model``)
+    reward_model: dict[str, float] | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, indent=2)
 
 
 @dataclass
@@ -46,6 +49,8 @@ class Episode:
     ret: float
     length: int
     frames: list[np.ndarray] = field(default_factory=list)
+    #: the observation the episode ended on: a goal state exactly when ``success``
+    final_obs: dict[str, np.ndarray] | None = None
 
 
 def summarize(episodes: list[Episode], multi_level: bool) -> EvalResult:
@@ -131,6 +136,7 @@ def rollout(
                     ep.frames.append(envs[slot].render())  # type: ignore[arg-type]
                 obs[slot] = o
                 if terminated or truncated:
+                    ep.final_obs = o
                     ep.success = bool(info.get("is_success", terminated and float(reward) > 0))
                     ep.level = str(info.get("level", ep.level))
                     finished[current[slot]] = ep  # type: ignore[index]
@@ -152,8 +158,15 @@ def evaluate(
     deterministic: bool = True,
     video_dir: Path | None = None,
     video_episodes: int = 4,
+    reward_model: RewardModelTrainer | None = None,
 ) -> EvalResult:
-    """Evaluate on the true environment reward and BabyAI's own success verdict."""
+    """Evaluate on the true environment reward and BabyAI's own success verdict.
+
+    Every run, AGILE's included, plays the level's own episodes here (success ends them, ``done``
+    does nothing), so AGILE and true-reward runs compare on the same terms. With
+    ``reward_model``, D also judges each episode's final state, which is a goal state exactly
+    when the episode succeeded: its precision and recall go to ``EvalResult.reward_model``.
+    """
     record = min(video_episodes, episodes) if video_dir is not None else 0
 
     def make_env() -> gym.Env:
@@ -173,4 +186,23 @@ def evaluate(
         from film_rl.video import write_episode_videos
 
         write_episode_videos(results[:record], video_dir)
-    return summarize(results, multi_level=len(env_config.levels) > 1)
+    result = summarize(results, multi_level=len(env_config.levels) > 1)
+    if reward_model is not None:
+        result.reward_model = judge_final_states(reward_model, results)
+    return result
+
+
+def judge_final_states(reward_model: RewardModelTrainer, episodes: list[Episode]) -> dict[str, float]:
+    """D's verdict on each episode's final state against the level's: precision, recall, accuracy."""
+    finals = [ep.final_obs for ep in episodes if ep.final_obs is not None]
+    truth = np.array([ep.success for ep in episodes if ep.final_obs is not None])
+    said = reward_model.reward(_stack(finals)) > 0 if finals else np.zeros(0, bool)  # type: ignore[arg-type]
+    true_positives = float(np.sum(said & truth))
+    return {
+        "precision": true_positives / max(1.0, float(said.sum())),
+        "recall": true_positives / max(1.0, float(truth.sum())),
+        "accuracy": float(np.mean(said == truth)) if len(truth) else float("nan"),
+        "threshold": reward_model.threshold,
+        "goal_states": float(truth.sum()),
+        "rewarded_states": float(said.sum()),
+    }

@@ -15,11 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from minigrid.core.actions import Actions
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.vec_env import VecEnv
 
 from film_rl import runs
+from film_rl.agile import (
+    RewardModelReward,
+    RewardModelUpdates,
+    build_reward_model,
+    load_reward_model,
+    reward_model_path,
+    save_reward_model,
+)
 from film_rl.callbacks import Checkpointer, InstructionStats, PeriodicEval, StopOnSignal
 from film_rl.config import ExperimentConfig, load_experiment, save_config
 from film_rl.envs import check_levels, make_vec_env
@@ -27,6 +36,7 @@ from film_rl.errors import UserError
 from film_rl.evaluate import EvalResult, evaluate
 from film_rl.instructions import Vocabulary
 from film_rl.policies import FilmCnnPolicy, FilmLstmPolicy
+from film_rl.reward_model import RewardModelTrainer
 from film_rl.tracking import make_logger, start_wandb
 
 
@@ -69,9 +79,12 @@ def use_subprocesses(config: ExperimentConfig) -> bool:
     return config.env.vec_env == "subproc"
 
 
-def build_env(config: ExperimentConfig, vocab: Vocabulary, seed: int) -> VecEnv:
+def build_env(
+    config: ExperimentConfig, vocab: Vocabulary, seed: int, reward_model: RewardModelTrainer | None = None
+) -> VecEnv:
+    """The training VecEnv; with a reward model, AGILE's: episodes end at ``done``, D rewards them."""
     check_levels(config.env.levels)
-    return make_vec_env(
+    venv = make_vec_env(
         config.env.levels,
         vocab,
         config.env.n_envs,
@@ -80,7 +93,11 @@ def build_env(config: ExperimentConfig, vocab: Vocabulary, seed: int) -> VecEnv:
         max_length=config.env.max_instruction_length,
         reward_scale=config.env.reward_scale,
         subprocess=use_subprocesses(config),
+        done_action_ends=reward_model is not None,
     )
+    if reward_model is None:
+        return venv
+    return RewardModelReward(venv, reward_model, int(Actions.done), config.env.reward_scale)
 
 
 def build_model(config: ExperimentConfig, env: VecEnv, device: str) -> BaseAlgorithm:
@@ -146,6 +163,20 @@ def validate(config: ExperimentConfig) -> None:
     if not config.agent.channels or min(config.agent.channels) <= 0:
         raise UserError("agent.channels must list positive widths")
     check_levels(config.env.levels)
+    rm = config.agent.reward_model
+    if rm.enabled:
+        if not 0.0 < rm.threshold < 1.0:
+            raise UserError(f"agent.reward_model.threshold must be in (0, 1), got {rm.threshold}")
+        if not 0.0 <= rm.rho < 1.0:
+            raise UserError(f"agent.reward_model.rho must be in [0, 1), got {rm.rho}")
+        if rm.batch_size < 2 or rm.batch_size % 2:
+            raise UserError(f"agent.reward_model.batch_size must be even and at least 2, got {rm.batch_size}")
+        if min(rm.goal_episodes, rm.updates_per_rollout, rm.replay_capacity) <= 0 or rm.warmup_updates < 0:
+            raise UserError(
+                "agent.reward_model.goal_episodes, updates_per_rollout and replay_capacity must be positive"
+            )
+        if rm.learning_rate <= 0:
+            raise UserError("agent.reward_model.learning_rate must be positive")
 
 
 def _learn(
@@ -154,13 +185,26 @@ def _learn(
     run_dir: Path,
     vocab: Vocabulary,
     device: str,
+    reward_model: RewardModelTrainer | None = None,
 ) -> TrainResult:
     """Shared by fresh and resumed runs: learn to the budget, save, evaluate, log."""
     wandb_run = start_wandb(config, run_dir)
     model.set_logger(make_logger(run_dir, config.logging.tensorboard, wandb_run))
     stats = InstructionStats(vocab, config.budget.success_window, stop_at=config.budget.stop_at_success)
-    checkpointer = Checkpointer(run_dir, config.checkpoint.freq, config.checkpoint.keep)
+    save_extra = None
+    if reward_model is not None:
+        settings = config.agent.reward_model
+
+        def save_extra(path: Path) -> None:
+            save_reward_model(reward_model, reward_model_path(path))
+
+    checkpointer = Checkpointer(run_dir, config.checkpoint.freq, config.checkpoint.keep, save_extra)
     callbacks: list[Any] = [stats, checkpointer]
+    if reward_model is not None:
+        updates = RewardModelUpdates(
+            reward_model, settings.updates_per_rollout, settings.warmup_updates, settings.batch_size, config.seed
+        )
+        callbacks.append(updates)
 
     def evaluate_now(episodes: int, seed: int) -> EvalResult:
         # held-out seeds: training resets start at config.seed, evaluations far above it
@@ -187,6 +231,8 @@ def _learn(
         elapsed = time.perf_counter() - started
         model_path = run_dir / runs.MODEL
         runs.save_atomically(model, model_path)
+        if save_extra is not None:
+            save_extra(model_path)
         result = evaluate_now(config.eval.episodes, 1_000_000)
         (run_dir / runs.EVAL).write_text(result.to_json())
         if wandb_run is not None:
@@ -222,9 +268,10 @@ def train(config: ExperimentConfig) -> TrainResult:
     save_config(config, run_dir / runs.CONFIG)
     vocab = Vocabulary.babyai()
     vocab.save(run_dir / runs.VOCAB)
-    env = build_env(config, vocab, config.seed)
+    reward_model = build_reward_model(config, vocab, run_dir, device) if config.agent.reward_model.enabled else None
+    env = build_env(config, vocab, config.seed, reward_model)
     model = build_model(config, env, device)
-    return _learn(model, config, run_dir, vocab, device)
+    return _learn(model, config, run_dir, vocab, device, reward_model)
 
 
 RESUMABLE_SECTIONS = ("budget.", "eval.", "checkpoint.", "logging.", "threads", "device")
@@ -261,9 +308,16 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> TrainResult:
             f"{run_dir} already reached its budget ({model.num_timesteps} >= {config.budget.timesteps} timesteps); "
             "pass budget.timesteps=N to train it further"
         )
+    reward_model = None
+    if config.agent.reward_model.enabled:
+        reward_model = build_reward_model(config, vocab, run_dir, device)
+        saved = reward_model_path(latest)
+        if not saved.exists():
+            raise UserError(f"{run_dir} is an AGILE run but {saved} is missing; cannot resume its reward model")
+        load_reward_model(reward_model, saved)
     # fresh episodes, not a replay of the first leg's
-    model.set_env(build_env(config, vocab, config.seed + model.num_timesteps))
-    return _learn(model, config, run_dir, vocab, device)
+    model.set_env(build_env(config, vocab, config.seed + model.num_timesteps, reward_model))
+    return _learn(model, config, run_dir, vocab, device, reward_model)
 
 
 def describe_interrupt(err: TrainingInterrupted) -> str:

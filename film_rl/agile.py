@@ -1,0 +1,180 @@
+"""AGILE inside an SB3 run: a learned reward model's judgement replaces the level's reward.
+
+A training run with ``agent.reward_model.enabled`` differs from an ordinary one in three places,
+each one small piece here:
+
+* :func:`build_reward_model`: goal states (a ``film-rl goals`` file, or made with BabyAI's bot
+  for the run) and a :class:`~film_rl.reward_model.RewardModelTrainer` whose discriminator is
+  built like the policy's network.
+* :class:`RewardModelReward`, a VecEnv wrapper: the env (:class:`~film_rl.envs.DoneActionEnds`)
+  ends an episode when the policy takes ``done`` and gives reward 0; this wrapper rewards that
+  step with ``1[D(instruction, state) > threshold]``. The level's own reward never reaches the
+  policy; its success is kept in ``info["is_success"]`` for logging.
+* :class:`RewardModelUpdates`, an SB3 callback: after each rollout, the rollout's states join
+  the replay of negatives and D takes its gradient steps; its metrics go to the run's logger
+  (wandb, TensorBoard, CSV) under ``reward_model/``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
+
+from film_rl.config import ExperimentConfig
+from film_rl.goals import GoalDataset, load_goals, make_goals
+from film_rl.instructions import Vocabulary
+from film_rl.reward_model import Discriminator, RewardModelTrainer
+
+#: the reward model's state beside a run's model.zip, and beside each checkpoint
+REWARD_MODEL = "reward_model.pt"
+#: goal states a run made for itself
+GOALS = "goals.npz"
+#: the bot's episodes are seeded far from training (config.seed + ...) and evaluation (10_000, 1_000_000)
+GOAL_SEED = 5_000_000
+
+
+def reward_model_path(model_path: Path) -> Path:
+    """Where a model's reward model lives: ``RUN/reward_model.pt`` beside ``RUN/model.zip``,
+    ``checkpoints/step_N.reward_model.pt`` beside ``checkpoints/step_N.zip``."""
+    if model_path.name == "model.zip":
+        return model_path.with_name(REWARD_MODEL)
+    return model_path.with_name(f"{model_path.stem}.{REWARD_MODEL}")
+
+
+def run_goals(config: ExperimentConfig, vocab: Vocabulary, run_dir: Path) -> GoalDataset:
+    """The run's goal states: the configured file, or the run's own (made once, then reused on resume)."""
+    settings = config.agent.reward_model
+    if settings.goals:
+        return load_goals(settings.goals, vocab)
+    path = run_dir / GOALS
+    if path.exists():
+        return load_goals(path, vocab)
+    levels = config.env.levels
+    print(f"reward model: BabyAI's bot plays {settings.goal_episodes * len(levels)} episodes for goal states")
+    goals = make_goals(
+        levels,
+        settings.goal_episodes * len(levels),
+        GOAL_SEED,
+        vocab,
+        max_length=config.env.max_instruction_length,
+    )
+    goals.save(path)
+    return goals
+
+
+def build_reward_model(
+    config: ExperimentConfig, vocab: Vocabulary, run_dir: Path, device: str | torch.device = "cpu"
+) -> RewardModelTrainer:
+    """The run's reward-model trainer; its discriminator has the policy's architecture and its own weights."""
+    settings, agent = config.agent.reward_model, config.agent
+    model = Discriminator(
+        len(vocab),
+        conditioning=settings.conditioning or agent.conditioning,
+        encoder=agent.encoder,
+        channels=agent.channels,
+        embed_dim=agent.embed_dim,
+        kernel_size=agent.kernel_size,
+        pool=agent.pool,
+        batch_norm=agent.batch_norm,
+        word_dim=agent.word_dim,
+        instruction_dim=agent.instruction_dim,
+    )
+    return RewardModelTrainer(
+        run_goals(config, vocab, run_dir),
+        model,
+        lr=settings.learning_rate,
+        rho=settings.rho,
+        threshold=settings.threshold,
+        split_seed=config.seed,
+        replay_capacity=settings.replay_capacity,
+        device=device,
+    )
+
+
+def save_reward_model(trainer: RewardModelTrainer, path: Path) -> None:
+    """Write atomically: an interrupted save never replaces a good file with half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(trainer.state_dict(), tmp)
+    os.replace(tmp, path)
+
+
+def load_reward_model(trainer: RewardModelTrainer, path: Path) -> None:
+    trainer.load_state_dict(torch.load(path, map_location=trainer.device, weights_only=True))
+
+
+def _stack(observations: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {key: np.stack([obs[key] for obs in observations]) for key in observations[0]}
+
+
+class RewardModelReward(VecEnvWrapper):
+    """Reward the step where the policy takes ``done`` with ``1[D(state) > threshold]`` (x ``scale``).
+
+    The judged state is the one the policy stopped in: the terminal observation, since the
+    VecEnv has already reset that worker. ``info["reward_model_prob"]`` holds D's probability.
+
+    :param venv: workers built with ``done_action_ends`` (:class:`film_rl.envs.DoneActionEnds`).
+    :param trainer: the reward model.
+    :param done_action: minigrid's ``done`` action id.
+    :param scale: reward multiplier (``env.reward_scale``).
+    """
+
+    def __init__(self, venv: VecEnv, trainer: RewardModelTrainer, done_action: int, scale: float = 1.0) -> None:
+        super().__init__(venv)
+        self.trainer = trainer
+        self.done_action = done_action
+        self.scale = scale
+        self._actions = np.zeros(venv.num_envs, dtype=np.int64)
+
+    def reset(self) -> Any:
+        return self.venv.reset()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions).reshape(-1)
+        self.venv.step_async(actions)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, _, dones, infos = self.venv.step_wait()
+        rewards = np.zeros(self.num_envs, dtype=np.float32)
+        claimed = [i for i in range(self.num_envs) if dones[i] and self._actions[i] == self.done_action]
+        if claimed:
+            probs = self.trainer.probs(_stack([infos[i]["terminal_observation"] for i in claimed]))
+            for i, prob in zip(claimed, probs, strict=True):
+                infos[i]["reward_model_prob"] = float(prob)
+                rewards[i] = self.scale * float(prob > self.trainer.threshold)
+        return obs, rewards, dones, infos
+
+
+class RewardModelUpdates(BaseCallback):
+    """Between rollouts: the rollout's states join the replay of negatives, then D trains.
+
+    :param trainer: the reward model.
+    :param updates: discriminator steps after each rollout.
+    :param warmup: extra steps after the first rollout of a fresh reward model.
+    :param batch_size: states per step (half goal states, half policy states).
+    :param seed: the generator of the batches.
+    """
+
+    def __init__(self, trainer: RewardModelTrainer, updates: int, warmup: int, batch_size: int, seed: int) -> None:
+        super().__init__()
+        self.trainer = trainer
+        self.updates, self.warmup, self.batch_size = updates, warmup, batch_size
+        self.rng = np.random.default_rng(seed)
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.trainer.replay.add(self.model.rollout_buffer.observations)  # type: ignore[attr-defined]
+        extra = self.warmup if self.trainer.steps == 0 else 0
+        metrics = self.trainer.update(self.updates + extra, self.batch_size, self.rng)
+        for key, value in metrics.items():
+            self.logger.record(key, value)

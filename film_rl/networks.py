@@ -1,4 +1,5 @@
-"""The FiLM generator (instruction -> every layer's parameters) and the FiLM-ed grid CNN.
+"""The FiLM generator (instruction -> every layer's parameters), the FiLM-ed grid CNN for BabyAI and
+the FiLM-ed Nature CNN for Atari.
 
 Policies and reward models build from these same modules; nothing here knows about SB3.
 """
@@ -179,6 +180,9 @@ class ConditionedConv(nn.Module):
     :param kernel_size: odd sizes keep the map's size (padded, residual), even ones shrink it by
         ``kernel_size - 1`` (unpadded, like the minigrid docs' 2x2 CNN).
     :param batch_norm: normalise the conv output before modulating it.
+    :param stride: conv stride; strided layers are never residual (the Nature CNN's 8x8/4, 4x4/2).
+    :param padding: explicit padding, e.g. 0 for the Nature CNN's unpadded 3x3; ``None`` follows
+        the kernel-size rule above.
     """
 
     def __init__(
@@ -188,14 +192,19 @@ class ConditionedConv(nn.Module):
         conditioning: str,
         kernel_size: int = 3,
         batch_norm: bool = False,
+        stride: int = 1,
+        padding: int | None = None,
     ) -> None:
         super().__init__()
         self.cond: Conditioning = make_conditioning(conditioning, out_channels)
-        padding = kernel_size // 2 if kernel_size % 2 else 0
-        self.conv = nn.Conv2d(in_channels + self.cond.extra_in_channels, out_channels, kernel_size, padding=padding)
+        if padding is None:
+            padding = kernel_size // 2 if kernel_size % 2 else 0
+        self.conv = nn.Conv2d(
+            in_channels + self.cond.extra_in_channels, out_channels, kernel_size, stride=stride, padding=padding
+        )
         self.norm: nn.Module = nn.BatchNorm2d(out_channels) if batch_norm else nn.Identity()
-        self.residual = in_channels == out_channels and padding > 0
-        self.shrink = 0 if padding else kernel_size - 1
+        self.residual = in_channels == out_channels and stride == 1 and 2 * padding == kernel_size - 1  # same size
+        self.shrink = kernel_size - 1 - 2 * padding
 
     def forward(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.cond.post(self.norm(self.conv(self.cond.pre(x, p))), p))
@@ -263,3 +272,71 @@ class GridFiLMCNN(nn.Module):
         x = x.amax(dim=(2, 3)) if self.pool == "max" else x.flatten(1)
         heading = nn.functional.one_hot(direction.long().view(-1).clamp(0, 3), 4).to(x.dtype)
         return torch.cat([x, heading], dim=1)
+
+
+class GameEncoder(nn.Module):
+    """A game id ``(B, 1)`` -> its learned embedding ``(B, dim)``: the "encoder" of an Atari FiLM generator.
+
+    Behind :class:`FiLMGenerator`'s linear head this is Kirkpatrick et al.'s (2017) table of
+    game-specific gains and biases per layer, factored through a ``dim``-wide embedding so that
+    games can share structure (with ``dim >= n_games`` any table is reachable).
+
+    :param n_games: number of games in the suite (ids ``0 .. n_games - 1``).
+    :param dim: embedding width.
+    """
+
+    def __init__(self, n_games: int, dim: int = 64) -> None:
+        super().__init__()
+        self.dim = dim
+        self.embedding = nn.Embedding(n_games, dim)
+
+    def forward(self, game_id: torch.Tensor) -> torch.Tensor:
+        return self.embedding(game_id.reshape(-1).long())
+
+
+#: the Nature DQN's convolutions (Mnih et al., 2015): (kernel, stride) of each layer
+NATURE_CONVS = ((8, 4), (4, 2), (3, 1))
+
+
+class NatureFiLMCNN(nn.Module):
+    """The Nature DQN CNN over stacked 84x84 frames, with a conditioning layer after each conv.
+
+    ``relu(FiLM(conv(x)))`` three times (FiLM before the non-linearity, as in FiLM and BabyAI),
+    then flattened; the same layers as SB3's ``NatureCNN``, which is what this is with ``none``.
+
+    :param in_channels: stacked frames.
+    :param channels: widths of the three convs (Nature: 32, 64, 64).
+    :param conditioning: mechanism name, the same for every conv.
+    :param screen_size: side of the square input frames.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 4,
+        channels: Sequence[int] = (32, 64, 64),
+        conditioning: str = "film",
+        screen_size: int = 84,
+    ) -> None:
+        super().__init__()
+        if len(channels) != len(NATURE_CONVS):
+            raise ValueError(f"the Nature CNN has {len(NATURE_CONVS)} convs; got {len(channels)} widths")
+        widths = [in_channels, *channels]
+        blocks = [
+            ConditionedConv(widths[i], widths[i + 1], conditioning, kernel, stride=stride, padding=0)
+            for i, (kernel, stride) in enumerate(NATURE_CONVS)
+        ]
+        self.blocks = nn.ModuleList(blocks)
+        self.param_sizes = [block.cond.n_params for block in blocks]  #: what each conv asks of the generator
+        side = screen_size
+        for kernel, stride in NATURE_CONVS:
+            side = (side - kernel) // stride + 1
+        if side < 1:
+            raise ValueError(f"{screen_size}x{screen_size} frames are too small for the Nature CNN")
+        self.out_dim = channels[-1] * side * side
+
+    def forward(self, frames: torch.Tensor, params: Sequence[torch.Tensor]) -> torch.Tensor:
+        x = frames
+        with native_cpu_kernels(x.shape[0] <= SMALL_BATCH and x.device.type == "cpu"):
+            for block, p in zip(self.blocks, params, strict=True):
+                x = block(x, p)
+        return x.flatten(1)

@@ -1,4 +1,4 @@
-"""SB3 glue: the FiLM-ed network as a features extractor, and the two policy classes.
+"""SB3 glue: the FiLM-ed networks as features extractors, and the two policy classes.
 
 ``FilmCnnPolicy`` trains with ``stable_baselines3.PPO``, ``FilmLstmPolicy`` with
 ``sb3_contrib.RecurrentPPO``; a saved model loads back with plain ``PPO.load`` /
@@ -17,7 +17,15 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-from film_rl.networks import SMALL_BATCH, FiLMGenerator, GridFiLMCNN, InstructionEncoder, native_cpu_kernels
+from film_rl.networks import (
+    SMALL_BATCH,
+    FiLMGenerator,
+    GameEncoder,
+    GridFiLMCNN,
+    InstructionEncoder,
+    NatureFiLMCNN,
+    native_cpu_kernels,
+)
 
 
 class InstructionFeatures(BaseFeaturesExtractor):
@@ -75,9 +83,60 @@ class InstructionFeatures(BaseFeaturesExtractor):
             self.generator.reset_head()
 
 
+class GameFeatures(BaseFeaturesExtractor):
+    """Dict observation ``{image, game_id}`` -> features, via the FiLM-ed Nature CNN (multi-game Atari).
+
+    The game id is the instruction: a learned embedding of it is the FiLM generator's input, so
+    every conv of one shared network gets game-specific gains and biases (Kirkpatrick et al.,
+    2017). Give the policy ``normalize_images=True`` so frames arrive in [0, 1], as SB3's
+    ``CnnPolicy`` sees them.
+
+    :param observation_space: the :class:`film_rl.atari.MultiGameAtariEnv` space; ``game_id``'s
+        upper bound sets the number of games.
+    :param conditioning: ``film`` | ``scale`` | ``bias`` | ``gate`` | ``concat`` | ``none``.
+    :param channels: widths of the three Nature convs.
+    :param instruction_dim: game embedding width.
+    :param features_dim: output width (Nature: 512).
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        conditioning: str = "film",
+        channels: tuple[int, ...] | list[int] = (32, 64, 64),
+        instruction_dim: int = 64,
+        features_dim: int = 512,
+    ) -> None:
+        super().__init__(observation_space, features_dim)
+        frames, side, _ = observation_space["image"].shape  # type: ignore[misc]
+        self.cnn = NatureFiLMCNN(frames, channels, conditioning, side)
+        self.generator: FiLMGenerator | None = None
+        if conditioning != "none":
+            n_games = int(observation_space["game_id"].high.max()) + 1  # type: ignore[attr-defined]
+            self.generator = FiLMGenerator(GameEncoder(n_games, instruction_dim), self.cnn.param_sizes)
+        self.linear = nn.Sequential(nn.Linear(self.cnn.out_dim, features_dim), nn.ReLU())
+
+    def film_params(self, game_id: torch.Tensor) -> list[torch.Tensor]:
+        """Every conv's parameters for these games (empty for ``none``)."""
+        if self.generator is None:
+            return [game_id.new_zeros(game_id.shape[0], 0, dtype=torch.float32)] * len(self.cnn.blocks)
+        return self.generator(game_id.long())
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        params = self.film_params(observations["game_id"])
+        return self.linear(self.cnn(observations["image"], params))
+
+    def reset_film_head(self) -> None:
+        """Undo SB3's orthogonal init on the generator's head, so FiLM layers start as identities."""
+        if self.generator is not None:
+            self.generator.reset_head()
+
+
 class _FilmPolicyMixin:
     """What both FiLM policies add to their SB3 base: the FiLM extractor by default, raw symbolic
-    cells (ids, not pixels, so no division by 255), and FiLM layers that start as identities."""
+    cells (ids, not pixels, so no division by 255), and FiLM layers that start as identities.
+
+    Atari runs pass ``features_extractor_class=GameFeatures`` and ``normalize_images=True``."""
 
     def __init__(
         self,
@@ -113,7 +172,8 @@ class FilmLstmPolicy(_FilmPolicyMixin, RecurrentActorCriticPolicy):
 
         RecurrentPPO pads each minibatch's sequences to the longest one, which doubles the rows on
         BabyAI levels; the loss masks padding out, so its features need not be computed. Padding
-        rows are the ones with ``instruction_length == 0`` (a real mission has words).
+        rows are the ones with ``instruction_length == 0`` (a real mission has words). Observations
+        without that key (Atari's ``{image, game_id}``) take sb3-contrib's path: every row.
         """
         length = obs.get("instruction_length") if isinstance(obs, dict) else None
         real = None if length is None else length.reshape(-1) > 0

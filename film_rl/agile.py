@@ -95,6 +95,7 @@ def build_reward_model(
         threshold=settings.threshold,
         split_seed=config.seed,
         replay_capacity=settings.replay_capacity,
+        mismatched=settings.mismatched,
         device=device,
     )
 
@@ -133,6 +134,14 @@ class RewardModelReward(VecEnvWrapper):
         self.done_action = done_action
         self.scale = scale
         self._actions = np.zeros(venv.num_envs, dtype=np.int64)
+        #: episodes ended by ``done`` and those D rewarded, since :meth:`pop_counts`
+        self.claimed = self.rewarded = 0
+
+    def pop_counts(self) -> tuple[int, int]:
+        """(episodes ended by ``done``, of which rewarded) since the last call."""
+        counts = (self.claimed, self.rewarded)
+        self.claimed = self.rewarded = 0
+        return counts
 
     def reset(self) -> Any:
         return self.venv.reset()
@@ -150,6 +159,8 @@ class RewardModelReward(VecEnvWrapper):
             for i, prob in zip(claimed, probs, strict=True):
                 infos[i]["reward_model_prob"] = float(prob)
                 rewards[i] = self.scale * float(prob > self.trainer.threshold)
+            self.claimed += len(claimed)
+            self.rewarded += int(np.sum(probs > self.trainer.threshold))
         return obs, rewards, dones, infos
 
 
@@ -161,11 +172,23 @@ class RewardModelUpdates(BaseCallback):
     :param warmup: extra steps after the first rollout of a fresh reward model.
     :param batch_size: states per step (half goal states, half policy states).
     :param seed: the generator of the batches.
+    :param reward_env: the training VecEnv's reward wrapper, whose counts give
+        ``reward_model/done_rate`` (episodes ended by ``done``) and ``reward_model/rewarded_rate``
+        (of those, the share D rewarded): the policy's side of the game.
     """
 
-    def __init__(self, trainer: RewardModelTrainer, updates: int, warmup: int, batch_size: int, seed: int) -> None:
+    def __init__(
+        self,
+        trainer: RewardModelTrainer,
+        updates: int,
+        warmup: int,
+        batch_size: int,
+        seed: int,
+        reward_env: RewardModelReward | None = None,
+    ) -> None:
         super().__init__()
         self.trainer = trainer
+        self.reward_env = reward_env
         self.updates, self.warmup, self.batch_size = updates, warmup, batch_size
         self.rng = np.random.default_rng(seed)
 
@@ -178,3 +201,7 @@ class RewardModelUpdates(BaseCallback):
         metrics = self.trainer.update(self.updates + extra, self.batch_size, self.rng)
         for key, value in metrics.items():
             self.logger.record(key, value)
+        if self.reward_env is not None:
+            claimed, rewarded = self.reward_env.pop_counts()
+            self.logger.record("reward_model/done_episodes", claimed)
+            self.logger.record("reward_model/rewarded_rate", rewarded / claimed if claimed else float("nan"))

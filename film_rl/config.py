@@ -29,12 +29,42 @@ Encoder = Literal["gru", "bigru", "bow"]
 
 
 @dataclass
-class EnvConfig:
-    """Which BabyAI levels, how many workers, and how the mission is tokenized."""
+class AtariConfig:
+    """Atari preprocessing (``env.kind: atari``), done once: Machado et al. (2018) / SB3's AtariWrapper.
 
-    #: registered level ids; several levels make a multi-task suite
+    Each game is ``ALE/<Game>-v5`` made with ``frameskip=1`` and ``full_action_space=True`` (18
+    actions for every game), then gymnasium's ``AtariPreprocessing`` skips frames, max-pools and
+    resizes: a v5 id's own frame skip is never stacked on top of it.
+    """
+
+    #: up to this many no-op actions at the start of every game
+    noop_max: int = 30
+    #: emulator frames per agent step (the action repeats; the last two frames are max-pooled)
+    frame_skip: int = 4
+    #: grayscale frames stacked in the observation
+    frame_stack: int = 4
+    #: side of the square grayscale frames
+    screen_size: int = 84
+    #: a lost life ends the training episode (the game itself goes on, as SB3's EpisodicLifeEnv);
+    #: evaluation always plays whole games
+    terminal_on_life_loss: bool = True
+    #: training rewards become their sign (DQN's clipping); logged and evaluated returns stay raw
+    clip_rewards: bool = True
+    #: sticky actions (ALE v5's default 0.25, Machado et al.); 0 for the deterministic DQN-era ALE
+    repeat_action_probability: float = 0.25
+    #: a game is truncated after this many emulator frames (108,000 = 30 minutes, the usual cap)
+    max_episode_frames: int = 108_000
+
+
+@dataclass
+class EnvConfig:
+    """Which BabyAI levels or Atari games, how many workers, and how the instruction is encoded."""
+
+    #: ``babyai``: language missions; ``atari``: several ALE games, the game id as the instruction
+    kind: Literal["babyai", "atari"] = "babyai"
+    #: BabyAI level ids, or ALE game ids (``ALE/Pong-v5``) when ``kind: atari``; several make a suite
     levels: list[str] = field(default_factory=lambda: ["BabyAI-GoToRedBallGrey-v0"])
-    #: ``episode``: each episode draws a level; ``worker``: worker i always plays level i mod n
+    #: ``episode``: each episode draws a level (game); ``worker``: worker i always plays level i mod n
     sampling: Literal["episode", "worker"] = "episode"
     n_envs: int = 8
     #: ``auto``: subprocesses when n_envs > 1 and the machine has at least 4 cores; on 2 cores the
@@ -43,6 +73,8 @@ class EnvConfig:
     max_instruction_length: int = 48
     #: training reward multiplier (BabyAI's PPO used 20); logged returns stay unscaled
     reward_scale: float = 1.0
+    #: preprocessing of Atari games (``kind: atari`` only)
+    atari: AtariConfig = field(default_factory=AtariConfig)
 
 
 @dataclass
@@ -82,6 +114,9 @@ class RewardModelConfig:
     threshold: float = 0.5
     #: fraction of the policy's states D finds most goal-like left out of the negatives
     rho: float = 0.25
+    #: fraction of the negatives that are goal states paired with another mission, which teach D
+    #: to read the instruction (see film_rl.reward_model.RewardModelTrainer)
+    mismatched: float = 0.5
     learning_rate: float = 1e-3
     batch_size: int = 64
     #: discriminator steps between two rollouts
@@ -108,6 +143,7 @@ class AgentConfig:
     pool: Literal["flatten", "max"] = "flatten"
     batch_norm: bool = False
     word_dim: int = 32
+    #: width of the instruction vector: the language encoder's output, or the Atari game embedding
     instruction_dim: int = 128
     features_dim: int = 128
     #: hidden layers of the actor and critic heads after the features (or the LSTM)

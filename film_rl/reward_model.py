@@ -71,6 +71,28 @@ def goal_states(goals: GoalDataset, index: ArrayLike | None = None) -> ObsDict:
     )
 
 
+def mismatched_goal_states(goals: GoalDataset, n: int, rng: np.random.Generator) -> ObsDict:
+    """Up to ``n`` goal states, each paired with the instruction of a goal state with another mission.
+
+    A state where the red ball is reached is not one where the blue key is: these negatives teach
+    D to read the instruction. (A mission can still hold for another's state, e.g. "go to a ball"
+    for the red ball's; that rare noise is accepted.) Rows whose mission is the only one are skipped.
+    """
+    if n <= 0 or len(goals) < 2:
+        return goal_states(goals, np.zeros(0, np.int64))
+    rows = _draw(rng, len(goals), n)
+    others = rng.integers(0, len(goals), len(rows))
+    for _ in range(8):  # redraw partners that share the mission
+        same = goals.missions[rows] == goals.missions[others]
+        if not same.any():
+            break
+        others[same] = rng.integers(0, len(goals), int(same.sum()))
+    differ = goals.missions[rows] != goals.missions[others]
+    states = goal_states(goals, rows[differ])
+    states["instruction"] = goal_states(goals, others[differ])["instruction"]
+    return states
+
+
 def concat_states(parts: Sequence[ObsDict]) -> ObsDict:
     """Concatenate canonical batches; instructions are zero-padded to the widest, which the
     encoder ignores, so a goal file made with another ``max_length`` still mixes in."""
@@ -274,6 +296,10 @@ class RewardModelTrainer:
     :param split_seed: seed of the held-out split (the same seed gives the same split).
     :param replay_capacity: policy states kept as negatives.
     :param metric_states: the most recent policy states ``false_positive_rate`` is measured on.
+    :param mismatched: fraction of each batch's negatives that are goal states paired with
+        another mission. Without them D can reward "facing any object" on GoToLocal: the policy's
+        hard negatives (a wrong object, then ``done``) are exactly the states anticipated-negative
+        filtering drops, so nothing else teaches D to read the instruction.
     :param device: where the model runs and batches are created.
     """
 
@@ -289,6 +315,7 @@ class RewardModelTrainer:
         split_seed: int = 0,
         replay_capacity: int = 10_000,
         metric_states: int = 1000,
+        mismatched: float = 0.5,
         device: torch.device | str = "cpu",
     ) -> None:
         anticipated_negatives([], rho)  # reject a bad rho now, not at the first update
@@ -302,14 +329,19 @@ class RewardModelTrainer:
         self.rho = rho
         self.threshold = threshold
         self.metric_states = metric_states
+        if not 0.0 <= mismatched <= 1.0:
+            raise ValueError(f"mismatched must be a fraction in [0, 1], got {mismatched}")
+        self.mismatched = mismatched
         #: gradient steps taken, across resumes
         self.steps = 0
 
     def update(self, n_batches: int, batch_size: int, rng: np.random.Generator) -> dict[str, float]:
         """``n_batches`` cross-entropy steps, then the metrics (keys ``reward_model/...``).
 
-        Each batch is ``batch_size / 2`` goal states (label 1) and as many replayed policy
-        states (label 0), of which the anticipated positives are masked out of the loss. One
+        Each batch is ``batch_size / 2`` goal states (label 1) and as many negatives (label 0):
+        replayed policy states, of which the anticipated positives are masked out of the loss,
+        and a ``mismatched`` fraction of goal states paired with another mission
+        (:func:`mismatched_goal_states`). One
         forward pass both ranks the policy states and computes the loss: the ranking uses the
         current ``D``, as AGILE's does, without a second pass.
 
@@ -323,17 +355,26 @@ class RewardModelTrainer:
         if not len(self.train_goals):
             raise ValueError("no goal states to train on")
         half = batch_size // 2
+        n_mismatched = round(self.mismatched * half)
+        n_policy = half - n_mismatched
         losses: list[float] = []
         dropped_probs: list[np.ndarray] = []
         self.model.train()
         for _ in range(n_batches):
-            negatives = self.replay.sample(half, rng)
             positives = goal_states(self.train_goals, _draw(rng, len(self.train_goals), half))
-            logits = self.model(as_tensors(concat_states([positives, negatives]), self.device))
-            probs = torch.sigmoid(logits[half:].detach()).cpu().numpy()
+            negatives = self.replay.sample(n_policy, rng)
+            mismatched = mismatched_goal_states(self.train_goals, n_mismatched, rng)
+            logits = self.model(as_tensors(concat_states([positives, negatives, mismatched]), self.device))
+            probs = torch.sigmoid(logits[half : half + n_policy].detach()).cpu().numpy()
             kept = anticipated_negatives(probs, self.rho)
             dropped_probs.append(np.delete(probs, kept))
-            used = torch.cat([torch.arange(half), half + torch.as_tensor(kept, dtype=torch.long)]).to(self.device)
+            used = torch.cat(
+                [
+                    torch.arange(half),
+                    half + torch.as_tensor(kept, dtype=torch.long),
+                    torch.arange(half + n_policy, len(logits)),
+                ]
+            ).to(self.device)
             labels = (used < half).to(logits.dtype)
             loss = F.binary_cross_entropy_with_logits(logits[used], labels)
             self.optimizer.zero_grad(set_to_none=True)

@@ -167,6 +167,8 @@ def validate(config: ExperimentConfig) -> None:
     if rm.enabled:
         if not 0.0 < rm.threshold < 1.0:
             raise UserError(f"agent.reward_model.threshold must be in (0, 1), got {rm.threshold}")
+        if not 0.0 <= rm.mismatched <= 1.0:
+            raise UserError(f"agent.reward_model.mismatched must be in [0, 1], got {rm.mismatched}")
         if not 0.0 <= rm.rho < 1.0:
             raise UserError(f"agent.reward_model.rho must be in [0, 1), got {rm.rho}")
         if rm.batch_size < 2 or rm.batch_size % 2:
@@ -201,8 +203,14 @@ def _learn(
     checkpointer = Checkpointer(run_dir, config.checkpoint.freq, config.checkpoint.keep, save_extra)
     callbacks: list[Any] = [stats, checkpointer]
     if reward_model is not None:
+        env = model.get_env()
         updates = RewardModelUpdates(
-            reward_model, settings.updates_per_rollout, settings.warmup_updates, settings.batch_size, config.seed
+            reward_model,
+            settings.updates_per_rollout,
+            settings.warmup_updates,
+            settings.batch_size,
+            config.seed,
+            env if isinstance(env, RewardModelReward) else None,
         )
         callbacks.append(updates)
 

@@ -152,10 +152,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = bench.throughput(
             level, args.n_envs, args.timesteps, args.repeats, progress=lambda s: print(s), overrides=args.overrides
         )
-    elif args.kind == "efficiency":
-        result = bench.efficiency(level, args.seeds, args.agent, args.budget, args.overrides, args.runs_dir)
     else:
-        result = bench.conditioning(level, args.budget, args.agent, args.seed, args.overrides, args.runs_dir)
+        from film_rl.train import TrainingInterrupted, describe_interrupt
+
+        try:
+            if args.kind == "efficiency":
+                result = bench.efficiency(level, args.seeds, args.agent, args.budget, args.overrides, args.runs_dir)
+            else:
+                result = bench.conditioning(level, args.budget, args.agent, args.seed, args.overrides, args.runs_dir)
+        except TrainingInterrupted as err:  # the run in progress is saved and resumable like any other
+            print(describe_interrupt(err), file=sys.stderr)
+            return 128 + err.signum
     _print_bench(result)
     bench.write_json(result, Path(args.out) if args.out else None)
     if args.out:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 #: (random, human) reference score per ALE game (the name in ``ALE/<Name>-v5``).
 #: Source: Badia et al. (2020), "Agent57: Outperforming the Atari Human Benchmark", appendix,
@@ -96,7 +96,7 @@ def _median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def summarize_games(returns: dict[str, Iterable[float]]) -> dict[str, float]:
+def summarize_games(returns: Mapping[str, Iterable[float]]) -> dict[str, float]:
     """Scalars for a logger from each game's episode returns (unclipped, whole games).
 
     Per game: ``ep_return/<game>`` (mean) and ``human_normalized/<game>``; across the games that

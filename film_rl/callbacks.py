@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
+from film_rl.atari_scores import GameScores
 from film_rl.instructions import UNK, Vocabulary
 from film_rl.runs import CHECKPOINTS, checkpoints, save_atomically
 
@@ -94,6 +95,38 @@ class InstructionStats(BaseCallback):
             self.curve.append((self.episodes, self.num_timesteps, float(np.mean(self.recent))))
 
 
+class GameStats(BaseCallback):
+    """Per-game returns of whole Atari games, unclipped, and their human-normalized scores.
+
+    Reads the ``info["episode"]`` that :class:`film_rl.atari.GameMonitor` writes under the life-loss
+    and clipping wrappers, so each entry is a whole game's raw score. Logs, every rollout,
+    ``rollout/ep_return/<game>``, ``rollout/human_normalized/<game>``, their mean and median across
+    games (``rollout/human_normalized_mean`` / ``_median``), ``rollout/episodes/<game>`` and
+    ``rollout/episodes``; SB3's own ``rollout/ep_rew_mean`` mixes the games.
+
+    :param window: most recent games kept per game in the rolling means.
+    """
+
+    def __init__(self, window: int = 100) -> None:
+        super().__init__()
+        self.scores = GameScores(window)
+        self.episodes = 0
+        self.episodes_to: dict[float, int] = {}  # BabyAI's success metric has no Atari counterpart
+
+    def _on_step(self) -> bool:
+        for info in self.locals["infos"]:
+            episode = info.get("episode")
+            if episode is not None and "game" in episode:
+                self.scores.add(str(episode["game"]), float(episode["r"]))
+                self.episodes += 1
+        return True
+
+    def _on_rollout_end(self) -> None:
+        for key, value in self.scores.summary().items():
+            self.logger.record(f"rollout/{key}", value)
+        self.logger.record("rollout/episodes", self.episodes)
+
+
 class Checkpointer(BaseCallback):
     """Save ``checkpoints/step_<timesteps>.zip`` every ``freq`` timesteps, keeping the newest ``keep``.
 
@@ -135,8 +168,7 @@ class Checkpointer(BaseCallback):
 class PeriodicEval(BaseCallback):
     """Evaluate every ``freq`` timesteps and log ``eval/*``.
 
-    :param evaluate: returns a result with ``success_rate``, ``mean_return``, ``mean_episode_length``
-        and ``per_kind``.
+    :param evaluate: returns an :class:`film_rl.evaluate.EvalResult`; its ``scalars()`` are logged.
     :param freq: timesteps between evaluations.
     """
 
@@ -151,12 +183,9 @@ class PeriodicEval(BaseCallback):
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next:
-            result = self.evaluate()
-            self.logger.record("eval/success_rate", result.success_rate)
-            self.logger.record("eval/mean_return", result.mean_return)
-            self.logger.record("eval/mean_episode_length", result.mean_episode_length)
-            for kind, rate in result.per_kind.items():
-                self.logger.record(f"eval/success_rate/{kind}", rate)
+            for key, value in self.evaluate().scalars().items():
+                if key != "episodes":
+                    self.logger.record(f"eval/{key}", value)
             self._next = self.num_timesteps + self.freq
         return True
 

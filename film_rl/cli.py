@@ -46,6 +46,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 128 + err.signum
     print(f"run directory: {result.run_dir}")
     print(f"model: {result.model_path}")
+    if result.eval.per_game is not None:
+        print(f"evaluation ({result.eval.episodes} whole games):")
+        _print_games(result.eval)
+        return 0
     print(
         f"evaluation ({result.eval.episodes} episodes): success_rate={result.eval.success_rate:.3f} "
         f"mean_return={result.eval.mean_return:.3f} mean_episode_length={result.eval.mean_episode_length:.1f}"
@@ -55,16 +59,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_games(result: Any) -> None:
+    """Atari: one line per game, then the human-normalized mean and median across games."""
+    print(f"  {'game':<16}{'episodes':>9}{'mean_return':>13}{'std':>10}{'length':>9}{'human_normalized':>18}")
+    for game, f in (result.per_game or {}).items():
+        score = f"{f['human_normalized']:.3f}" if "human_normalized" in f else "-"
+        print(
+            f"  {game:<16}{f['episodes']:>9.0f}{f['mean_return']:>13.1f}{f['std_return']:>10.1f}"
+            f"{f['mean_episode_length']:>9.0f}{score:>18}"
+        )
+    if result.human_normalized is not None:
+        normalized = result.human_normalized
+        print(f"human_normalized across games: mean {normalized['mean']:.3f}, median {normalized['median']:.3f}")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from film_rl import runs
     from film_rl.evaluate import evaluate
 
     if args.episodes <= 0:
         raise UserError("--episodes must be positive")
-    if args.video_episodes <= 0:
+    if args.video_episodes is not None and args.video_episodes <= 0:
         raise UserError("--video-episodes must be positive")
     run_dir, model_path = runs.locate(args.target)
     config = runs.read_config(run_dir)
+    if config.env.kind == "atari" and args.episodes < len(config.env.levels):
+        raise UserError(
+            f"--episodes {args.episodes}: this run plays {len(config.env.levels)} games, one episode each at least"
+        )
     vocab = runs.read_vocab(run_dir)
     model = runs.load_model(config, model_path, device=args.device)
     deterministic = config.eval.deterministic if args.deterministic is None else args.deterministic
@@ -92,6 +114,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(result.to_json())
         return 0
     print(f"{model_path}: {result.episodes} episodes, {'deterministic' if deterministic else 'stochastic'} actions")
+    if result.per_game is not None:
+        _print_games(result)
+        if args.video:
+            print(f"videos: {args.video}")
+        return 0
     print(f"success_rate        {result.success_rate:.3f}")
     print(f"mean_return         {result.mean_return:.3f}")
     print(f"mean_episode_length {result.mean_episode_length:.1f}")
@@ -260,8 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--deterministic", dest="deterministic", action="store_true", default=None)
     group.add_argument("--stochastic", dest="deterministic", action="store_false")
-    p.add_argument("--video", metavar="DIR", help="write mp4s of the first episodes, mission shown")
-    p.add_argument("--video-episodes", type=int, default=4, metavar="K")
+    p.add_argument("--video", metavar="DIR", help="write mp4s of the first episodes, mission (or game) shown")
+    p.add_argument(
+        "--video-episodes", type=int, metavar="K", help="episodes to record (default 4; Atari: one per game)"
+    )
     p.add_argument("--device", default="cpu", help="torch device for the policy (default cpu)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(

@@ -61,6 +61,8 @@ def check_levels(levels: Sequence[str]) -> None:
         raise UserError("env.levels is empty: name at least one BabyAI level")
     known = babyai_levels()
     for level in levels:
+        if level.startswith("ALE/"):
+            raise UserError(f"'{level}' is an Atari game: set env.kind=atari (or use an atari-* env recipe)")
         if level not in known:
             raise UserError(f"unknown env id '{level}'{did_you_mean(level, known)}")
 

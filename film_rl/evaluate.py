@@ -1,4 +1,5 @@
-"""Roll a saved policy out for N episodes and report success overall, per instruction kind and level.
+"""Roll a saved policy out for N episodes and report success overall, per instruction kind and level
+(BabyAI), or returns and human-normalized scores per game (Atari).
 
 Episodes are assigned up front (episode ``i`` is reset with seed ``seed + i``) and run in a few
 parallel slots with one batched forward pass per step, so the result does not depend on which
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,17 +30,44 @@ from film_rl.reward_model import RewardModelTrainer
 
 @dataclass
 class EvalResult:
-    success_rate: float
+    """An evaluation's figures; what does not apply to the env family (success on Atari, games on
+    BabyAI) is ``None`` or empty and left out of the JSON."""
+
+    #: BabyAI's verdict; ``None`` on Atari, where games have scores, not success
+    success_rate: float | None
+    #: raw (unclipped) returns; on Atari a mix of games' scales, see ``per_game`` instead
     mean_return: float
+    #: in agent steps (on Atari, 4 emulator frames each)
     mean_episode_length: float
     episodes: int
     #: success rate per instruction kind, and per level for multi-level suites
     per_kind: dict[str, float] = field(default_factory=dict)
     #: an AGILE run's reward model judged on the episodes' final states (``--reward-model``)
     reward_model: dict[str, float] | None = None
+    #: Atari: per game ``episodes``, ``mean_return``, ``std_return``, ``mean_episode_length`` and
+    #: ``human_normalized`` (of the mean return; left out for games without reference scores)
+    per_game: dict[str, dict[str, float]] | None = None
+    #: Atari: ``mean`` and ``median`` across games of the per-game human-normalized scores
+    human_normalized: dict[str, float] | None = None
 
     def to_json(self) -> str:
-        return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, indent=2)
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None and v != {}}, indent=2)
+
+    def scalars(self) -> dict[str, float]:
+        """Flat numbers for a logger: ``success_rate/<kind>``, ``ep_return/<game>``,
+        ``human_normalized/<game>``, ``human_normalized_mean`` ... beside the headline figures."""
+        out: dict[str, float] = {"mean_return": self.mean_return, "mean_episode_length": self.mean_episode_length}
+        out["episodes"] = float(self.episodes)
+        if self.success_rate is not None:
+            out["success_rate"] = self.success_rate
+        out.update({f"success_rate/{kind}": rate for kind, rate in self.per_kind.items()})
+        for game, figures in (self.per_game or {}).items():
+            out[f"ep_return/{game}"] = figures["mean_return"]
+            if "human_normalized" in figures:
+                out[f"human_normalized/{game}"] = figures["human_normalized"]
+        out.update({f"human_normalized_{k}": v for k, v in (self.human_normalized or {}).items()})
+        out.update({f"reward_model/{k}": v for k, v in (self.reward_model or {}).items()})
+        return out
 
 
 @dataclass
@@ -80,11 +109,13 @@ def rollout(
     deterministic: bool = True,
     slots: int = 16,
     record: int = 0,
+    options: Callable[[int], dict[str, Any]] | None = None,
 ) -> list[Episode]:
     """Run ``episodes`` episodes; the first ``record`` keep their rendered frames.
 
     :param make_env: zero-argument callable returning one wrapped env (``render_mode="rgb_array"``
         when recording).
+    :param options: episode index -> its reset options, e.g. which Atari game it plays.
     """
     n = max(1, min(slots, episodes))
     envs: list[gym.Env] = [make_env() for _ in range(n)]
@@ -99,7 +130,7 @@ def rollout(
 
     def start(slot: int) -> None:
         episode = queue.pop(0)
-        o, info = envs[slot].reset(seed=seed + episode)
+        o, info = envs[slot].reset(seed=seed + episode, options=options(episode) if options else None)
         current[slot], obs[slot], starts[slot] = episode, o, True
         running[slot] = Episode(info.get("mission", ""), "", False, 0.0, 0)
         if episode < record:
@@ -157,17 +188,22 @@ def evaluate(
     seed: int = 0,
     deterministic: bool = True,
     video_dir: Path | None = None,
-    video_episodes: int = 4,
+    video_episodes: int | None = None,
     reward_model: RewardModelTrainer | None = None,
 ) -> EvalResult:
-    """Evaluate on the true environment reward and BabyAI's own success verdict.
+    """Evaluate on the true environment reward and BabyAI's own success verdict (Atari: see
+    :func:`evaluate_games`).
 
     Every run, AGILE's included, plays the level's own episodes here (success ends them, ``done``
     does nothing), so AGILE and true-reward runs compare on the same terms. With
     ``reward_model``, D also judges each episode's final state, which is a goal state exactly
     when the episode succeeded: its precision and recall go to ``EvalResult.reward_model``.
+
+    ``video_episodes``: how many of the first episodes to record (default 4).
     """
-    record = min(video_episodes, episodes) if video_dir is not None else 0
+    if env_config.kind == "atari":
+        return evaluate_games(model, env_config, episodes, seed, deterministic, video_dir, video_episodes)
+    record = min(video_episodes or 4, episodes) if video_dir is not None else 0
 
     def make_env() -> gym.Env:
         return make_babyai_env(
@@ -190,6 +226,75 @@ def evaluate(
     if reward_model is not None:
         result.reward_model = judge_final_states(reward_model, results)
     return result
+
+
+def evaluate_games(
+    model: PPO | RecurrentPPO,
+    env_config: EnvConfig,
+    episodes: int,
+    seed: int = 0,
+    deterministic: bool = False,
+    video_dir: Path | None = None,
+    video_episodes: int | None = None,
+) -> EvalResult:
+    """Atari: episode ``i`` plays game ``i mod K`` of the suite, a whole game (no life-loss ends, raw
+    rewards, ALE's 30-minute cap); returns and human-normalized scores per game, mean and median
+    across games.
+
+    ``video_episodes``: how many of the first episodes to record; default one per game.
+    """
+    from film_rl.atari import game_name, make_atari_env
+
+    games = list(env_config.levels)
+    record = min(len(games) if video_episodes is None else video_episodes, episodes) if video_dir is not None else 0
+
+    def make_env() -> gym.Env:
+        render_mode = "rgb_array" if record else None
+        return make_atari_env(games, env_config.atari, training=False, render_mode=render_mode)
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        results = rollout(
+            model, make_env, episodes, seed, deterministic, record=record, options=lambda i: {"game": i % len(games)}
+        )
+    for i, ep in enumerate(results):
+        ep.level = game_name(games[i % len(games)])
+    if video_dir is not None:
+        from film_rl.video import write_game_videos
+
+        write_game_videos(results[:record], video_dir)
+    return summarize_per_game(results)
+
+
+def summarize_per_game(episodes: list[Episode]) -> EvalResult:
+    """Per-game figures of finished Atari episodes (``Episode.level`` holds the game's name)."""
+    from film_rl.atari_scores import human_normalized
+
+    by_game: dict[str, list[Episode]] = defaultdict(list)
+    for ep in episodes:
+        by_game[ep.level].append(ep)
+    per_game: dict[str, dict[str, float]] = {}
+    for game, played in by_game.items():
+        returns = [ep.ret for ep in played]
+        figures = {
+            "episodes": float(len(played)),
+            "mean_return": float(np.mean(returns)),
+            "std_return": float(np.std(returns)),
+            "mean_episode_length": float(np.mean([ep.length for ep in played])),
+        }
+        score = human_normalized(game, figures["mean_return"])
+        if not np.isnan(score):
+            figures["human_normalized"] = score
+        per_game[game] = figures
+    scores = [f["human_normalized"] for f in per_game.values() if "human_normalized" in f]
+    return EvalResult(
+        success_rate=None,
+        mean_return=float(np.mean([ep.ret for ep in episodes])),
+        mean_episode_length=float(np.mean([ep.length for ep in episodes])),
+        episodes=len(episodes),
+        per_game=per_game,
+        human_normalized={"mean": float(np.mean(scores)), "median": float(np.median(scores))} if scores else None,
+    )
 
 
 def judge_final_states(reward_model: RewardModelTrainer, episodes: list[Episode]) -> dict[str, float]:

@@ -29,13 +29,13 @@ from film_rl.agile import (
     reward_model_path,
     save_reward_model,
 )
-from film_rl.callbacks import Checkpointer, InstructionStats, PeriodicEval, StopOnSignal
+from film_rl.callbacks import Checkpointer, GameStats, InstructionStats, PeriodicEval, StopOnSignal
 from film_rl.config import ExperimentConfig, load_experiment, save_config
 from film_rl.envs import check_levels, make_vec_env
 from film_rl.errors import UserError
 from film_rl.evaluate import EvalResult, evaluate
 from film_rl.instructions import Vocabulary
-from film_rl.policies import FilmCnnPolicy, FilmLstmPolicy
+from film_rl.policies import FilmCnnPolicy, FilmLstmPolicy, GameFeatures
 from film_rl.reward_model import RewardModelTrainer
 from film_rl.tracking import make_logger, start_wandb
 
@@ -83,6 +83,17 @@ def build_env(
     config: ExperimentConfig, vocab: Vocabulary, seed: int, reward_model: RewardModelTrainer | None = None
 ) -> VecEnv:
     """The training VecEnv; with a reward model, AGILE's: episodes end at ``done``, D rewards them."""
+    if config.env.kind == "atari":
+        from film_rl.atari import make_atari_vec_env
+
+        return make_atari_vec_env(
+            config.env.levels,
+            config.env.atari,
+            config.env.n_envs,
+            seed=seed,
+            sampling=config.env.sampling,
+            subprocess=use_subprocesses(config),
+        )
     check_levels(config.env.levels)
     venv = make_vec_env(
         config.env.levels,
@@ -119,6 +130,15 @@ def build_model(config: ExperimentConfig, env: VecEnv, device: str) -> BaseAlgor
         "net_arch": {"pi": list(agent.net_arch), "vf": list(agent.net_arch)},
         "optimizer_kwargs": {"eps": algo.adam_eps},
     }
+    if config.env.kind == "atari":  # the FiLM-ed Nature CNN over [0, 1] frames, conditioned on the game id
+        policy_kwargs["features_extractor_class"] = GameFeatures
+        policy_kwargs["features_extractor_kwargs"] = {
+            "conditioning": agent.conditioning,
+            "channels": tuple(agent.channels),
+            "instruction_dim": agent.instruction_dim,
+            "features_dim": agent.features_dim,
+        }
+        policy_kwargs["normalize_images"] = True
     policy: type[FilmCnnPolicy] | type[FilmLstmPolicy] = FilmCnnPolicy
     if agent.policy == "lstm":
         policy = FilmLstmPolicy
@@ -162,7 +182,12 @@ def validate(config: ExperimentConfig) -> None:
         raise UserError("agent.algorithm.learning_rate must be positive")
     if not config.agent.channels or min(config.agent.channels) <= 0:
         raise UserError("agent.channels must list positive widths")
-    check_levels(config.env.levels)
+    if config.env.kind == "atari":
+        from film_rl.atari import validate_atari
+
+        validate_atari(config)
+    else:
+        check_levels(config.env.levels)
     rm = config.agent.reward_model
     if rm.enabled:
         if not 0.0 < rm.threshold < 1.0:
@@ -192,7 +217,11 @@ def _learn(
     """Shared by fresh and resumed runs: learn to the budget, save, evaluate, log."""
     wandb_run = start_wandb(config, run_dir)
     model.set_logger(make_logger(run_dir, config.logging.tensorboard, wandb_run))
-    stats = InstructionStats(vocab, config.budget.success_window, stop_at=config.budget.stop_at_success)
+    stats: InstructionStats | GameStats
+    if config.env.kind == "atari":
+        stats = GameStats(config.budget.success_window)
+    else:
+        stats = InstructionStats(vocab, config.budget.success_window, stop_at=config.budget.stop_at_success)
     save_extra = None
     if reward_model is not None:
         settings = config.agent.reward_model
@@ -244,8 +273,7 @@ def _learn(
         result = evaluate_now(config.eval.episodes, 1_000_000)
         (run_dir / runs.EVAL).write_text(result.to_json())
         if wandb_run is not None:
-            wandb_run.summary.update({f"eval/{k}": v for k, v in vars(result).items() if k != "per_kind"})
-            wandb_run.summary.update({f"eval/success_rate/{k}": v for k, v in result.per_kind.items()})
+            wandb_run.summary.update({f"eval/{k}": v for k, v in result.scalars().items()})
         return TrainResult(
             run_dir=run_dir,
             model_path=model_path,

@@ -1,4 +1,5 @@
-"""Episode videos with the mission written above the grid, for ``film-rl evaluate --video``."""
+"""Episode videos with the mission (BabyAI) or the game and its score (Atari) written above the
+frames, for ``film-rl evaluate --video``."""
 
 from __future__ import annotations
 
@@ -43,6 +44,26 @@ def write_episode_videos(episodes: Sequence[Any], out_dir: Path, fps: int = 6) -
         path = out_dir / f"episode_{i:03d}_{verdict}_{slug}.mp4"
         with imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=1) as writer:
             for frame in with_mission(ep.frames, ep.mission):
+                writer.append_data(frame)  # type: ignore[attr-defined]
+        paths.append(path)
+    return paths
+
+
+def write_game_videos(episodes: Sequence[Any], out_dir: Path, fps: int = 15, zoom: int = 2) -> list[Path]:
+    """One mp4 per Atari episode: ``episode_000_Pong_return_-21.mp4``, the game and score shown.
+
+    :param fps: 15 is real time: 60 emulator frames a second, one agent step every 4 frames.
+    :param zoom: nearest-neighbour upscaling of the 210x160 screen, which is small on a monitor.
+    """
+    import imageio.v2 as imageio
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, ep in enumerate(episodes):
+        path = out_dir / f"episode_{i:03d}_{ep.level}_return_{ep.ret:g}.mp4"
+        frames = [f.repeat(zoom, axis=0).repeat(zoom, axis=1) for f in ep.frames]
+        with imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=1) as writer:
+            for frame in with_mission(frames, f"{ep.level}   return {ep.ret:g}   {ep.length} steps"):
                 writer.append_data(frame)  # type: ignore[attr-defined]
         paths.append(path)
     return paths

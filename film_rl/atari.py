@@ -128,6 +128,7 @@ def make_game(
     env = gym.make(
         env_id,
         frameskip=1,  # AtariPreprocessing skips; the v5 default of 4 would be applied on top
+        obs_type="grayscale",  # what AtariPreprocessing reads; ALE then skips an RGB copy every frame
         full_action_space=True,
         repeat_action_probability=settings.repeat_action_probability,
         max_num_frames_per_episode=settings.max_episode_frames,
@@ -149,13 +150,16 @@ class MultiGameAtariEnv(gym.Env[ObsDict, np.int64]):
 
     ``game_id`` is the game's index in ``games`` as an integer ``Box`` (SB3 would one-hot a
     ``Discrete``). Each reset plays a game drawn uniformly from ``play``, or the one named by
-    ``options={"game": ...}`` (an id, a name or an index). Games are built when first played.
+    ``options={"game": ...}`` (an id, a name or an index).
     ``info`` carries ``game`` (the name) and ALE's ``lives`` / frame counters.
 
     :param games: the suite, ``ALE/<Game>-v5`` ids; their order defines the game ids.
     :param play: the games this env draws from (default: all), e.g. one per vector-env worker.
     :param settings: preprocessing (:class:`film_rl.config.AtariConfig`); ``None``: the defaults.
     :param render_mode: ``rgb_array`` to record the full-colour screen.
+    :param preload: build the games of ``play`` now (training: every one is played soon, and an
+        ALE ROM load costs ~0.1 s) rather than when first played (evaluation, which names one game
+        per episode).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 15}  # noqa: RUF012  (gymnasium declares it)
@@ -166,6 +170,7 @@ class MultiGameAtariEnv(gym.Env[ObsDict, np.int64]):
         play: Sequence[str] | None = None,
         settings: AtariConfig | None = None,
         render_mode: str | None = None,
+        preload: bool = True,
     ) -> None:
         check_games(games)
         self.games = list(games)
@@ -180,6 +185,8 @@ class MultiGameAtariEnv(gym.Env[ObsDict, np.int64]):
         )
         self.action_space = spaces.Discrete(ATARI_ACTIONS)  # type: ignore[assignment]
         self._envs: dict[int, gym.Env] = {}
+        for index in self.play if preload else []:
+            self._game(index)
         self._seeded: set[int] = set()
         self._current = self.play[0]
         self._frames = np.zeros(image.shape, np.uint8)
@@ -273,7 +280,7 @@ def make_atari_env(
 ) -> gym.Env:
     """The multi-game env as training (life loss, clipped rewards, Monitor) or evaluation (whole games, raw
     rewards) sees it."""
-    env: gym.Env = MultiGameAtariEnv(games, play, settings, render_mode)
+    env: gym.Env = MultiGameAtariEnv(games, play, settings, render_mode, preload=training)
     if not training:
         return env
     env = GameMonitor(env)

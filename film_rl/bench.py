@@ -1,5 +1,6 @@
-"""``film-rl bench``: throughput against a plain SB3 baseline, BabyAI's sample-efficiency metric,
-and the conditioning ablation, each printed as a table and saved as one JSON file.
+"""``film-rl bench``: throughput against a plain SB3 baseline (BabyAI, and multi-game Atari against
+SB3's own single-game Atari recipe), BabyAI's sample-efficiency metric, and the conditioning
+ablation, each printed as a table and saved as one JSON file.
 
 Machines are noisy: throughput runs alternate the variants (a, b, c, d, a, b, ...) and report
 medians, and every figure says which machine and command produced it.
@@ -28,8 +29,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 from torch import nn
 
 from film_rl.config import ExperimentConfig, compose
+from film_rl.errors import UserError
 from film_rl.instructions import Vocabulary
-from film_rl.train import build_env, build_model, train, use_subprocesses
+from film_rl.train import build_env, build_model, train, use_subprocesses, validate
 
 #: BabyAI 1.0 (Chevalier-Boisvert et al., 2019, table 3): episodes of RL training to reach 99%
 #: success, lower and upper figures; BabyAI 1.1 (Hui et al., 2020) best model where reported.
@@ -160,6 +162,138 @@ def throughput(
         "peak_rss_mb": peak_rss_mb(),
     }
     for variant in THROUGHPUT_VARIANTS[1:]:
+        result[f"ratio_{variant}"] = medians[variant] / medians["reference"]
+    return result
+
+
+ATARI_VARIANTS = ("reference", "multigame", "multigame_lstm")
+_ATARI_AGENT_OF = {"multigame": "atari-film-cnn", "multigame_lstm": "atari-film-lstm"}
+
+
+def atari_bench_config(suite: str, agent: str, n_envs: int, overrides: list[str] | None = None) -> ExperimentConfig:
+    """An Atari experiment from an env recipe (``atari-4game``) and an agent recipe, wandb off."""
+    base: dict[str, Any] = {
+        "name": "bench-atari",
+        "env": suite,
+        "agent": agent,
+        "logging": {"wandb": "disabled", "progress_bar": False, "tensorboard": False},
+        "checkpoint": {"freq": 0},
+    }
+    config = compose(base, [f"env.n_envs={n_envs}", *(overrides or [])])
+    if config.env.kind != "atari":
+        raise UserError(f"env recipe '{suite}' is not an Atari suite (env.kind: {config.env.kind})")
+    config.eval.episodes = max(config.eval.episodes, len(config.env.levels))
+    validate(config)
+    return config
+
+
+def atari_reference_model(game: str, config: ExperimentConfig) -> PPO:
+    """SB3's own single-game Atari recipe: ``make_atari_env`` + ``VecFrameStack(4)`` + ``CnnPolicy``
+    (Nature CNN), with the multi-game agent's PPO settings.
+
+    ``make_atari_env``'s ``AtariWrapper`` skips frames itself and expects a ``NoFrameskip`` id;
+    ``ALE/<Game>-v5`` gets ``frameskip=1`` through ``env_kwargs`` so that, as in the multi-game
+    env, frames are skipped exactly 4 at a time.
+    """
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    import film_rl.atari  # noqa: F401  (registers the ALE ids)
+
+    algo = config.agent.algorithm
+    venv = make_atari_env(
+        game,
+        n_envs=config.env.n_envs,
+        seed=config.seed,
+        env_kwargs={"frameskip": 1},
+        vec_env_cls=SubprocVecEnv if use_subprocesses(config) else DummyVecEnv,
+    )
+    return PPO(
+        "CnnPolicy",
+        VecFrameStack(venv, config.env.atari.frame_stack),
+        n_steps=algo.n_steps,
+        batch_size=algo.batch_size,
+        n_epochs=algo.n_epochs,
+        learning_rate=algo.learning_rate,
+        gamma=algo.gamma,
+        gae_lambda=algo.gae_lambda,
+        clip_range=algo.clip_range,
+        ent_coef=algo.ent_coef,
+        vf_coef=algo.vf_coef,
+        max_grad_norm=algo.max_grad_norm,
+        seed=config.seed,
+        device=config.device,
+    )
+
+
+def atari(
+    suite: str = "atari-4game",
+    game: str | None = None,
+    n_envs: int = 8,
+    timesteps: int = 20_000,
+    repeats: int = 3,
+    progress: Callable[[str], None] = print,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """Training steps/s of one FiLM policy over the ``suite``'s games (PPO, and RecurrentPPO with the
+    LSTM) against SB3's single-game recipe on ``game`` (default: the suite's first), alternated,
+    medians; ``ratio_multigame`` is the FiLM PPO's median over the reference's.
+
+    Every variant runs ``n_envs`` workers with the same PPO settings (the agent recipe's, after
+    ``overrides``) on the same device (``device=`` override; ``auto`` picks CUDA).
+    """
+    from film_rl.atari import check_games
+    from film_rl.train import resolve_device
+
+    configs = {v: atari_bench_config(suite, _ATARI_AGENT_OF.get(v, "atari-film-cnn"), n_envs, overrides)
+               for v in ATARI_VARIANTS}  # fmt: skip
+    games = configs["multigame"].env.levels
+    game = game or games[0]
+    check_games([game])
+    device = resolve_device(configs["multigame"].device)
+    if configs["multigame"].threads > 0:  # threads=1: on a loaded 2-core machine two threads contend
+        torch.set_num_threads(configs["multigame"].threads)
+    samples: dict[str, list[float]] = {v: [] for v in ATARI_VARIANTS}
+    vocab = Vocabulary.babyai()  # unused by Atari envs; build_env's signature
+    for round_ in range(repeats):
+        for variant in ATARI_VARIANTS:
+            config = configs[variant]
+            model: BaseAlgorithm
+            if variant == "reference":
+                config.device = device
+                model = atari_reference_model(game, config)
+            else:
+                model = build_model(config, build_env(config, vocab, config.seed), device)
+            started = time.perf_counter()
+            model.learn(timesteps)
+            sps = model.num_timesteps / (time.perf_counter() - started)
+            model.get_env().close()  # type: ignore[union-attr]
+            samples[variant].append(sps)
+            progress(f"round {round_ + 1}/{repeats} {variant:<15} {sps:8.0f} steps/s")
+    medians = {v: statistics.median(s) for v, s in samples.items()}
+    settings = configs["multigame"].agent.algorithm
+    result: dict[str, Any] = {
+        "benchmark": "atari",
+        "level": f"{suite} vs {game}",
+        "suite": suite,
+        "games": games,
+        "reference_game": game,
+        "reference": "SB3 make_atari_env(ALE v5, frameskip=1) + VecFrameStack(4) + PPO CnnPolicy",
+        "frame_skip": configs["multigame"].env.atari.frame_skip,
+        "n_envs": n_envs,
+        "n_steps": settings.n_steps,
+        "batch_size": settings.batch_size,
+        "n_epochs": settings.n_epochs,
+        "timesteps": timesteps,
+        "repeats": repeats,
+        "overrides": overrides or [],
+        "device": device,
+        "machine": machine(),
+        "steps_per_second": medians,
+        "samples": samples,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    for variant in ATARI_VARIANTS[1:]:
         result[f"ratio_{variant}"] = medians[variant] / medians["reference"]
     return result
 

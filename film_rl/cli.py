@@ -141,7 +141,7 @@ def _print_bench(result: dict[str, Any]) -> None:
 
     kind = result["benchmark"]
     table = Table(title=f"film-rl bench {kind}: {result.get('level')} ({result['machine']})")
-    if kind == "throughput":
+    if kind in ("throughput", "atari"):
         for column in ("variant", "steps/s (median)", "ratio to reference"):
             table.add_column(column, justify="right")
         for variant, sps in result["steps_per_second"].items():
@@ -173,6 +173,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for name in ("timesteps", "repeats", "n_envs", "seeds", "budget"):
         if getattr(args, name, 1) <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be positive")
+    if args.kind == "atari":
+        result = bench.atari(
+            args.suite, args.game, args.n_envs, args.timesteps, args.repeats, progress=print, overrides=args.overrides
+        )
+        _print_bench(result)
+        bench.write_json(result, Path(args.out) if args.out else None)
+        if args.out:
+            print(f"wrote {args.out}")
+        return 0
     level = getattr(args, "env", None) or args.level
     check_levels([level])
     if args.kind == "throughput":
@@ -313,6 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--level", required=True)
     e.add_argument("--seeds", type=int, default=1)
     e.add_argument("--budget", type=int, default=1_000_000, help="timesteps per seed at most")
+    a = kinds.add_parser(
+        "atari", help="steps/s of one FiLM policy over several Atari games against SB3's single-game Atari PPO"
+    )
+    a.add_argument("--suite", default="atari-4game", help="Atari env recipe (envs/NAME.yaml)")
+    a.add_argument("--game", help="the reference's game (default: the suite's first)")
+    a.add_argument("--n-envs", type=int, default=8)
+    a.add_argument("--timesteps", type=int, default=20_000)
+    a.add_argument("--repeats", type=int, default=3)
     c = kinds.add_parser("conditioning", help="film / concat / bias / scale / gate / none at the same budget")
     c.add_argument("--level", required=True)
     c.add_argument("--budget", type=int, default=200_000)
@@ -320,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     for q in (e, c):
         q.add_argument("--agent", default="film-cnn", help="agent recipe")
         q.add_argument("--runs-dir", default="runs/bench")
-    for q in (t, e, c):
+    for q in (t, e, c, a):
         q.add_argument("overrides", nargs="*", help="key=value overrides of the experiment")
         q.add_argument("--out", metavar="FILE", help="write the result as JSON")
         q.set_defaults(func=cmd_bench)

@@ -335,8 +335,9 @@ class NatureFiLMCNN(nn.Module):
         self.out_dim = channels[-1] * side * side
 
     def forward(self, frames: torch.Tensor, params: Sequence[torch.Tensor]) -> torch.Tensor:
+        # oneDNN's kernels stay on even for small acting batches: on 84x84 frames they are about twice
+        # as fast as PyTorch's own at 8 samples (the grid CNN's tiny convs are the other way round)
         x = frames
-        with native_cpu_kernels(x.shape[0] <= SMALL_BATCH and x.device.type == "cpu"):
-            for block, p in zip(self.blocks, params, strict=True):
-                x = block(x, p)
+        for block, p in zip(self.blocks, params, strict=True):
+            x = block(x, p)
         return x.flatten(1)

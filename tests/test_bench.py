@@ -55,3 +55,20 @@ def test_bench_rejects_bad_input_in_one_line():
     assert done.returncode == 2 and "unknown env id" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     done = run_cli("bench", "throughput", "--repeats", "0")
     assert done.returncode == 2 and "--repeats must be positive" in done.stderr
+
+
+def test_atari_reports_multigame_ratio_against_sb3_single_game_recipe(tmp_path):
+    out = tmp_path / "atari.json"
+    done = run_cli(
+        "bench", "atari", "--timesteps", "128", "--repeats", "1", "--n-envs", "2", "--out", str(out),
+        "env.levels=[ALE/Pong-v5,ALE/Breakout-v5]", "agent.algorithm.n_steps=64", "agent.algorithm.batch_size=64",
+        "agent.algorithm.n_epochs=1", "agent.lstm_hidden=32", "threads=1",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    for key in ("ratio_multigame", "ratio_multigame_lstm", "peak_rss_mb"):
+        assert result[key] > 0, key
+    assert set(result["steps_per_second"]) == {"reference", "multigame", "multigame_lstm"}
+    assert result["games"] == ["ALE/Pong-v5", "ALE/Breakout-v5"] and result["reference_game"] == "ALE/Pong-v5"
+    assert result["frame_skip"] == 4 and result["n_envs"] == 2 and result["device"] == "cpu"
+    assert "ratio to reference" in done.stdout

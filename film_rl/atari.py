@@ -38,6 +38,7 @@ from film_rl.envs import worker_levels
 from film_rl.errors import UserError
 
 gym.register_envs(ale_py)
+ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no emulator banner on every command's stderr
 
 ENV_ID = "film_rl/MultiGameAtari-v0"
 #: the full Atari action set: every game gets the same action head

@@ -67,8 +67,9 @@ class FiLM(Conditioning):
 
     def post(self, h: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         delta_gamma, beta = p.chunk(2, dim=1)
-        # (1 + Δγ) ⊙ h + β, written as h + β + Δγ ⊙ h: one fused op fewer per layer
-        return torch.addcmul(h + _per_feature(beta, h), h, _per_feature(delta_gamma, h))
+        # (1 + Δγ) ⊙ h + β as one fused pass over the feature maps (γ and β are per map, tiny): fewer
+        # full-size passes forward and backward than h + β + Δγ ⊙ h (Nature CNN layer 1: ~5-40%)
+        return torch.addcmul(_per_feature(beta, h), h, _per_feature(1.0 + delta_gamma, h))
 
 
 class Scale(Conditioning):

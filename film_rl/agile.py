@@ -120,7 +120,8 @@ class RewardModelReward(VecEnvWrapper):
     """Reward the step where the policy takes ``done`` with ``1[D(state) > threshold]`` (x ``scale``).
 
     The judged state is the one the policy stopped in: the terminal observation, since the
-    VecEnv has already reset that worker. ``info["reward_model_prob"]`` holds D's probability.
+    VecEnv has already reset that worker. Until D's first update (the end of the first rollout)
+    every step is rewarded 0. ``info["reward_model_prob"]`` holds D's probability.
 
     :param venv: workers built with ``done_action_ends`` (:class:`film_rl.envs.DoneActionEnds`).
     :param trainer: the reward model.
@@ -154,7 +155,9 @@ class RewardModelReward(VecEnvWrapper):
         obs, _, dones, infos = self.venv.step_wait()
         rewards = np.zeros(self.num_envs, dtype=np.float32)
         claimed = [i for i in range(self.num_envs) if dones[i] and self._actions[i] == self.done_action]
-        if claimed:
+        # An untrained D's verdicts are noise (all or nothing, by its initial bias); rewarding them
+        # teaches the policy to press done at once. D's judgement counts from its first update on.
+        if claimed and self.trainer.steps > 0:
             probs = self.trainer.probs(_stack([infos[i]["terminal_observation"] for i in claimed]))
             for i, prob in zip(claimed, probs, strict=True):
                 infos[i]["reward_model_prob"] = float(prob)

@@ -56,6 +56,7 @@ def _trainer(bias: float) -> RewardModelTrainer:
     final = trainer.model.head[-1]
     torch.nn.init.zeros_(final.weight)
     torch.nn.init.constant_(final.bias, bias)  # D says "goal" (bias > 0) or "not a goal" everywhere
+    trainer.steps = 1  # as if trained: an untrained D's verdicts are not rewarded
     return trainer
 
 
@@ -81,6 +82,19 @@ def test_reward_model_reward_replaces_the_level_reward_and_keeps_the_true_succes
             else:
                 assert rewards[i] == 0.0  # only a claimed goal is rewarded
     assert seen_done > 5
+    venv.close()
+
+
+def test_an_untrained_reward_model_rewards_nothing():
+    trainer = _trainer(8.0)
+    trainer.steps = 0
+    venv = RewardModelReward(
+        make_vec_env([LEVEL], trainer.train_goals.vocab, 2, seed=0, done_action_ends=True), trainer, DONE
+    )
+    venv.reset()
+    for _ in range(20):
+        _, rewards, _, _ = venv.step(np.full(2, DONE))
+        assert not rewards.any()
     venv.close()
 
 

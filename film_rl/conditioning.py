@@ -57,6 +57,16 @@ class Conditioning(nn.Module):
     def post(self, h: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         return h
 
+    def fold(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(scale, shift)``, each ``(batch, channels)``, such that ``post(h, p) == scale ⊙ h + shift``.
+
+        A layer whose every sample shares ``p`` (one Atari game) can then fold the modulation into
+        its conv's weights and bias instead of making passes over the feature maps: see
+        :meth:`film_rl.networks.ConditionedConv.forward_folded`. ``None``: not an affine map of
+        the feature maps (``concat``, ``none``).
+        """
+        return None
+
 
 class FiLM(Conditioning):
     """``γ(z) ⊙ h + β(z)`` with ``γ = 1 + Δγ`` so that zero generator output is the identity."""
@@ -71,6 +81,10 @@ class FiLM(Conditioning):
         # full-size passes forward and backward than h + β + Δγ ⊙ h (Nature CNN layer 1: ~5-40%)
         return torch.addcmul(_per_feature(beta, h), h, _per_feature(1.0 + delta_gamma, h))
 
+    def fold(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        delta_gamma, beta = p.chunk(2, dim=1)
+        return 1.0 + delta_gamma, beta
+
 
 class Scale(Conditioning):
     """Scaling only, ``γ(z) ⊙ h`` (γ = 1 + Δγ)."""
@@ -81,6 +95,9 @@ class Scale(Conditioning):
 
     def post(self, h: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         return (1.0 + _per_feature(p, h)) * h
+
+    def fold(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return 1.0 + p, torch.zeros_like(p)
 
 
 class Bias(Conditioning):
@@ -93,6 +110,9 @@ class Bias(Conditioning):
     def post(self, h: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         return h + _per_feature(p, h)
 
+    def fold(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return torch.ones_like(p), p
+
 
 class Gate(Conditioning):
     """Sigmoid gating, ``σ(g(z)) ⊙ h``: a scaling bounded to (0, 1), as in gated networks."""
@@ -103,6 +123,9 @@ class Gate(Conditioning):
 
     def post(self, h: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(_per_feature(p, h)) * h
+
+    def fold(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return torch.sigmoid(p), torch.zeros_like(p)
 
 
 class Concat(Conditioning):

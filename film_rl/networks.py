@@ -6,8 +6,9 @@ Policies and reward models build from these same modules; nothing here knows abo
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import cast
 
 import torch
 from torch import nn
@@ -210,6 +211,28 @@ class ConditionedConv(nn.Module):
         h = torch.relu(self.cond.post(self.norm(self.conv(self.cond.pre(x, p))), p))
         return h + x if self.residual else h
 
+    @property
+    def foldable(self) -> bool:
+        """Whether the modulation can move into the conv's weights (affine, nothing in between)."""
+        return not isinstance(self.norm, nn.BatchNorm2d) and self.cond.fold(self._probe) is not None
+
+    @property
+    def _probe(self) -> torch.Tensor:
+        return self.conv.weight.new_zeros(1, self.cond.n_params)
+
+    def forward_folded(self, x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """The same layer for samples that share one ``(scale, shift)`` (``(channels,)`` each, from
+        :meth:`Conditioning.fold`): ``scale ⊙ (W * x + b) + shift == (scale ⊙ W) * x + (scale ⊙ b + shift)``.
+
+        Scaling the weights costs nothing next to the conv, and the feature maps are never passed
+        over for the modulation, forward or backward; that pass is most of a FiLM layer's cost on
+        84x84 frames.
+        """
+        weight = self.conv.weight * scale.view(-1, 1, 1, 1)
+        bias = shift if self.conv.bias is None else torch.addcmul(shift, self.conv.bias, scale)
+        h = torch.relu(nn.functional.conv2d(x, weight, bias, self.conv.stride, self.conv.padding))
+        return h + x if self.residual else h
+
 
 class GridFiLMCNN(nn.Module):
     """BabyAI-1.1-style network over minigrid's symbolic 7x7x3 view, FiLM in every block.
@@ -341,3 +364,33 @@ class NatureFiLMCNN(nn.Module):
         for block, p in zip(self.blocks, params, strict=True):
             x = block(x, p)
         return x.flatten(1)
+
+    @property
+    def foldable(self) -> bool:
+        return all(block.foldable for block in self.blocks)
+
+    def forward_by_game(
+        self, frames: torch.Tensor, game_id: torch.Tensor, params_of: Callable[[torch.Tensor], list[torch.Tensor]]
+    ) -> torch.Tensor:
+        """:meth:`forward` for a training batch: the samples of each game go through convs whose
+        weights carry that game's modulation (:meth:`ConditionedConv.forward_folded`).
+
+        The result is the same up to float rounding; on a 256-sample minibatch of 4 or 10 games it
+        costs what the unconditioned network costs, where FiLM on the feature maps costs ~20% more
+        (forward and backward, one CPU thread). Small batches (acting) are faster the plain way.
+
+        :param params_of: distinct game ids ``(G, 1)`` -> every conv's parameters, ``(G, n_params)`` each.
+        """
+        blocks = [cast(ConditionedConv, block) for block in self.blocks]
+        games, inverse = torch.unique(game_id.long().view(-1), return_inverse=True)
+        folds = [block.cond.fold(p) for block, p in zip(blocks, params_of(games.view(-1, 1)), strict=True)]
+        order = torch.argsort(inverse, stable=True)
+        x, start, features = frames[order], 0, []
+        for g, n in enumerate(torch.bincount(inverse, minlength=len(games)).tolist()):
+            h = x[start : start + n]
+            start += n
+            for block, fold in zip(blocks, folds, strict=True):
+                assert fold is not None
+                h = block.forward_folded(h, fold[0][g], fold[1][g])
+            features.append(h.flatten(1))
+        return torch.cat(features).index_select(0, torch.argsort(order))

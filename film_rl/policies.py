@@ -83,6 +83,10 @@ class InstructionFeatures(BaseFeaturesExtractor):
             self.generator.reset_head()
 
 
+#: training batches take the per-game folded convs when they hold at least this many samples per game
+FOLD_MIN_PER_GAME = 16
+
+
 class GameFeatures(BaseFeaturesExtractor):
     """Dict observation ``{image, game_id}`` -> features, via the FiLM-ed Nature CNN (multi-game Atari).
 
@@ -115,6 +119,7 @@ class GameFeatures(BaseFeaturesExtractor):
             n_games = int(observation_space["game_id"].high.max()) + 1  # type: ignore[attr-defined]
             self.generator = FiLMGenerator(GameEncoder(n_games, instruction_dim), self.cnn.param_sizes)
         self.linear = nn.Sequential(nn.Linear(self.cnn.out_dim, features_dim), nn.ReLU())
+        self.foldable = self.cnn.foldable
 
     def film_params(self, game_id: torch.Tensor) -> list[torch.Tensor]:
         """Every conv's parameters for these games (empty for ``none``)."""
@@ -123,8 +128,13 @@ class GameFeatures(BaseFeaturesExtractor):
         return self.generator(game_id.long())
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
-        params = self.film_params(observations["game_id"])
-        return self.linear(self.cnn(observations["image"], params))
+        image, game_id = observations["image"], observations["game_id"]
+        if self.generator is not None and self.foldable and torch.is_grad_enabled():
+            # training: each game's modulation goes into the conv weights (same result, ~20% cheaper)
+            games = int(torch.unique(game_id).numel())
+            if image.shape[0] >= FOLD_MIN_PER_GAME * games:
+                return self.linear(self.cnn.forward_by_game(image, game_id, self.film_params))
+        return self.linear(self.cnn(image, self.film_params(game_id)))
 
     def reset_film_head(self) -> None:
         """Undo SB3's orthogonal init on the generator's head, so FiLM layers start as identities."""

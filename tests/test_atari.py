@@ -199,6 +199,31 @@ def test_features_depend_on_the_game_exactly_when_conditioned(conditioning):
     assert torch.equal(trained[0], trained[1]) == (conditioning == "none")
 
 
+@pytest.mark.parametrize("conditioning", ["film", "scale", "bias", "gate"])
+def test_training_batches_fold_each_games_modulation_into_the_convs_exactly(conditioning):
+    space = MultiGameAtariEnv(TWO, preload=False).observation_space
+    torch.manual_seed(0)
+    features = GameFeatures(space, conditioning=conditioning, channels=(8, 16, 16), features_dim=32)
+    assert features.foldable
+    torch.nn.init.normal_(features.generator.head.weight, std=0.3)
+    image, game_id = torch.rand(40, 4, 84, 84), torch.randint(0, 2, (40, 1)).float()
+
+    def run(folded):
+        features.zero_grad()
+        if folded:  # what a training minibatch takes
+            out = features.linear(features.cnn.forward_by_game(image, game_id, features.film_params))
+        else:  # FiLM on the feature maps, what acting takes
+            out = features.linear(features.cnn(image, features.film_params(game_id)))
+        (out * torch.arange(32.0)).sum().backward()
+        return out.detach(), [p.grad.clone() for p in features.parameters()]
+
+    (plain, plain_grads), (folded, folded_grads) = run(False), run(True)
+    torch.testing.assert_close(folded, plain, rtol=1e-4, atol=1e-5)
+    for a, b in zip(folded_grads, plain_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+    assert not GameFeatures(space, conditioning="concat").foldable  # concat widens the conv's input instead
+
+
 # --------------------------------------------------------------------------- through the command line
 
 

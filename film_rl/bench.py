@@ -14,7 +14,7 @@ import platform
 import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from torch import nn
 from film_rl.config import ExperimentConfig, compose
 from film_rl.errors import UserError
 from film_rl.instructions import Vocabulary
-from film_rl.train import build_env, build_model, train, use_subprocesses, validate
+from film_rl.train import build_env, build_model, ppo_settings, train, use_subprocesses, validate
 
 #: BabyAI 1.0 (Chevalier-Boisvert et al., 2019, table 3): episodes of RL training to reach 99%
 #: success, lower and upper figures; BabyAI 1.1 (Hui et al., 2020) best model where reported.
@@ -95,14 +95,33 @@ def reference_model(config: ExperimentConfig) -> PPO:
     return PPO(
         "CnnPolicy",
         venv,
-        n_steps=algo.n_steps,
-        batch_size=algo.batch_size,
-        n_epochs=algo.n_epochs,
-        learning_rate=algo.learning_rate,
+        **ppo_settings(algo),
         policy_kwargs={"features_extractor_class": MinigridCNN, "normalize_images": False, "net_arch": [64]},
         seed=config.seed,
         device="cpu",
     )
+
+
+def _alternate(
+    variants: Sequence[str],
+    build: Callable[[str], BaseAlgorithm],
+    timesteps: int,
+    repeats: int,
+    progress: Callable[[str], None],
+) -> dict[str, list[float]]:
+    """Steps/s of each variant's ``learn(timesteps)``, ``repeats`` rounds alternated (a, b, c, a, b, c, ...),
+    so that a noisy machine's slow spells fall on every variant alike."""
+    samples: dict[str, list[float]] = {v: [] for v in variants}
+    for round_ in range(repeats):
+        for variant in variants:
+            model = build(variant)
+            started = time.perf_counter()
+            model.learn(timesteps)
+            sps = model.num_timesteps / (time.perf_counter() - started)
+            model.get_env().close()  # type: ignore[union-attr]
+            samples[variant].append(sps)
+            progress(f"round {round_ + 1}/{repeats} {variant:<15} {sps:8.0f} steps/s")
+    return samples
 
 
 def peak_rss_mb() -> float:
@@ -130,24 +149,15 @@ def throughput(
 
     ``overrides`` apply to every variant (the reference takes the PPO settings and ``env.*``).
     """
-    samples: dict[str, list[float]] = {v: [] for v in THROUGHPUT_VARIANTS}
     vocab = Vocabulary.babyai()
-    for round_ in range(repeats):
-        for variant in THROUGHPUT_VARIANTS:
-            config = bench_config(
-                level, _AGENT_OF.get(variant, "film-cnn"), [f"env.n_envs={n_envs}", *(overrides or [])]
-            )
-            model: BaseAlgorithm
-            if variant == "reference":
-                model = reference_model(config)
-            else:
-                model = build_model(config, build_env(config, vocab, config.seed), device)
-            started = time.perf_counter()
-            model.learn(timesteps)
-            sps = model.num_timesteps / (time.perf_counter() - started)
-            model.get_env().close()  # type: ignore[union-attr]
-            samples[variant].append(sps)
-            progress(f"round {round_ + 1}/{repeats} {variant:<12} {sps:8.0f} steps/s")
+
+    def build(variant: str) -> BaseAlgorithm:
+        config = bench_config(level, _AGENT_OF.get(variant, "film-cnn"), [f"env.n_envs={n_envs}", *(overrides or [])])
+        if variant == "reference":
+            return reference_model(config)
+        return build_model(config, build_env(config, vocab, config.seed), device)
+
+    samples = _alternate(THROUGHPUT_VARIANTS, build, timesteps, repeats, progress)
     medians = {v: statistics.median(s) for v, s in samples.items()}
     result: dict[str, Any] = {
         "benchmark": "throughput",
@@ -211,16 +221,7 @@ def atari_reference_model(game: str, config: ExperimentConfig) -> PPO:
     return PPO(
         "CnnPolicy",
         VecFrameStack(venv, config.env.atari.frame_stack),
-        n_steps=algo.n_steps,
-        batch_size=algo.batch_size,
-        n_epochs=algo.n_epochs,
-        learning_rate=algo.learning_rate,
-        gamma=algo.gamma,
-        gae_lambda=algo.gae_lambda,
-        clip_range=algo.clip_range,
-        ent_coef=algo.ent_coef,
-        vf_coef=algo.vf_coef,
-        max_grad_norm=algo.max_grad_norm,
+        **ppo_settings(algo),
         seed=config.seed,
         device=config.device,
     )
@@ -253,23 +254,16 @@ def atari(
     device = resolve_device(configs["multigame"].device)
     if configs["multigame"].threads > 0:  # threads=1: on a loaded 2-core machine two threads contend
         torch.set_num_threads(configs["multigame"].threads)
-    samples: dict[str, list[float]] = {v: [] for v in ATARI_VARIANTS}
     vocab = Vocabulary.babyai()  # unused by Atari envs; build_env's signature
-    for round_ in range(repeats):
-        for variant in ATARI_VARIANTS:
-            config = configs[variant]
-            model: BaseAlgorithm
-            if variant == "reference":
-                config.device = device
-                model = atari_reference_model(game, config)
-            else:
-                model = build_model(config, build_env(config, vocab, config.seed), device)
-            started = time.perf_counter()
-            model.learn(timesteps)
-            sps = model.num_timesteps / (time.perf_counter() - started)
-            model.get_env().close()  # type: ignore[union-attr]
-            samples[variant].append(sps)
-            progress(f"round {round_ + 1}/{repeats} {variant:<15} {sps:8.0f} steps/s")
+
+    def build(variant: str) -> BaseAlgorithm:
+        config = configs[variant]
+        if variant == "reference":
+            config.device = device
+            return atari_reference_model(game, config)
+        return build_model(config, build_env(config, vocab, config.seed), device)
+
+    samples = _alternate(ATARI_VARIANTS, build, timesteps, repeats, progress)
     medians = {v: statistics.median(s) for v, s in samples.items()}
     settings = configs["multigame"].agent.algorithm
     result: dict[str, Any] = {

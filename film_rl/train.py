@@ -30,7 +30,7 @@ from film_rl.agile import (
     save_reward_model,
 )
 from film_rl.callbacks import Checkpointer, GameStats, InstructionStats, PeriodicEval, StopOnSignal
-from film_rl.config import ExperimentConfig, load_experiment, save_config
+from film_rl.config import AlgorithmConfig, ExperimentConfig, load_experiment, save_config
 from film_rl.envs import check_levels, make_vec_env
 from film_rl.errors import UserError
 from film_rl.evaluate import EvalResult, evaluate
@@ -111,6 +111,24 @@ def build_env(
     return RewardModelReward(venv, reward_model, int(Actions.done), config.env.reward_scale)
 
 
+def ppo_settings(algo: AlgorithmConfig) -> dict[str, Any]:
+    """An agent recipe's PPO hyperparameters as keywords of SB3's ``PPO`` / ``RecurrentPPO``
+    (the benchmarks' reference models take the same ones)."""
+    return {
+        "n_steps": algo.n_steps,
+        "batch_size": algo.batch_size,
+        "n_epochs": algo.n_epochs,
+        "learning_rate": algo.learning_rate,
+        "gamma": algo.gamma,
+        "gae_lambda": algo.gae_lambda,
+        "clip_range": algo.clip_range,
+        "ent_coef": algo.ent_coef,
+        "vf_coef": algo.vf_coef,
+        "max_grad_norm": algo.max_grad_norm,
+        "target_kl": algo.target_kl,
+    }
+
+
 def build_model(config: ExperimentConfig, env: VecEnv, device: str) -> BaseAlgorithm:
     """The SB3 algorithm with the FiLM policy the agent recipe describes."""
     agent, algo = config.agent, config.agent.algorithm
@@ -146,17 +164,7 @@ def build_model(config: ExperimentConfig, env: VecEnv, device: str) -> BaseAlgor
     return runs.algorithm_class(config)(
         policy,  # type: ignore[arg-type]
         env,
-        n_steps=algo.n_steps,
-        batch_size=algo.batch_size,
-        n_epochs=algo.n_epochs,
-        learning_rate=algo.learning_rate,
-        gamma=algo.gamma,
-        gae_lambda=algo.gae_lambda,
-        clip_range=algo.clip_range,
-        ent_coef=algo.ent_coef,
-        vf_coef=algo.vf_coef,
-        max_grad_norm=algo.max_grad_norm,
-        target_kl=algo.target_kl,
+        **ppo_settings(algo),
         policy_kwargs=policy_kwargs,
         seed=config.seed,
         device=device,

@@ -75,18 +75,8 @@ def build_reward_model(
 ) -> RewardModelTrainer:
     """The run's reward-model trainer; its discriminator has the policy's architecture and its own weights."""
     settings, agent = config.agent.reward_model, config.agent
-    model = Discriminator(
-        len(vocab),
-        conditioning=settings.conditioning or agent.conditioning,
-        encoder=agent.encoder,
-        channels=agent.channels,
-        embed_dim=agent.embed_dim,
-        kernel_size=agent.kernel_size,
-        pool=agent.pool,
-        batch_norm=agent.batch_norm,
-        word_dim=agent.word_dim,
-        instruction_dim=agent.instruction_dim,
-    )
+    network = agent.grid_network() | {"conditioning": settings.conditioning or agent.conditioning}
+    model = Discriminator(len(vocab), **network)
     return RewardModelTrainer(
         run_goals(config, vocab, run_dir),
         model,

@@ -152,6 +152,21 @@ class AgentConfig:
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
 
+    def grid_network(self) -> dict[str, Any]:
+        """The FiLM-ed grid network's settings, shared by the policy's features extractor and
+        AGILE's discriminator (which may swap the conditioning)."""
+        return {
+            "conditioning": self.conditioning,
+            "encoder": self.encoder,
+            "channels": tuple(self.channels),
+            "embed_dim": self.embed_dim,
+            "kernel_size": self.kernel_size,
+            "word_dim": self.word_dim,
+            "instruction_dim": self.instruction_dim,
+            "pool": self.pool,
+            "batch_norm": self.batch_norm,
+        }
+
 
 @dataclass
 class BudgetConfig:

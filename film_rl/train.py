@@ -133,18 +133,7 @@ def build_model(config: ExperimentConfig, env: VecEnv, device: str) -> BaseAlgor
     """The SB3 algorithm with the FiLM policy the agent recipe describes."""
     agent, algo = config.agent, config.agent.algorithm
     policy_kwargs: dict[str, Any] = {
-        "features_extractor_kwargs": {
-            "conditioning": agent.conditioning,
-            "encoder": agent.encoder,
-            "channels": tuple(agent.channels),
-            "embed_dim": agent.embed_dim,
-            "kernel_size": agent.kernel_size,
-            "word_dim": agent.word_dim,
-            "instruction_dim": agent.instruction_dim,
-            "pool": agent.pool,
-            "batch_norm": agent.batch_norm,
-            "features_dim": agent.features_dim,
-        },
+        "features_extractor_kwargs": {**agent.grid_network(), "features_dim": agent.features_dim},
         "net_arch": {"pi": list(agent.net_arch), "vf": list(agent.net_arch)},
         "optimizer_kwargs": {"eps": algo.adam_eps},
     }

@@ -41,14 +41,6 @@ GOALS = "goals.npz"
 GOAL_SEED = 5_000_000
 
 
-def reward_model_path(model_path: Path) -> Path:
-    """Where a model's reward model lives: ``RUN/reward_model.pt`` beside ``RUN/model.zip``,
-    ``checkpoints/step_N.reward_model.pt`` beside ``checkpoints/step_N.zip``."""
-    if model_path.name == "model.zip":
-        return model_path.with_name(REWARD_MODEL)
-    return model_path.with_name(f"{model_path.stem}.{REWARD_MODEL}")
-
-
 def run_goals(config: ExperimentConfig, vocab: Vocabulary, run_dir: Path) -> GoalDataset:
     """The run's goal states: the configured file, or the run's own (made once, then reused on resume)."""
     settings = config.agent.reward_model

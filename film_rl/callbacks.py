@@ -78,6 +78,24 @@ class InstructionStats(BaseCallback):
             self.unknown_words += int((new_obs["instruction"][dones] == self.unk).sum())
         return not self.reached_target
 
+    def state(self) -> dict[str, Any]:
+        """What a resumed run needs to go on counting: BabyAI's metric counts every episode of the run."""
+        return {
+            "episodes": self.episodes,
+            "unknown_words": self.unknown_words,
+            "episodes_to": {str(t): n for t, n in self.episodes_to.items()},
+            "recent": list(self.recent),
+            "per_level": {level: list(outcomes) for level, outcomes in self.per_level.items()},
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.episodes = int(state["episodes"])
+        self.unknown_words = int(state["unknown_words"])
+        self.episodes_to = {float(t): int(n) for t, n in state["episodes_to"].items()}
+        self.recent.extend(bool(x) for x in state["recent"])
+        for level, outcomes in state["per_level"].items():
+            self.per_level[level].extend(bool(x) for x in outcomes)
+
     @property
     def reached_target(self) -> bool:
         return (

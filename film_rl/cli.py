@@ -92,9 +92,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     deterministic = config.eval.deterministic if args.deterministic is None else args.deterministic
     reward_model = None
     if args.reward_model:
-        from film_rl.agile import build_reward_model, load_reward_model, reward_model_path
+        from film_rl.agile import REWARD_MODEL, build_reward_model, load_reward_model
 
-        saved = reward_model_path(model_path)
+        saved = runs.beside(model_path, REWARD_MODEL)
         if not config.agent.reward_model.enabled or not saved.exists():
             raise UserError(f"--reward-model: {run_dir} is not an AGILE run (no {saved.name} beside {model_path.name})")
         reward_model = build_reward_model(config, vocab, run_dir, args.device)

@@ -6,7 +6,10 @@
         config.yaml          resolved config (recipes inlined)
         vocab.json           the instruction vocabulary the model was trained with
         model.zip            final model (PPO / RecurrentPPO zip)
-        checkpoints/         step_<timesteps>.zip, the latest few plus any interrupt
+        stats.json           episode bookkeeping (episodes, BabyAI's episodes-to-0.9/0.99), for resuming
+        reward_model.pt      AGILE runs: the reward model; goals.npz: the goal states it made
+        checkpoints/         step_<timesteps>.zip (+ .stats.json, .reward_model.pt), the latest few
+                             plus any interrupt
         eval.json            final evaluation
         progress.csv         every logged scalar
         tensorboard/  wandb/
@@ -14,12 +17,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import time
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
@@ -31,6 +36,8 @@ from film_rl.errors import UserError
 from film_rl.instructions import Vocabulary
 
 CONFIG, VOCAB, MODEL, EVAL, CHECKPOINTS = "config.yaml", "vocab.json", "model.zip", "eval.json", "checkpoints"
+#: episode bookkeeping beside each saved model, so a resumed run goes on counting episodes
+STATS = "stats.json"
 _STEP = re.compile(r"step_(\d+)\.zip$")
 
 
@@ -55,6 +62,20 @@ def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
         if match:
             found.append((int(match.group(1)), path))
     return sorted(found)
+
+
+def beside(model_path: Path, name: str) -> Path:
+    """A file that belongs with a saved model: ``RUN/<name>`` beside ``RUN/model.zip``,
+    ``checkpoints/step_N.<name>`` beside ``checkpoints/step_N.zip``."""
+    if model_path.name == MODEL:
+        return model_path.with_name(name)
+    return model_path.with_name(f"{model_path.stem}.{name}")
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
 
 
 def save_atomically(model: BaseAlgorithm, path: Path) -> None:

@@ -7,6 +7,7 @@ algorithm with the FiLM policy, the loggers and callbacks, learns, saves ``model
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -22,11 +23,11 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from film_rl import runs
 from film_rl.agile import (
+    REWARD_MODEL,
     RewardModelReward,
     RewardModelUpdates,
     build_reward_model,
     load_reward_model,
-    reward_model_path,
     save_reward_model,
 )
 from film_rl.callbacks import Checkpointer, GameStats, InstructionStats, PeriodicEval, StopOnSignal
@@ -210,8 +211,12 @@ def _learn(
     vocab: Vocabulary,
     device: str,
     reward_model: RewardModelTrainer | None = None,
+    stats_state: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Shared by fresh and resumed runs: learn to the budget, save, evaluate, log."""
+    """Shared by fresh and resumed runs: learn to the budget, save, evaluate, log.
+
+    ``stats_state``: a resumed run's episode bookkeeping (:meth:`InstructionStats.state`).
+    """
     wandb_run = start_wandb(config, run_dir)
     model.set_logger(make_logger(run_dir, config.logging.tensorboard, wandb_run))
     stats: InstructionStats | GameStats
@@ -219,16 +224,20 @@ def _learn(
         stats = GameStats(config.budget.success_window)
     else:
         stats = InstructionStats(vocab, config.budget.success_window, stop_at=config.budget.stop_at_success)
-    save_extra = None
-    if reward_model is not None:
-        settings = config.agent.reward_model
+        if stats_state is not None:
+            stats.restore(stats_state)
 
-        def save_extra(path: Path) -> None:
-            save_reward_model(reward_model, reward_model_path(path))
+    def save_extra(path: Path) -> None:
+        """Beside every saved model: the episode bookkeeping, and AGILE's reward model."""
+        if isinstance(stats, InstructionStats):
+            runs.write_json_atomically(runs.beside(path, runs.STATS), stats.state())
+        if reward_model is not None:
+            save_reward_model(reward_model, runs.beside(path, REWARD_MODEL))
 
     checkpointer = Checkpointer(run_dir, config.checkpoint.freq, config.checkpoint.keep, save_extra)
     callbacks: list[Any] = [stats, checkpointer]
     if reward_model is not None:
+        settings = config.agent.reward_model
         env = model.get_env()
         updates = RewardModelUpdates(
             reward_model,
@@ -265,8 +274,7 @@ def _learn(
         elapsed = time.perf_counter() - started
         model_path = run_dir / runs.MODEL
         runs.save_atomically(model, model_path)
-        if save_extra is not None:
-            save_extra(model_path)
+        save_extra(model_path)
         result = evaluate_now(config.eval.episodes, 1_000_000)
         (run_dir / runs.EVAL).write_text(result.to_json())
         if wandb_run is not None:
@@ -344,13 +352,15 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> TrainResult:
     reward_model = None
     if config.agent.reward_model.enabled:
         reward_model = build_reward_model(config, vocab, run_dir, device)
-        saved = reward_model_path(latest)
+        saved = runs.beside(latest, REWARD_MODEL)
         if not saved.exists():
             raise UserError(f"{run_dir} is an AGILE run but {saved} is missing; cannot resume its reward model")
         load_reward_model(reward_model, saved)
     # fresh episodes, not a replay of the first leg's
     model.set_env(build_env(config, vocab, config.seed + model.num_timesteps, reward_model))
-    return _learn(model, config, run_dir, vocab, device, reward_model)
+    stats_path = runs.beside(latest, runs.STATS)
+    stats_state = json.loads(stats_path.read_text()) if stats_path.exists() else None
+    return _learn(model, config, run_dir, vocab, device, reward_model, stats_state)
 
 
 def describe_interrupt(err: TrainingInterrupted) -> str:

@@ -69,3 +69,24 @@ def test_interrupt_saves_a_checkpoint_and_resume_continues(tmp_path, sig):
 
     again = run_cli("train", "--resume", str(run_dir))
     assert again.returncode == 2 and "already reached its budget" in again.stderr
+
+
+def test_resumed_run_goes_on_counting_episodes(tmp_path):
+    """BabyAI's episodes-to-0.99 counts every episode of a run, however many legs it took."""
+    import json
+
+    from conftest import TINY
+
+    done = run_cli("train", "experiments/quickstart.yaml", f"runs_dir={tmp_path}", *TINY)
+    assert done.returncode == 0, done.stderr
+    run_dir = only_run_dir(tmp_path)
+    first = json.loads((run_dir / "stats.json").read_text())
+    assert first["episodes"] > 0 and len(first["recent"]) == min(first["episodes"], 100)
+    resumed = run_cli("train", "--resume", str(run_dir), "budget.timesteps=512")
+    assert resumed.returncode == 0, resumed.stderr
+    second = json.loads((run_dir / "stats.json").read_text())
+    assert second["episodes"] > first["episodes"]
+    assert set(first["episodes_to"]) <= set(second["episodes_to"])  # what was reached stays reached
+    logged = (run_dir / "progress.1.csv").read_text().splitlines()
+    episodes_column = logged[0].split(",").index("rollout/episodes")
+    assert int(float(logged[1].split(",")[episodes_column])) > first["episodes"]

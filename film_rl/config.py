@@ -25,7 +25,7 @@ import yaml
 from film_rl.errors import UserError, did_you_mean
 
 Conditioning = Literal["film", "scale", "bias", "gate", "concat", "none"]
-Encoder = Literal["gru", "bigru", "bow"]
+Encoder = Literal["gru", "bigru", "bow", "conv"]
 
 
 @dataclass

@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from film_rl.conditioning import Conditioning, make_conditioning
 
-ENCODERS = ("gru", "bigru", "bow")
+ENCODERS = ("gru", "bigru", "bow", "conv")
 
 #: minigrid cells are (object type <= 10, colour <= 5, state <= 2); each attribute gets its own
 #: block of embedding rows so that "red" and "ball" never share a vector.
@@ -50,12 +50,14 @@ def native_cpu_kernels(active: bool) -> Iterator[None]:
 class InstructionEncoder(nn.Module):
     """Padded token ids ``(B, L)`` -> one instruction vector ``(B, dim)``; pad id is 0.
 
-    Padding is masked: the GRUs read packed sequences (a pad token is never a word to them) and
-    the bag of words averages real tokens only.
+    Padding is masked: the GRUs read packed sequences (a pad token is never a word to them), the
+    bag of words averages real tokens only, and the conv's max ignores pad positions.
 
     :param vocab_size: number of token ids.
-    :param kind: ``gru`` (final hidden state), ``bigru`` (both directions' final states) or
-        ``bow`` (mean of word embeddings, then a linear layer).
+    :param kind: ``gru`` (final hidden state), ``bigru`` (both directions' final states),
+        ``bow`` (mean of word embeddings, then a linear layer) or ``conv`` (a width-3 conv over the
+        words, max over positions: word order within three words, and no sequential steps, so
+        its backward costs a fraction of a GRU's).
     :param word_dim: word embedding width.
     :param dim: output width.
     """
@@ -71,8 +73,11 @@ class InstructionEncoder(nn.Module):
         self.embedding = nn.Embedding(vocab_size, word_dim, padding_idx=0)
         self.rnn: nn.GRU | None = None
         self.proj: nn.Linear | None = None
+        self.conv: nn.Conv1d | None = None
         if kind == "bow":
             self.proj = nn.Linear(word_dim, dim)
+        elif kind == "conv":
+            self.conv = nn.Conv1d(word_dim, dim, 3, padding=1)
         else:
             bidirectional = kind == "bigru"
             hidden = dim // 2 if bidirectional else dim
@@ -87,6 +92,11 @@ class InstructionEncoder(nn.Module):
             mask = mask[:, : tokens.shape[1]].unsqueeze(-1).to(words.dtype)
             mean = (words * mask).sum(1) / mask.sum(1).clamp(min=1.0)
             return torch.relu(self.proj(mean))
+        if self.conv is not None:
+            # pad tokens embed to zeros, like the conv's own padding, and ReLU outputs are >= 0, so
+            # zeroing pad positions before the max gives the max over real words exactly
+            features = torch.relu(self.conv(words.transpose(1, 2)))  # (B, dim, L)
+            return features.masked_fill(~mask[:, None, : tokens.shape[1]], 0.0).amax(2)
         assert self.rnn is not None
         packed = pack_padded_sequence(words, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         _, h_n = self.rnn(packed)  # (num_directions, B, hidden)

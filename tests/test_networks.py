@@ -15,7 +15,7 @@ def tokens(missions, max_length):
     return torch.as_tensor(np.stack([VOCAB.encode(m, max_length)[0] for m in missions]))
 
 
-@pytest.mark.parametrize("kind", ["gru", "bigru", "bow"])
+@pytest.mark.parametrize("kind", ["gru", "bigru", "bow", "conv"])
 def test_padding_is_masked(kind):
     """However much padding follows a mission, the encoder's reading of it is the same."""
     torch.manual_seed(0)
@@ -27,7 +27,7 @@ def test_padding_is_masked(kind):
     assert torch.allclose(encoder(tokens(MISSIONS[:1], 5)), short[:1], atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["gru", "bigru", "bow"])
+@pytest.mark.parametrize("kind", ["gru", "bigru", "bow", "conv"])
 def test_encoder_distinguishes_missions(kind):
     torch.manual_seed(0)
     z = InstructionEncoder(len(VOCAB), kind, word_dim=8, dim=16)(tokens(MISSIONS, 12))
@@ -104,3 +104,15 @@ def test_acting_cache_never_serves_stale_parameters():
     generator.head.bias.data = generator.head.bias.data + 1.0
     with torch.no_grad():
         assert torch.allclose(generator.embed(batch), after + 1.0)
+
+
+@pytest.mark.parametrize("kind", ["gru", "conv"])
+def test_order_aware_encoders_tell_which_object_moves(kind):
+    """ "put the red ball next to the blue key" and its reverse name the same words: only an
+    order-aware encoder (not ``bow``) reads them apart."""
+    torch.manual_seed(0)
+    pair = ["put the red ball next to the blue key", "put the blue key next to the red ball"]
+    z = InstructionEncoder(len(VOCAB), kind, word_dim=8, dim=16)(tokens(pair, 12))
+    assert not torch.allclose(z[0], z[1], atol=1e-4)
+    bow = InstructionEncoder(len(VOCAB), "bow", word_dim=8, dim=16)(tokens(pair, 12))
+    assert torch.allclose(bow[0], bow[1], atol=1e-6)

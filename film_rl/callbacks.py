@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 from collections import defaultdict, deque
 from collections.abc import Callable
 from pathlib import Path
@@ -227,6 +228,8 @@ class StopOnSignal(BaseCallback):
         self.received = signum
 
     def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # e.g. a Ray Tune trial: only the main thread may handle signals; Ray stops it
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._previous[sig] = signal.signal(sig, self._handler)
         return self

@@ -203,6 +203,10 @@ class LoggingConfig:
     wandb: Literal["auto", "online", "offline", "disabled"] = "auto"
     project: str = "film-rl"
     entity: str | None = None
+    #: wandb group (empty: the experiment's name); a sweep groups its trials under its own name
+    group: str = ""
+    #: extra wandb tags, e.g. a sweep trial's swept values
+    tags: list[str] = field(default_factory=list)
     tensorboard: bool = True
     progress_bar: bool = True
 
@@ -374,6 +378,7 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
 def compose(raw: dict[str, Any], overrides: list[str], experiment_path: Path | None = None) -> ExperimentConfig:
     """Resolve recipe names, then apply the file's ``overrides`` and then ``overrides``, then type-check."""
     data = dict(raw)
+    data.pop("sweep", None)  # what `film-rl sweep` varies (film_rl.sweep); one run trains the base config
     file_overrides = data.pop("overrides", None) or {}
     if not isinstance(file_overrides, dict):
         raise UserError("overrides: expected a mapping of dotted keys to values")

@@ -41,6 +41,7 @@ def run_tags(config: ExperimentConfig) -> list[str]:
         f"agent:{config.agent_recipe or config.agent.policy}",
         f"conditioning:{config.agent.conditioning}",
         f"seed:{config.seed}",
+        *config.logging.tags,
     ]
     return [t[:64] for t in tags]  # wandb rejects longer tags
 
@@ -58,7 +59,7 @@ def start_wandb(config: ExperimentConfig, run_dir: Path) -> Any | None:
     return wandb.init(
         project=config.logging.project,
         entity=config.logging.entity,
-        group=config.name,
+        group=config.logging.group or config.name,
         name=f"{config.name}/{run_dir.name}",
         tags=run_tags(config),
         config=config.to_dict(),

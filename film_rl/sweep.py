@@ -1,0 +1,535 @@
+"""Sweeps: every combination of a grid of settings, times seeds, each trial an ordinary training run.
+
+::
+
+    runs/sweeps/<name>/
+        sweep.yaml                 what the sweep is: experiment, grid, seeds, overrides, base config
+        trials/<trial-id>/         the trial's runs_dir, holding an ordinary <experiment>/<run-id>/
+        trials/<trial-id>/trial.log  the trial's output
+        summary.json               every trial's state, run directory and figures after the last pass
+
+The disk is the only record of progress: a trial is finished when one of its run directories holds
+``eval.json``, and interrupted when one holds checkpoints but no model. ``film-rl sweep --resume``
+therefore skips finished trials and resumes interrupted ones from their latest checkpoint, whichever
+backend ran them before. Two backends, both thin:
+
+- ``local`` (the default, nothing to start): a pool of ``film-rl train`` subprocesses, at most one
+  per core, with ``threads`` set so that the trials together use each core once.
+- ``ray``: Ray Tune. Each trial asks for ``{cpu: env.n_envs, gpu: gpus_per_trial}`` so that a
+  cluster's GPU workers take trials; ``--ray-address auto`` joins a running cluster.
+
+An experiment file may declare its own sweep, which the command line's ``--grid`` / ``--seeds``
+extend or replace::
+
+    sweep:
+      grid:
+        agent.conditioning: [film, concat, bias, scale, gate, none]
+      seeds: 3          # or a list: [0, 1, 2]
+      retries: 1        # a failed trial is run again (resumed) this many times
+      gpus_per_trial: 0 # Ray only: 0.25 packs four trials on one GPU
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from film_rl import runs
+from film_rl.config import ExperimentConfig, load_experiment
+from film_rl.errors import UserError, did_you_mean
+
+SPEC, SUMMARY, TRIALS, LOG = "sweep.yaml", "summary.json", "trials", "trial.log"
+SWEEP_KEYS = ("grid", "seeds", "retries", "gpus_per_trial")
+#: exit statuses of `film-rl train` that mean "stopped by a signal, checkpoint saved": not a failure
+INTERRUPTED = {128 + signal.SIGINT, 128 + signal.SIGTERM}
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One run of the sweep: a value for every swept key, and a seed."""
+
+    values: tuple[tuple[str, Any], ...]
+    seed: int
+
+    @property
+    def setting(self) -> str:
+        """The swept values without the seed: what a report averages over seeds."""
+        return ",".join(f"{key}={_show(value)}" for key, value in self.values) or "base"
+
+    @property
+    def id(self) -> str:
+        """A directory name: readable, and unique within the sweep."""
+        parts = [f"{key}={_show(value)}" for key, value in self.values] + [f"seed={self.seed}"]
+        return re.sub(r"[^A-Za-z0-9._=,+-]", "_", ",".join(parts))
+
+    def overrides(self) -> list[str]:
+        return [f"{key}={json.dumps(value)}" for key, value in self.values] + [f"seed={self.seed}"]
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value).replace(" ", "")
+
+
+@dataclass
+class SweepSpec:
+    """What a sweep runs; saved as ``sweep.yaml`` so that ``--resume`` runs the very same trials."""
+
+    name: str
+    #: the experiment file, absolute, so that trials find its recipes from any working directory
+    experiment: str
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    #: ``key=value`` overrides applied to every trial
+    overrides: list[str] = field(default_factory=list)
+    retries: int = 1
+    gpus_per_trial: float = 0.0
+    #: the experiment resolved (recipes inlined) when the sweep started; a resume refuses to mix
+    #: trials of an experiment that has changed since
+    base: dict[str, Any] = field(default_factory=dict)
+
+    def trials(self) -> list[Trial]:
+        keys = list(self.grid)
+        combos = itertools.product(*(self.grid[k] for k in keys))
+        return [Trial(tuple(zip(keys, combo, strict=True)), seed) for combo in combos for seed in self.seeds]
+
+    def config(self, trial: Trial, extra: Sequence[str] = ()) -> ExperimentConfig:
+        return load_experiment(self.experiment, [*self.overrides, *trial.overrides(), *extra])
+
+
+def parse_grid(texts: Sequence[str]) -> dict[str, list[Any]]:
+    """``key=v1,v2`` -> ``{key: [v1, v2]}``. Each value is YAML, so a bracketed one is a list:
+    ``agent.channels=[16,32],[32,64]`` sweeps two widths."""
+    grid: dict[str, list[Any]] = {}
+    for text in texts:
+        key, sep, raw = text.partition("=")
+        try:
+            values = yaml.safe_load(f"[{raw}]") if sep and key.strip() and raw.strip() else None
+        except yaml.YAMLError:
+            values = None
+        if not isinstance(values, list) or not values:
+            raise UserError(f"--grid {text}: expected key=value1,value2,...")
+        grid[key.strip()] = values
+    return grid
+
+
+def declared_sweep(experiment: Path) -> dict[str, Any]:
+    """The experiment file's own ``sweep:`` section, checked."""
+    raw = yaml.safe_load(experiment.read_text()) if experiment.is_file() else None
+    section = (raw or {}).get("sweep") or {} if isinstance(raw, dict) else {}
+    if not isinstance(section, dict):
+        raise UserError(f"{experiment}: sweep: expected a mapping with {', '.join(SWEEP_KEYS)}")
+    for key in section:
+        if key not in SWEEP_KEYS:
+            raise UserError(f"{experiment}: unknown sweep key '{key}'{did_you_mean(str(key), SWEEP_KEYS)}")
+    grid = section.get("grid") or {}
+    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+        raise UserError(f"{experiment}: sweep.grid: expected a mapping of dotted keys to non-empty lists")
+    return section
+
+
+def _seeds(value: Any, base: int) -> list[int]:
+    if isinstance(value, list) and value and all(isinstance(s, int) for s in value):
+        return list(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return [base + i for i in range(value)]
+    raise UserError(f"seeds: expected a positive count or a list of integers, got {value!r}")
+
+
+def make_spec(
+    experiment: str,
+    overrides: Sequence[str],
+    grid: Sequence[str] = (),
+    seeds: int | None = None,
+    retries: int | None = None,
+    gpus_per_trial: float | None = None,
+    name: str | None = None,
+) -> SweepSpec:
+    """The sweep an experiment file declares, with the command line's grid and seeds on top."""
+    path = Path(experiment).resolve()
+    base = load_experiment(path, list(overrides))
+    declared = declared_sweep(path)
+    full_grid = {**declared.get("grid", {}), **parse_grid(grid)}
+    if "seed" in full_grid:
+        raise UserError("sweep seeds with --seeds K (or sweep.seeds), not as a grid key")
+    spec = SweepSpec(
+        name=name or f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+        experiment=str(path),
+        grid=full_grid,
+        seeds=_seeds(seeds if seeds is not None else declared.get("seeds", 1), base.seed),
+        overrides=list(overrides),
+        retries=int(retries if retries is not None else declared.get("retries", 1)),
+        gpus_per_trial=float(gpus_per_trial if gpus_per_trial is not None else declared.get("gpus_per_trial", 0.0)),
+        base=base.to_dict(),
+    )
+    if spec.retries < 0 or spec.gpus_per_trial < 0:
+        raise UserError("retries and gpus_per_trial must not be negative")
+    check_trials(spec)
+    return spec
+
+
+def check_trials(spec: SweepSpec) -> None:
+    """Compose and range-check every trial's config before anything runs: a typo in a grid value
+    fails now, not an hour into the sweep."""
+    from film_rl.train import validate
+
+    ids = [t.id for t in spec.trials()]
+    if len(set(ids)) != len(ids):
+        raise UserError("two grid settings give the same trial name; make the swept values distinct")
+    for trial in spec.trials():
+        try:
+            validate(spec.config(trial))
+        except UserError as err:
+            raise UserError(f"trial {trial.id}: {err}") from None
+
+
+def sweep_dir(spec: SweepSpec) -> Path:
+    return Path(str(spec.base.get("runs_dir", "runs"))) / "sweeps" / spec.name
+
+
+def save_spec(spec: SweepSpec, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SPEC).write_text(yaml.safe_dump(asdict(spec), sort_keys=False))
+
+
+def load_spec(folder: Path) -> SweepSpec:
+    path = folder / SPEC
+    if not path.is_file():
+        raise UserError(f"{folder} is not a sweep directory (no {SPEC})")
+    try:
+        spec = SweepSpec(**yaml.safe_load(path.read_text()))
+    except (TypeError, yaml.YAMLError) as err:
+        raise UserError(f"{path}: not a sweep file ({err})") from None
+    now = load_experiment(spec.experiment, list(spec.overrides)).to_dict()
+    if now != spec.base:
+        changed = sorted(k for k in set(now) | set(spec.base) if now.get(k) != spec.base.get(k))
+        raise UserError(
+            f"{spec.experiment} (or its recipes) changed since the sweep started ({', '.join(changed)}); "
+            "start a new sweep instead of mixing trials of two experiments"
+        )
+    return spec
+
+
+# --------------------------------------------------------------------------- a trial's state on disk
+
+
+@dataclass
+class TrialState:
+    trial: Trial
+    #: ``pending``, ``partial`` (a checkpoint to resume), ``running``, ``done``, ``failed``, ``interrupted``
+    state: str
+    run_dir: Path | None = None
+    attempts: int = 0
+    returncode: int | None = None
+
+
+def trial_runs(trial_dir: Path) -> list[Path]:
+    """The trial's run directories, oldest first (several when earlier attempts failed early)."""
+    return sorted((p.parent for p in trial_dir.glob(f"*/*/{runs.CONFIG}")), key=lambda p: p.name)
+
+
+def disk_state(folder: Path, trial: Trial) -> TrialState:
+    found = trial_runs(folder / TRIALS / trial.id)
+    finished = [r for r in found if (r / runs.EVAL).is_file()]
+    if finished:
+        return TrialState(trial, "done", finished[-1])
+    resumable = [r for r in found if runs.checkpoints(r) and not (r / runs.MODEL).exists()]
+    if resumable:
+        return TrialState(trial, "partial", resumable[-1])
+    return TrialState(trial, "pending", found[-1] if found else None)
+
+
+def latest_progress(run_dir: Path | None) -> dict[str, str]:
+    """The newest row SB3 wrote to the run's ``progress*.csv`` (a resumed run writes a new one)."""
+    if run_dir is None:
+        return {}
+    files = sorted(run_dir.glob("progress*.csv"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        return {}
+    rows = list(csv.reader(files[-1].read_text().splitlines()))
+    return dict(zip(rows[0], rows[-1], strict=False)) if len(rows) > 1 else {}
+
+
+# --------------------------------------------------------------------------- running trials
+
+
+@dataclass
+class Sweep:
+    """A sweep directory being run: its spec, and every trial's state as the backends report it."""
+
+    spec: SweepSpec
+    folder: Path
+    states: dict[str, TrialState] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
+    started: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        for trial in self.spec.trials():
+            self.states[trial.id] = disk_state(self.folder, trial)
+
+    def trial_dir(self, trial: Trial) -> Path:
+        return self.folder / TRIALS / trial.id
+
+    def set(self, trial: Trial, state: str, **changes: Any) -> None:
+        with self.lock:
+            current = self.states[trial.id]
+            current.state = state
+            for key, value in changes.items():
+                setattr(current, key, value)
+
+    def refresh_running(self) -> None:
+        """Backends that do not tell (Ray) are followed on disk: a trial runs once its run writes
+        progress during this pass, and is done once it has ``eval.json``."""
+        for trial_state in self.states.values():
+            if trial_state.state in ("pending", "partial", "running"):
+                seen = disk_state(self.folder, trial_state.trial)
+                logs = (seen.run_dir or self.folder).glob("progress*.csv")
+                newest = max((p.stat().st_mtime for p in logs), default=0.0)
+                if seen.state == "done":
+                    self.set(trial_state.trial, "done", run_dir=seen.run_dir)
+                elif newest >= self.started:
+                    self.set(trial_state.trial, "running", run_dir=seen.run_dir)
+
+    def todo(self) -> list[Trial]:
+        return [s.trial for s in self.states.values() if s.state != "done"]
+
+    def trial_overrides(self, trial: Trial) -> list[str]:
+        """What makes a trial's run part of the sweep: its folder, wandb group and tags."""
+        tags = [f"sweep:{self.spec.name}", *(f"{k}={_show(v)}" for k, v in trial.values)]
+        return [
+            f"runs_dir={self.trial_dir(trial).resolve()}",
+            f"logging.group={self.spec.name}",
+            f"logging.tags={json.dumps(tags)}",
+            "logging.progress_bar=false",
+        ]
+
+    def write_summary(self) -> dict[str, Any]:
+        rows = []
+        for s in self.states.values():
+            row: dict[str, Any] = {"trial": s.trial.id, "setting": s.trial.setting, "seed": s.trial.seed}
+            row.update(state=s.state, attempts=s.attempts, run_dir=str(s.run_dir) if s.run_dir else None)
+            if s.state == "done" and s.run_dir is not None:
+                row["eval"] = json.loads((s.run_dir / runs.EVAL).read_text())
+            rows.append(row)
+        summary = {"sweep": self.spec.name, "trials": rows}
+        runs.write_json_atomically(self.folder / SUMMARY, summary)
+        return summary
+
+
+def local_threads(spec: SweepSpec, concurrent: int, cores: int) -> list[str]:
+    """Each trial's torch threads: the cores shared out, unless the user set ``threads`` already."""
+    if any(o.startswith("threads=") for o in spec.overrides):
+        return []
+    return [f"threads={max(1, cores // max(1, concurrent))}"]
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def run_local(sweep: Sweep, max_concurrent: int | None) -> None:
+    """Each trial a ``film-rl train`` subprocess, at most ``max_concurrent`` (default: one per core) at once.
+
+    Subprocesses rather than a multiprocessing pool: a trial is then exactly the run a user would
+    start by hand, its output goes to its own log, and a crash (or a SubprocVecEnv's workers)
+    cannot take the sweep down. Ctrl-C / SIGTERM reach each running trial once, as SIGINT, so that
+    each saves a checkpoint; ``--resume`` goes on from there.
+    """
+    todo = sweep.todo()
+    if not todo:
+        return
+    cores = available_cores()
+    concurrent = max(1, min(len(todo), max_concurrent or cores))
+    threads = local_threads(sweep.spec, concurrent, cores)
+    children: set[subprocess.Popen[bytes]] = set()
+
+    def run(trial: Trial) -> None:
+        for attempt in range(1, sweep.spec.retries + 2):
+            if sweep.stop.is_set():
+                return
+            seen = disk_state(sweep.folder, trial)
+            extra = [*sweep.trial_overrides(trial), *threads]
+            if seen.state == "partial" and seen.run_dir is not None:
+                resumable = [o for o in extra if not o.startswith(("runs_dir=", "logging.group=", "logging.tags="))]
+                args = ["train", "--resume", str(seen.run_dir), *resumable]
+            else:
+                args = ["train", sweep.spec.experiment, *sweep.spec.overrides, *trial.overrides(), *extra]
+            sweep.set(trial, "running", attempts=attempt, run_dir=seen.run_dir)
+            log = sweep.trial_dir(trial) / LOG
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("ab") as out:
+                out.write(f"$ film-rl {' '.join(args)}\n".encode())
+                out.flush()
+                child = subprocess.Popen(
+                    [sys.executable, "-m", "film_rl", *args],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # the sweep, not the terminal, decides who gets Ctrl-C
+                    env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                )
+                with sweep.lock:
+                    children.add(child)
+                code = child.wait()
+                with sweep.lock:
+                    children.discard(child)
+            after = disk_state(sweep.folder, trial)
+            if code == 0 and after.state == "done":
+                sweep.set(trial, "done", run_dir=after.run_dir, returncode=0)
+                return
+            if code in INTERRUPTED or sweep.stop.is_set():
+                sweep.set(trial, "interrupted", run_dir=after.run_dir, returncode=code)
+                return
+            sweep.set(trial, "failed", run_dir=after.run_dir, returncode=code)
+
+    def forward(signum: int, frame: Any) -> None:
+        sweep.stop.set()
+        with sweep.lock:
+            for child in children:
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(signal.SIGINT)
+
+    with _signals(forward), ThreadPoolExecutor(max_workers=concurrent, thread_name_prefix="trial") as pool:
+        list(pool.map(run, todo))
+
+
+@contextlib.contextmanager
+def _signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_in_process(sweep: Sweep, trial: Trial, extra: Sequence[str]) -> dict[str, float]:
+    """One trial in this process (a Ray worker): a fresh run, or the resumed interrupted one."""
+    from film_rl.train import resume, train
+
+    seen = disk_state(sweep.folder, trial)
+    log = sweep.trial_dir(trial) / LOG
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            if seen.state == "partial" and seen.run_dir is not None:
+                keep = [o for o in extra if not o.startswith(("runs_dir=", "logging.group=", "logging.tags="))]
+                result = resume(seen.run_dir, keep)
+            else:
+                result = train(sweep.spec.config(trial, extra))
+        except BaseException:
+            traceback.print_exc()  # into the trial's log, where the local backend's tracebacks go too
+            raise
+    return {**result.eval.scalars(), "fps": result.fps, "timesteps": float(result.timesteps)}
+
+
+# --------------------------------------------------------------------------- progress
+
+
+def _figure(text: str | None, digits: int = 3) -> str:
+    try:
+        return f"{float(text):.{digits}f}" if text not in (None, "") else "-"  # type: ignore[arg-type]
+    except ValueError:
+        return "-"
+
+
+def progress_rows(sweep: Sweep, budgets: dict[str, int]) -> list[tuple[str, ...]]:
+    """One row per trial: its state, steps of its budget, rolling success (or score), steps/s."""
+    rows: list[tuple[str, ...]] = []
+    for trial_id, s in sweep.states.items():
+        last = latest_progress(s.run_dir)
+        steps = int(float(last.get("time/total_timesteps") or 0))
+        score = last.get("rollout/success_rate") or last.get("rollout/human_normalized_mean")
+        if s.state == "done" and s.run_dir is not None:
+            final = json.loads((s.run_dir / runs.EVAL).read_text())
+            score = str(final.get("success_rate", (final.get("human_normalized") or {}).get("mean", "")))
+            steps = steps or budgets[trial_id]
+        state = s.state if s.attempts <= 1 else f"{s.state} (try {s.attempts})"
+        fps = _figure(last.get("time/fps"), 0)
+        rows.append((trial_id, state, f"{steps:,}/{budgets[trial_id]:,}", _figure(score), fps))
+    return rows
+
+
+def progress_table(sweep: Sweep, budgets: dict[str, int]) -> Any:
+    from rich.table import Table
+
+    done = sum(s.state == "done" for s in sweep.states.values())
+    table = Table(title=f"sweep {sweep.spec.name}: {done}/{len(sweep.states)} trials done", title_justify="left")
+    for column in ("trial", "state", "steps", "success / score", "steps/s"):
+        table.add_column(column, justify="left" if column in ("trial", "state") else "right")
+    for row in progress_rows(sweep, budgets):
+        table.add_row(*row)
+    return table
+
+
+@contextlib.contextmanager
+def watching(sweep: Sweep, budgets: dict[str, int], follow_disk: bool, console: Any) -> Iterator[None]:
+    """Show the trials while they run: a live table on a terminal, one line per change in a log."""
+    from rich.live import Live
+
+    seen = {trial_id: s.state for trial_id, s in sweep.states.items()}
+    finished = threading.Event()
+
+    def changes() -> None:
+        if follow_disk:
+            sweep.refresh_running()
+        if console.is_terminal:
+            return
+        for trial_id, s in sweep.states.items():
+            if s.state != seen[trial_id]:
+                seen[trial_id] = s.state
+                where = f" ({s.run_dir})" if s.run_dir is not None and s.state != "running" else ""
+                console.print(f"{trial_id}: {s.state}{where}", highlight=False, soft_wrap=True)
+
+    def loop() -> None:
+        while not finished.wait(1.0):
+            changes()
+
+    watcher = threading.Thread(target=loop, daemon=True)
+    live = Live(get_renderable=lambda: progress_table(sweep, budgets), console=console, refresh_per_second=1)
+    with live if console.is_terminal else contextlib.nullcontext():
+        watcher.start()
+        try:
+            yield
+        finally:
+            finished.set()
+            watcher.join()
+            changes()
+
+
+def run_sweep(
+    sweep: Sweep, backend: str, max_concurrent: int | None, ray_address: str | None, console: Any
+) -> dict[str, Any]:
+    """Run every unfinished trial on ``backend``; returns (and writes) the summary."""
+    budgets = {t.id: sweep.spec.config(t).budget.timesteps for t in sweep.spec.trials()}
+    try:
+        with watching(sweep, budgets, follow_disk=backend == "ray", console=console):
+            if backend == "ray":
+                from film_rl.ray_backend import run_ray
+
+                run_ray(sweep, max_concurrent, ray_address)
+            else:
+                run_local(sweep, max_concurrent)
+    finally:
+        summary = sweep.write_summary()
+    console.print(progress_table(sweep, budgets))
+    return summary

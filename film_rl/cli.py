@@ -299,7 +299,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if folder.exists() and not args.dry_run:
             raise UserError(f"{folder} exists; continue it with: film-rl sweep --resume {folder}")
     sweep = Sweep(spec, folder)
-    console = Console()
+    console = Console(soft_wrap=True)  # long trial names and paths stay on one line in logs
     todo = sweep.todo()
     console.print(
         f"sweep {spec.name}: {len(sweep.states)} trials ({len(sweep.states) - len(todo)} finished), "
@@ -310,6 +310,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for trial in spec.trials():
             console.print(f"  {trial.id}: {sweep.states[trial.id].state}", highlight=False)
         return 0
+    if args.backend == "ray":
+        from film_rl.ray_backend import require_ray
+
+        require_ray()
     save_spec(spec, folder)
     summary = run_sweep(sweep, args.backend, args.max_concurrent, args.ray_address, console)
     states = [row["state"] for row in summary["trials"]]
@@ -322,6 +326,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         logs = ", ".join(str(folder / "trials" / t / "trial.log") for t in failed[:3])
         console.print(f"{len(failed)} trial(s) failed; see {logs}", highlight=False)
         return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from film_rl.report import report
+
+    result = report(Path(args.sweep_dir), Path(args.out) if args.out else None, args.wandb)
+    print(result.markdown, end="")
+    for kind, path in result.files.items():
+        print(f"{kind}: {path}")
     return 0
 
 
@@ -403,6 +417,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list the trials and stop")
     p.set_defaults(func=cmd_sweep)
 
+    p = sub.add_parser("report", help="a sweep's runs as a table (mean ± 95%% CI across seeds) and learning curves")
+    p.add_argument("sweep_dir", help="runs/sweeps/NAME")
+    p.add_argument("--out", metavar="DIR", help="where the files go (default SWEEP_DIR/report)")
+    p.add_argument(
+        "--wandb",
+        choices=("auto", "online", "offline", "disabled"),
+        help="also log the table and curves to wandb (default: the experiment's logging.wandb)",
+    )
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("goals", help="goal-state datasets for a reward model: states where BabyAI's bot succeeded")
     actions = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
     m = actions.add_parser("make", help="let BabyAI's bot play N episodes and keep each solved episode's last view")
@@ -420,7 +444,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_libraries()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `key=value` overrides may also follow options (`sweep EXP --grid k=a,b seed=3`), which
+    # argparse alone does not take once the positionals are consumed
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args))
     except UserError as err:

@@ -49,17 +49,25 @@ def resources(sweep: Sweep, cluster_cpus: float | None) -> dict[str, dict[str, f
     return wanted
 
 
+def require_ray() -> None:
+    """Fail before anything starts when Ray is not installed."""
+    try:
+        import ray  # noqa: F401
+        from ray import tune  # noqa: F401
+    except ImportError:
+        raise UserError(INSTALL) from None
+
+
 def run_ray(sweep: Sweep, max_concurrent: int | None, address: str | None) -> None:
     """Run the sweep's unfinished trials as Ray Tune trials.
 
     :param address: a running cluster (``auto``, ``HOST:PORT``, ``ray://...``); ``None`` starts a
         local Ray for the duration of the sweep (unless ``RAY_ADDRESS`` names one).
     """
-    try:
-        import ray
-        from ray import tune
-    except ImportError:
-        raise UserError(INSTALL) from None
+    require_ray()
+    import ray
+    from ray import tune
+
     todo = sweep.todo()
     if not todo:
         return

@@ -475,7 +475,7 @@ def progress_table(sweep: Sweep, budgets: dict[str, int]) -> Any:
     done = sum(s.state == "done" for s in sweep.states.values())
     table = Table(title=f"sweep {sweep.spec.name}: {done}/{len(sweep.states)} trials done", title_justify="left")
     for column in ("trial", "state", "steps", "success / score", "steps/s"):
-        table.add_column(column, justify="left" if column in ("trial", "state") else "right")
+        table.add_column(column, justify="left" if column in ("trial", "state") else "right", overflow="fold")
     for row in progress_rows(sweep, budgets):
         table.add_row(*row)
     return table

@@ -344,7 +344,8 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> TrainResult:
     _set_threads(config)
     device = resolve_device(config.device)
     model = runs.load_model(config, latest, device=device)
-    if model.num_timesteps >= config.budget.timesteps:
+    # a run stopped after its last checkpoint but before its evaluation is finished off, not refused
+    if model.num_timesteps >= config.budget.timesteps and (run_dir / runs.EVAL).exists():
         raise UserError(
             f"{run_dir} already reached its budget ({model.num_timesteps} >= {config.budget.timesteps} timesteps); "
             "pass budget.timesteps=N to train it further"

@@ -1,0 +1,312 @@
+"""``film-rl report``: a sweep's finished runs as a table (mean ± 95% CI across seeds) and learning curves.
+
+Every figure is read back from the run directories, so a report can be made while a sweep still
+runs (it covers the finished trials) and remade after more seeds are added:
+
+- final success rate: the run's own evaluation (``eval.json``); on Atari, the mean human-normalized
+  score of that evaluation;
+- episodes to 0.9 / 0.99: BabyAI's metric, from the run's episode bookkeeping (``stats.json``);
+  the mean is over the seeds that got there, and the table says how many did;
+- fps: training steps per second of the run's last leg (SB3's ``time/fps``);
+- learning curves: the rolling training success (or score) against frames, each seed's curve
+  interpolated onto one grid, mean line and 95% band per setting.
+
+The 95% interval is Student's t: mean ± t(0.975, n-1)·s/√n over the n seeds of a setting.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from film_rl import runs
+from film_rl.errors import UserError
+from film_rl.sweep import SweepSpec, Trial, disk_state, load_spec
+
+TABLE_MD, TABLE_CSV, RUNS_CSV, CURVES = "report.md", "report.csv", "runs.csv", "curves.png"
+THRESHOLDS = (0.9, 0.99)
+
+
+@dataclass
+class RunFigures:
+    """One finished trial's figures."""
+
+    trial: Trial
+    run_dir: Path
+    #: final success rate (BabyAI) or mean human-normalized score (Atari)
+    final: float
+    episodes_to: dict[float, int]
+    fps: float
+    frames: int
+    #: (frames, rolling success or score) rows of the training log
+    curve: np.ndarray = field(repr=False)
+
+
+def progress_rows(run_dir: Path) -> list[dict[str, str]]:
+    """Every row SB3 logged, across the legs of a resumed run (``progress.csv``, ``progress.1.csv`` ...)."""
+    files = sorted(run_dir.glob("progress*.csv"), key=lambda p: (len(p.suffixes), p.name))
+    rows: list[dict[str, str]] = []
+    for path in files:
+        with path.open(newline="") as handle:
+            rows.extend(csv.DictReader(handle))
+    return rows
+
+
+def read_run(trial: Trial, run_dir: Path) -> RunFigures:
+    evaluation = json.loads((run_dir / runs.EVAL).read_text())
+    if "success_rate" in evaluation:
+        final, curve_key = float(evaluation["success_rate"]), "rollout/success_rate"
+    else:
+        final, curve_key = (
+            float(evaluation.get("human_normalized", {}).get("mean", math.nan)),
+            ("rollout/human_normalized_mean"),
+        )
+    stats_path = runs.beside(run_dir / runs.MODEL, runs.STATS)
+    stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
+    episodes_to = {float(t): int(n) for t, n in stats.get("episodes_to", {}).items()}
+    rows = progress_rows(run_dir)
+    points = [
+        (float(r["time/total_timesteps"]), float(r[curve_key]))
+        for r in rows
+        if r.get(curve_key) not in (None, "") and r.get("time/total_timesteps") not in (None, "")
+    ]
+    last = rows[-1] if rows else {}
+    return RunFigures(
+        trial=trial,
+        run_dir=run_dir,
+        final=final,
+        episodes_to=episodes_to,
+        fps=float(last.get("time/fps") or math.nan),
+        frames=int(float(last.get("time/total_timesteps") or 0)),
+        curve=np.array(points, dtype=float).reshape(-1, 2),
+    )
+
+
+def collect(folder: Path, spec: SweepSpec) -> tuple[list[RunFigures], list[Trial]]:
+    """The finished trials' figures, and the trials not finished (yet)."""
+    done, missing = [], []
+    for trial in spec.trials():
+        state = disk_state(folder, trial)
+        if state.state == "done" and state.run_dir is not None:
+            done.append(read_run(trial, state.run_dir))
+        else:
+            missing.append(trial)
+    return done, missing
+
+
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% Student-t interval (nan for a single value).
+
+    >>> mean_ci([1.0, 2.0, 3.0])  # doctest: +ELLIPSIS
+    (2.0, 2.48...)
+    """
+    from scipy import stats
+
+    data = np.asarray([v for v in values if not math.isnan(v)], dtype=float)
+    if data.size == 0:
+        return math.nan, math.nan
+    if data.size == 1:
+        return float(data[0]), math.nan
+    half = float(stats.t.ppf(0.975, data.size - 1) * data.std(ddof=1) / math.sqrt(data.size))
+    return float(data.mean()), half
+
+
+@dataclass
+class SettingRow:
+    setting: str
+    values: dict[str, Any]
+    seeds: int
+    final: tuple[float, float]
+    episodes_to: dict[float, tuple[float, float, int]]
+    fps: tuple[float, float]
+    frames: float
+
+
+def aggregate(figures: list[RunFigures], spec: SweepSpec) -> list[SettingRow]:
+    """One row per setting, in the grid's order, over the seeds that finished."""
+    by_setting: dict[str, list[RunFigures]] = defaultdict(list)
+    for f in figures:
+        by_setting[f.trial.setting].append(f)
+    order = list(dict.fromkeys(t.setting for t in spec.trials()))
+    rows = []
+    for setting in order:
+        group = by_setting.get(setting)
+        if not group:
+            continue
+        episodes_to = {}
+        for t in THRESHOLDS:
+            reached = [float(f.episodes_to[t]) for f in group if t in f.episodes_to]
+            mean, half = mean_ci(reached)
+            episodes_to[t] = (mean, half, len(reached))
+        rows.append(
+            SettingRow(
+                setting=setting,
+                values=dict(group[0].trial.values),
+                seeds=len(group),
+                final=mean_ci([f.final for f in group]),
+                episodes_to=episodes_to,
+                fps=mean_ci([f.fps for f in group]),
+                frames=float(np.mean([f.frames for f in group])),
+            )
+        )
+    return rows
+
+
+def _pm(mean: float, half: float, digits: int) -> str:
+    if math.isnan(mean):
+        return "-"
+    text = f"{mean:,.{digits}f}"
+    return text if math.isnan(half) else f"{text} ± {half:,.{digits}f}"
+
+
+def markdown(rows: list[SettingRow], spec: SweepSpec, missing: list[Trial], metric: str) -> str:
+    lines = [
+        f"# Sweep {spec.name}",
+        "",
+        f"Experiment `{spec.experiment}`; mean ± 95% CI (Student t) across seeds {spec.seeds}.",
+        "Episodes to a threshold average the seeds that reached it (reached/seeds in brackets).",
+        "",
+        f"| setting | seeds | {metric} | episodes to 0.9 | episodes to 0.99 | frames | fps |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        eps = [f"{_pm(m, h, 0)} ({n}/{r.seeds})" for m, h, n in (r.episodes_to[t] for t in THRESHOLDS)]
+        cells = [r.setting, str(r.seeds), _pm(*r.final, 3), *eps, f"{r.frames:,.0f}", _pm(*r.fps, 0)]
+        lines.append("| " + " | ".join(cells) + " |")
+    if missing:
+        lines += ["", f"Not finished ({len(missing)}): " + ", ".join(t.id for t in missing)]
+    return "\n".join(lines) + "\n"
+
+
+def csv_rows(rows: list[SettingRow]) -> tuple[list[str], list[list[Any]]]:
+    keys = list(rows[0].values) if rows else []
+    header = ["setting", *keys, "seeds", "final_mean", "final_ci95"]
+    for t in THRESHOLDS:
+        tag = f"episodes_to_{round(t * 100)}"
+        header += [f"{tag}_mean", f"{tag}_ci95", f"{tag}_reached"]
+    header += ["fps_mean", "fps_ci95", "frames"]
+    data = []
+    for r in rows:
+        line: list[Any] = [r.setting, *(r.values[k] for k in keys), r.seeds, *r.final]
+        for t in THRESHOLDS:
+            line += list(r.episodes_to[t])
+        data.append([*line, *r.fps, r.frames])
+    return header, data
+
+
+def plot_curves(figures: list[RunFigures], spec: SweepSpec, path: Path, ylabel: str) -> None:
+    """Mean curve and 95% band per setting, seeds interpolated onto one frame grid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    order = list(dict.fromkeys(t.setting for t in spec.trials()))
+    for setting in order:
+        curves = [f.curve for f in figures if f.trial.setting == setting and len(f.curve) > 0]
+        if not curves:
+            continue
+        end = min(c[-1, 0] for c in curves)
+        start = max(c[0, 0] for c in curves)
+        grid = np.linspace(start, end, 200) if end > start else np.array([start])
+        ys = np.stack([np.interp(grid, c[:, 0], c[:, 1]) for c in curves])
+        mean = ys.mean(axis=0)
+        (line,) = ax.plot(grid, mean, label=f"{setting} ({len(curves)})")
+        if len(curves) > 1:
+            half = stats.t.ppf(0.975, len(curves) - 1) * ys.std(axis=0, ddof=1) / math.sqrt(len(curves))
+            ax.fill_between(grid, mean - half, mean + half, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("frames")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{spec.name}: mean and 95% CI across seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+@dataclass
+class Report:
+    rows: list[SettingRow]
+    missing: list[Trial]
+    files: dict[str, Path]
+    markdown: str
+
+
+def report(folder: Path, out: Path | None = None, wandb_mode: str | None = None) -> Report:
+    """Aggregate a sweep directory into ``report.md``, ``report.csv``, ``runs.csv`` and ``curves.png``.
+
+    :param out: where the files go (default: ``SWEEP_DIR/report``).
+    :param wandb_mode: also log the table and the curves to a wandb run in the sweep's group
+        (``None``: the experiment's own ``logging.wandb``).
+    """
+    spec = load_spec(folder)
+    figures, missing = collect(folder, spec)
+    if not figures:
+        raise UserError(f"{folder}: no finished trial to report yet ({len(missing)} not finished)")
+    atari = any("human_normalized" in json.loads((f.run_dir / runs.EVAL).read_text()) for f in figures)
+    metric = "human-normalized score" if atari else "success rate"
+    rows = aggregate(figures, spec)
+    out = out or folder / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(rows, spec, missing, metric)
+    files = {"markdown": out / TABLE_MD, "csv": out / TABLE_CSV, "runs": out / RUNS_CSV, "curves": out / CURVES}
+    files["markdown"].write_text(text)
+    header, data = csv_rows(rows)
+    with files["csv"].open("w", newline="") as handle:
+        csv.writer(handle).writerows([header, *data])
+    with files["runs"].open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["trial", "setting", "seed", "final", "episodes_to_90", "episodes_to_99", "fps", "frames", "run"]
+        )
+        for f in figures:
+            eps = [f.episodes_to.get(t, "") for t in THRESHOLDS]
+            writer.writerow([f.trial.id, f.trial.setting, f.trial.seed, f.final, *eps, f.fps, f.frames, f.run_dir])
+    plot_curves(figures, spec, files["curves"], f"rolling training {metric}")
+    log_to_wandb(spec, header, data, files, wandb_mode)
+    return Report(rows, missing, files, text)
+
+
+def log_to_wandb(
+    spec: SweepSpec, header: list[str], data: list[list[Any]], files: dict[str, Path], mode: str | None
+) -> None:
+    """The table and the curves as one wandb run of ``job_type=report`` in the sweep's group."""
+    from film_rl.tracking import resolve_wandb_mode
+
+    logging_config = spec.base.get("logging", {})
+    resolved = resolve_wandb_mode(mode or str(logging_config.get("wandb", "auto")))
+    if resolved == "disabled":
+        return
+    import wandb
+
+    run = wandb.init(
+        project=logging_config.get("project", "film-rl"),
+        entity=logging_config.get("entity"),
+        group=spec.name,
+        job_type="report",
+        name=f"{spec.name}/report",
+        dir=str(files["markdown"].parent),
+        mode=resolved,  # type: ignore[arg-type]
+        settings=wandb.Settings(console="off", silent=True),
+    )
+    try:
+        table = wandb.Table(columns=list[str | int](header), data=[[_plain(v) for v in row] for row in data])
+        logged: dict[str, Any] = {"sweep/table": table, "sweep/curves": wandb.Image(str(files["curves"]))}
+        run.log(logged)
+    finally:
+        run.finish()
+
+
+def _plain(value: Any) -> Any:
+    """wandb tables take scalars and strings; lists (swept widths) become their text."""
+    return value if isinstance(value, str | int | float | bool) or value is None else json.dumps(value)

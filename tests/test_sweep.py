@@ -1,0 +1,182 @@
+"""`film-rl sweep` and `film-rl report`: grids x seeds as ordinary runs, locally and on Ray, resumed
+without rerunning finished trials, aggregated into a table and curves."""
+
+import csv
+import json
+import math
+import shutil
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import TINY, run_cli
+
+from film_rl.report import mean_ci
+from film_rl.sweep import parse_grid
+
+#: the tiny run, checkpointing half-way so that an interrupted trial has something to resume
+SWEEP_TINY = [o for o in TINY if not o.startswith(("eval.freq", "logging."))] + ["checkpoint.freq=128", "threads=1"]
+GRID = ["--grid", "agent.conditioning=film,none", "--seeds", "2"]
+TRIALS = [f"agent.conditioning={c},seed={s}" for c in ("film", "none") for s in (0, 1)]
+
+
+def sweep(runs: Path, name: str, *extra: str, timeout: float = 300):
+    return run_cli(
+        "sweep",
+        "experiments/quickstart.yaml",
+        f"runs_dir={runs}",
+        *SWEEP_TINY,
+        *GRID,
+        "--name",
+        name,
+        *extra,
+        timeout=timeout,
+    )
+
+
+def trial_run(folder: Path, trial: str) -> Path:
+    (run,) = [p.parent for p in (folder / "trials" / trial).glob("*/*/config.yaml")]
+    return run
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    runs = tmp_path_factory.mktemp("runs")
+    done = sweep(runs, "local")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return runs / "sweeps" / "local"
+
+
+def test_local_sweep_runs_every_setting_and_seed_as_an_ordinary_run(local_sweep: Path) -> None:
+    summary = json.loads((local_sweep / "summary.json").read_text())
+    assert sorted(row["trial"] for row in summary["trials"]) == sorted(TRIALS)
+    assert {row["state"] for row in summary["trials"]} == {"done"}
+    for trial in TRIALS:
+        run = trial_run(local_sweep, trial)
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        conditioning, seed = trial.split(",")
+        assert config["agent"]["conditioning"] == conditioning.split("=")[1]
+        assert config["seed"] == int(seed.split("=")[1])
+        assert config["logging"]["group"] == "local"  # one wandb group per sweep
+        assert "sweep:local" in config["logging"]["tags"] and conditioning in config["logging"]["tags"]
+        assert config["threads"] == 1
+        assert (run / "model.zip").is_file() and (run / "eval.json").is_file()
+        assert "run directory:" in (local_sweep / "trials" / trial / "trial.log").read_text()
+
+
+def test_resume_skips_finished_trials_and_resumes_an_interrupted_one(local_sweep: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "sweep"
+    shutil.copytree(local_sweep, folder)
+    before = {t: (trial_run(folder, t) / "model.zip").stat().st_mtime_ns for t in TRIALS}
+    interrupted = trial_run(folder, TRIALS[1])  # as if stopped after its first checkpoint
+    (interrupted / "model.zip").unlink()
+    (interrupted / "eval.json").unlink()
+    assert list((interrupted / "checkpoints").glob("step_*.zip"))
+
+    done = run_cli("sweep", "--resume", str(folder))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 trials (3 finished)" in done.stdout
+    assert trial_run(folder, TRIALS[1]) == interrupted  # resumed in place, not started over
+    assert (interrupted / "eval.json").is_file()
+    assert "--resume" in (folder / "trials" / TRIALS[1] / "trial.log").read_text()
+    for trial in (t for t in TRIALS if t != TRIALS[1]):
+        assert (trial_run(folder, trial) / "model.zip").stat().st_mtime_ns == before[trial]
+
+    again = run_cli("sweep", "--resume", str(folder))
+    assert again.returncode == 0 and "(4 finished)" in again.stdout
+
+
+def test_ray_backend_runs_the_same_trials_on_a_local_ray(local_sweep: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    done = sweep(tmp_path, "ray", "--backend", "ray", timeout=400)
+    assert done.returncode == 0, done.stdout + done.stderr
+    folder = tmp_path / "sweeps" / "ray"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert {row["state"] for row in summary["trials"]} == {"done"}
+    for trial in TRIALS:  # same config, seed and threads: the same run as the local backend's
+        ray_eval = json.loads((trial_run(folder, trial) / "eval.json").read_text())
+        local_eval = json.loads((trial_run(local_sweep, trial) / "eval.json").read_text())
+        assert ray_eval == local_eval
+    assert (folder / "ray").is_dir()  # Tune's own records of the trials
+
+
+def test_failed_trials_are_retried_then_reported(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-goals.npz"
+    done = run_cli(
+        "sweep", "experiments/quickstart.yaml", f"runs_dir={tmp_path}", *SWEEP_TINY, "--name", "broken",
+        "--grid", f"agent.reward_model.goals={missing}", "agent.reward_model.enabled=true", "--retries", "1",
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    summary = json.loads((tmp_path / "sweeps" / "broken" / "summary.json").read_text())
+    (row,) = summary["trials"]
+    assert row["state"] == "failed" and row["attempts"] == 2
+    log = (tmp_path / "sweeps" / "broken" / "trials" / row["trial"] / "trial.log").read_text()
+    assert log.count("$ film-rl train") == 2 and "no-such-goals.npz" in log
+    assert "1 trial(s) failed" in done.stdout
+
+
+def test_report_aggregates_seeds_into_a_table_and_curves(local_sweep: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    done = run_cli("report", str(local_sweep), "--out", str(out), WANDB_MODE="offline")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader((out / "report.csv").open()))
+    assert [r["setting"] for r in rows] == ["agent.conditioning=film", "agent.conditioning=none"]
+    for row in rows:
+        finals = [
+            json.loads((trial_run(local_sweep, f"{row['setting']},seed={s}") / "eval.json").read_text())["success_rate"]
+            for s in (0, 1)
+        ]
+        assert row["seeds"] == "2" and row["agent.conditioning"] == row["setting"].split("=")[1]
+        assert float(row["final_mean"]) == pytest.approx(statistics.mean(finals))
+        assert float(row["final_ci95"]) == pytest.approx(12.706 * statistics.stdev(finals) / math.sqrt(2), abs=1e-3)
+    assert len(list(csv.DictReader((out / "runs.csv").open()))) == 4
+    assert "| agent.conditioning=film | 2 |" in (out / "report.md").read_text()
+    png = (out / "curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5_000
+    assert list((out / "wandb").glob("offline-run-*"))  # the table and curves, logged to wandb
+
+
+def test_declared_sweep_and_command_line_grid() -> None:
+    listed = run_cli("sweep", "experiments/conditioning-ablation.yaml", "--dry-run", "--seeds", "2")
+    assert listed.returncode == 0, listed.stderr
+    assert "12 trials" in listed.stdout and "agent.conditioning=gate,seed=1: pending" in listed.stdout
+    assert parse_grid(["agent.channels=[16,32],[32,64]", "seed_like=1,2"]) == {
+        "agent.channels": [[16, 32], [32, 64]],
+        "seed_like": [1, 2],
+    }
+    assert mean_ci([0.5])[0] == 0.5 and math.isnan(mean_ci([0.5])[1])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["experiments/quickstart.yaml", "--grid", "agent.conditioning=film,flim"], "is not one of"),
+        (["experiments/quickstart.yaml", "--grid", "agent.conditoning=film"], "did you mean"),
+        (["experiments/quickstart.yaml", "--grid", "seed=1,2"], "--seeds"),
+        (["experiments/quickstart.yaml", "--grid", "oops"], "key=value1,value2"),
+        (["--resume", "tests"], "not a sweep directory"),
+        ([], "name an experiment file"),
+    ],
+)
+def test_bad_sweeps_are_one_line_errors(args: list[str], message: str) -> None:
+    done = run_cli("sweep", *args, "--dry-run")
+    assert done.returncode == 2
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_an_existing_sweep_is_never_overwritten(local_sweep: Path) -> None:
+    done = run_cli("sweep", "experiments/quickstart.yaml", f"runs_dir={local_sweep.parent.parent}", "--name", "local")
+    assert done.returncode == 2 and "--resume" in done.stderr
+
+
+def test_ray_backend_without_ray_says_how_to_install(tmp_path: Path) -> None:
+    fake = tmp_path / "site"
+    (fake / "ray").mkdir(parents=True)
+    (fake / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    done = run_cli(
+        "sweep", "experiments/quickstart.yaml", f"runs_dir={tmp_path}", *SWEEP_TINY, "--backend", "ray",
+        PYTHONPATH=str(fake),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "pip install 'film-rl[distributed]'" in done.stderr

@@ -1,0 +1,942 @@
+"""``film-rl analyze``: what a trained FiLM generator learned about its instructions.
+
+Each instruction's parameters across every conditioned layer, (γ, β) for FiLM, are a learned
+representation of the task. This module reads them back from a run and studies them the way the
+FiLM literature does: γ against β per feature map, coloured by feature map and by the words of the
+instruction; PCA and t-SNE of the concatenated parameters; the policy run with parameters
+interpolated between two instructions; and analogies, FiLM(A) - FiLM(B) + FiLM(C), played in the
+environment to see whether the agent reaches the analogous goal.
+
+Instructions are the missions a run's BabyAI levels produce (sampled by resetting them with
+consecutive seeds), or every game of an Atari run. Parameters are reported as the layers use
+them: γ = 1 + Δγ (the generator outputs Δγ), β, and the gate's pre-sigmoid g.
+
+>>> mission_attributes("pick up the grey key on your left")
+{'kind': 'pick up', 'colour': 'grey', 'object': 'key', 'location': 'left', 'article': 'the'}
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from sb3_contrib import RecurrentPPO
+from stable_baselines3 import PPO
+from threadpoolctl import threadpool_limits
+
+from film_rl import analysis_plots as plots
+from film_rl import runs
+from film_rl.config import ExperimentConfig
+from film_rl.envs import check_levels, make_babyai_env
+from film_rl.errors import UserError
+from film_rl.evaluate import rollout
+from film_rl.instructions import Vocabulary, instruction_kind, split_words
+from film_rl.networks import FiLMGenerator
+
+#: what each mechanism's slice of the generator output holds per feature map, in order
+PARAMETERS: dict[str, tuple[str, ...]] = {"film": ("gamma", "beta"), "scale": ("gamma",), "bias": ("beta",),
+                                          "gate": ("g",)}  # fmt: skip
+#: reported value = generator output + offset: the generator makes Δγ and the layer uses γ = 1 + Δγ
+OFFSETS = {"gamma": 1.0, "beta": 0.0, "g": 0.0}
+ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
+
+COLOURS = ("red", "green", "blue", "purple", "yellow", "grey")
+OBJECTS = ("ball", "box", "key", "door", "object")
+LOCATIONS = ("left", "right", "front", "behind")
+WORD_CLASSES = {"colour": COLOURS, "object": OBJECTS, "location": LOCATIONS}
+
+#: resets without a new mission after which a level is taken to have shown all of its missions
+SAMPLING_PATIENCE = 1000
+#: resets spent looking for one mission's episodes before giving up (~0.5 ms each)
+SEARCH_BUDGET = 50_000
+
+Progress = Callable[[int, int], None]
+
+
+def check_analysable(conditioning: str) -> None:
+    """concat and none have no per-feature-map parameters: say so in one line."""
+    if conditioning in PARAMETERS:
+        return
+    how = (
+        "concatenates the instruction to each layer's input" if conditioning == "concat" else "ignores the instruction"
+    )
+    raise UserError(
+        f"nothing to analyse: this run's conditioning '{conditioning}' {how}, so it has no per-feature-map "
+        "(γ, β) to study; analyze works on film, scale, bias and gate runs"
+    )
+
+
+# --------------------------------------------------------------------------- instructions
+
+
+def mission_attributes(mission: str) -> dict[str, str]:
+    """The words of a BabyAI mission a plot can colour by.
+
+    ``kind`` is the verb (go to / pick up / open / put next / sequence); ``colour``, ``object``
+    and ``article`` describe the first object named, the one acted on ("put *the red ball* next to
+    the blue key"); ``location`` is the first location word; ``any`` / ``none`` where there is
+    none. The article matters: BabyAI writes "the" for an object unique in the room, "a" otherwise.
+
+    >>> mission_attributes("put a ball next to the blue key")
+    {'kind': 'put next', 'colour': 'any', 'object': 'ball', 'location': 'none', 'article': 'a'}
+    """
+    words = split_words(mission)
+    at = next((i for i, w in enumerate(words) if w in OBJECTS), None)
+    before = words[:at][-2:] if at is not None else []
+    return {
+        "kind": instruction_kind(mission),
+        "colour": next((w for w in before if w in COLOURS), "any"),
+        "object": words[at] if at is not None else "none",
+        "location": next((w for w in words if w in LOCATIONS), "none"),
+        "article": next((w for w in before if w in ("the", "a")), "none"),
+    }
+
+
+def _key(text: str) -> str:
+    """Missions compare by their words: case and punctuation ("a door, then ...") aside."""
+    return " ".join(split_words(text))
+
+
+@dataclass
+class Instruction:
+    """One instruction the generator is asked about: a mission, or an Atari game."""
+
+    text: str
+    #: what the generator reads: padded token ids, or ``[game id]``
+    tokens: np.ndarray
+    #: attribute -> value, for colouring: kind, colour, object, location and level (BabyAI) or game
+    attributes: dict[str, str]
+
+
+class MissionScan:
+    """Reset a run's levels with consecutive seeds, remembering which seeds give which mission.
+
+    One scan samples the missions to analyse and then finds, for the interpolation and the
+    analogies, seeds whose episodes carry a given mission.
+
+    :param levels: BabyAI level ids (several: :class:`film_rl.envs.MultiLevelEnv` draws per seed).
+    :param vocab: the run's vocabulary.
+    :param max_length: the run's instruction length.
+    :param seed: the first seed.
+    """
+
+    def __init__(self, levels: Sequence[str], vocab: Vocabulary, max_length: int, seed: int) -> None:
+        self.levels = list(levels)
+        self.env = make_babyai_env(self.levels, vocab, max_length=max_length)
+        self.first_seed = self.next_seed = seed
+        #: mission -> every seed found whose reset gives it, in order
+        self.seeds: dict[str, list[int]] = {}
+        self.level: dict[str, str] = {}
+        self.tokens: dict[str, np.ndarray] = {}
+        self._by_key: dict[str, str] = {}
+
+    @property
+    def resets(self) -> int:
+        return self.next_seed - self.first_seed
+
+    def _reset(self) -> None:
+        obs, info = self.env.reset(seed=self.next_seed)
+        mission = str(info["mission"])
+        if mission not in self.seeds:
+            self.seeds[mission] = []
+            self.level[mission] = str(getattr(self.env.unwrapped, "current_level", self.levels[0]))
+            self.tokens[mission] = obs["instruction"]
+            self._by_key[_key(mission)] = mission
+        self.seeds[mission].append(self.next_seed)
+        self.next_seed += 1
+
+    def sample(self, n: int, limit: int) -> list[str]:
+        """Up to ``n`` distinct missions in order of first appearance, within ``limit`` resets;
+        stops early once :data:`SAMPLING_PATIENCE` resets in a row bring nothing new."""
+        quiet = 0
+        while len(self.seeds) < n and quiet < SAMPLING_PATIENCE and self.resets < limit:
+            before = len(self.seeds)
+            self._reset()
+            quiet = 0 if len(self.seeds) > before else quiet + 1
+        return list(self.seeds)[:n]
+
+    def seeds_for(self, text: str, k: int) -> tuple[str, list[int]]:
+        """The level's own spelling of mission ``text`` and up to ``k`` seeds whose episodes carry it."""
+        key, stop = _key(text), self.resets + SEARCH_BUDGET
+        while len(self.seeds.get(self._by_key.get(key, ""), [])) < k and self.resets < stop:
+            self._reset()
+        mission = self._by_key.get(key)
+        if mission is None:
+            raise UserError(
+                f"mission {text!r} never came up in {self.resets:,} resets of {', '.join(self.levels)}; "
+                "name one these levels produce (or pick the levels with --level)"
+            )
+        return mission, self.seeds[mission][:k]
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def game_instructions(games: Sequence[str]) -> list[Instruction]:
+    """Every game of an Atari run; its instruction is its index in the suite."""
+    from film_rl.atari import game_name
+
+    return [Instruction(game_name(g), np.array([i], np.int64), {"game": game_name(g)}) for i, g in enumerate(games)]
+
+
+# --------------------------------------------------------------------------- the parameters
+
+
+def film_generator(model: PPO | RecurrentPPO) -> FiLMGenerator:
+    """The actor's FiLM generator (the actions' parameters, even with separate actor/critic extractors)."""
+    generator = getattr(model.policy.pi_features_extractor, "generator", None)
+    if not isinstance(generator, FiLMGenerator):
+        raise UserError("nothing to analyse: the policy has no FiLM generator (conditioning none)")
+    return generator
+
+
+def layer_channels(model: PPO | RecurrentPPO) -> list[int]:
+    """Feature maps of each conditioned layer of the policy's FiLM-ed CNN."""
+    return [int(block.cond.channels) for block in model.policy.pi_features_extractor.cnn.blocks]  # type: ignore[union-attr]
+
+
+def film_of(generator: FiLMGenerator, tokens: np.ndarray) -> torch.Tensor:
+    """The generator's output for one instruction, ``(parameters,)``.
+
+    Computed as the policy computes it when acting (one row through the no-gradient path), so
+    substituting it back gives bit for bit what the policy itself would use.
+    """
+    row = torch.as_tensor(np.asarray(tokens)[None], device=generator.head.weight.device).long()
+    with torch.no_grad():
+        return generator.embed(row)[0].detach().cpu()
+
+
+@dataclass
+class FilmParameters:
+    """Every analysed instruction's parameters, and how to read them per layer."""
+
+    conditioning: str
+    instructions: list[Instruction]
+    #: ``(instructions, parameters)`` float32: the generator's output, what the layers receive
+    raw: np.ndarray
+    #: feature maps of each conditioned layer
+    channels: list[int]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return PARAMETERS[self.conditioning]
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(self.names) * c for c in self.channels]
+
+    def columns(self) -> list[str]:
+        """``l<layer>_<parameter>_<feature map>``, in the generator's output order."""
+        return [f"l{i}_{name}_{m}" for i, c in enumerate(self.channels) for name in self.names for m in range(c)]
+
+    def values(self) -> np.ndarray:
+        """The parameters as the layers use them (γ = 1 + Δγ), ``(instructions, parameters)`` float64."""
+        offsets = np.array([OFFSETS[c.split("_")[1]] for c in self.columns()])
+        return self.raw.astype(np.float64) + offsets
+
+    def layer(self, index: int) -> dict[str, np.ndarray]:
+        """Parameter name -> ``(instructions, feature maps)`` of one layer."""
+        start = sum(self.sizes[:index])
+        values, c = self.values(), self.channels[index]
+        return {name: values[:, start + k * c : start + (k + 1) * c] for k, name in enumerate(self.names)}
+
+    def attribute(self, name: str) -> list[str]:
+        return [i.attributes.get(name, "none") for i in self.instructions]
+
+
+def collect(model: PPO | RecurrentPPO, conditioning: str, instructions: list[Instruction]) -> FilmParameters:
+    generator, channels = film_generator(model), layer_channels(model)
+    if generator.sizes != [len(PARAMETERS[conditioning]) * c for c in channels]:
+        raise UserError(f"the saved policy's FiLM layers do not match conditioning '{conditioning}' in its config")
+    raw = np.stack([film_of(generator, i.tokens).numpy() for i in instructions]).astype(np.float32)
+    return FilmParameters(conditioning, instructions, raw, channels)
+
+
+def layer_stats(params: FilmParameters) -> list[dict[str, Any]]:
+    """Per layer and parameter: the distribution over (instruction, feature map), and the spread
+    across instructions (mean over feature maps of the standard deviation over instructions): how
+    much the instruction moves a feature map's modulation."""
+    out = []
+    for index in range(len(params.channels)):
+        for name, v in params.layer(index).items():
+            row: dict[str, Any] = {"layer": index, "parameter": name}
+            row.update(
+                {k: float(f(v)) for k, f in (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max))}
+            )
+            row["instruction_spread"] = float(v.std(0).mean())
+            if name == "gamma":
+                row["negative_share"] = float((v < 0).mean())
+            out.append(row)
+    return out
+
+
+@dataclass
+class Projection:
+    #: ``(instructions, 2)``
+    points: np.ndarray
+    axis_labels: tuple[str, str]
+    #: PCA: the share of the variance each axis holds
+    explained: list[float] | None = None
+
+
+def project(values: np.ndarray, seed: int) -> dict[str, Projection]:
+    """PCA and t-SNE of the instructions' concatenated parameters, 2-D each.
+
+    Columns are not rescaled: γ and β share their scale, and rescaling would blow up feature maps
+    the instructions barely move. t-SNE's perplexity is kept below the number of instructions.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    n = len(values)
+    pca = PCA(n_components=min(2, n, values.shape[1]))
+    points = pca.fit_transform(values)
+    ratios = np.pad(np.nan_to_num(pca.explained_variance_ratio_), (0, 2 - points.shape[1]))
+    points = np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
+    labels = (f"PC1 ({ratios[0]:.0%} of the variance)", f"PC2 ({ratios[1]:.0%})")
+    perplexity = min(30.0, max(1.0, (n - 1) / 3))
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca" if n > 2 else "random", random_state=seed)
+    return {
+        "pca": Projection(points, labels, [float(r) for r in ratios]),
+        "tsne": Projection(tsne.fit_transform(values), (f"t-SNE 1 (perplexity {perplexity:.0f})", "t-SNE 2")),
+    }
+
+
+# --------------------------------------------------------------------------- running the policy on other parameters
+
+
+def mix(a: torch.Tensor, b: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``(1-α)·a + α·b``, in this form because α = 0 then gives ``a`` and α = 1 gives ``b`` exactly
+    (``a + α·(b - a)`` can miss ``b`` by a rounding step).
+
+    >>> a, b = torch.tensor([0.1, -2.3]), torch.tensor([0.7, 5.0])
+    >>> bool(torch.equal(mix(a, b, 0.0), a)) and bool(torch.equal(mix(a, b, 1.0), b))
+    True
+    """
+    return (1.0 - alpha) * a + alpha * b
+
+
+@contextmanager
+def substituted_film(generator: FiLMGenerator, params: torch.Tensor) -> Iterator[None]:
+    """While active, every conditioned layer receives ``params`` whatever instruction the policy reads.
+
+    The instance's ``embed`` is shadowed and restored afterwards. Its acting cache is neither read
+    nor written meanwhile, so it can neither serve a stale entry during the substitution nor keep
+    the substituted values after it.
+    """
+    if "embed" in vars(generator):
+        raise RuntimeError("FiLM parameters are already substituted")
+    fixed = params.to(generator.head.weight.device)
+
+    def embed(instruction: torch.Tensor) -> torch.Tensor:
+        return fixed.expand(instruction.shape[0], -1)
+
+    generator.embed = embed  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del generator.embed
+
+
+class SeedList(gym.Wrapper[Any, Any, Any, Any]):
+    """Roll-out episode ``i`` (reset with seed ``i``) plays seed ``seeds[i]``, so that
+    :func:`film_rl.evaluate.rollout` runs chosen episodes.
+
+    :param env: the wrapped env.
+    :param seeds: the env seed of each episode.
+    """
+
+    def __init__(self, env: gym.Env, seeds: Sequence[int]) -> None:
+        super().__init__(env)
+        self.seeds = list(seeds)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        if seed is None or not 0 <= seed < len(self.seeds):
+            raise ValueError(f"episode index {seed} outside 0..{len(self.seeds) - 1}")
+        return self.env.reset(seed=self.seeds[seed], options=options)
+
+
+class GoalEpisodes:
+    """Success on a mission's goal for any parameters the policy is given.
+
+    The env of an episode "on A's goal" is the level's own episode for a seed whose reset gives
+    mission A: the level's generator sets the layout, the goal and its verifier together, for any
+    verb (go to, pick up, open, put next, sequences). Setting another goal on an existing instance
+    would need a parser from mission text to BabyAI's instruction objects, and could make layouts
+    the level never produces (the goal object absent or ambiguous). The policy's instruction is
+    left as A, but while parameters are substituted the generator never reads it. Every call
+    replays the same seeds and the same action-sampling stream, so two parameter settings differ
+    only by their parameters, and the policy's own parameters reproduce its own episodes exactly.
+
+    :param model: the trained policy.
+    :param levels: where the episodes come from.
+    :param seed: seeds the action sampling of every call.
+    :param deterministic: argmax actions instead of sampled ones.
+    """
+
+    def __init__(
+        self,
+        model: PPO | RecurrentPPO,
+        levels: Sequence[str],
+        vocab: Vocabulary,
+        max_length: int,
+        seed: int,
+        deterministic: bool,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.model, self.levels, self.vocab, self.max_length = model, list(levels), vocab, max_length
+        self.generator = film_generator(model)
+        self.seed, self.deterministic, self.progress = seed, deterministic, progress
+
+    def success(self, mission: str, seeds: Sequence[int], params: torch.Tensor | None) -> float:
+        """Success rate on ``mission``'s episodes for ``seeds``; ``params=None``: the policy's own."""
+
+        def make_env() -> gym.Env:
+            return SeedList(make_babyai_env(self.levels, self.vocab, max_length=self.max_length), seeds)
+
+        substitution = nullcontext() if params is None else substituted_film(self.generator, params)
+        with substitution, torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            played = rollout(self.model, make_env, len(seeds), seed=0, deterministic=self.deterministic)
+        wrong = [ep.mission for ep in played if ep.mission != mission]
+        if wrong:
+            raise RuntimeError(f"a seed meant for {mission!r} gave {wrong[0]!r}: level resets are not reproducible")
+        if self.progress is not None:
+            self.progress(len(seeds))
+        return float(np.mean([ep.success for ep in played]))
+
+
+@dataclass
+class Interpolation:
+    a: str
+    b: str
+    alphas: list[float]
+    #: success on A's goal (B's goal) with (1-α)·FiLM(A) + α·FiLM(B), per α
+    success_a: list[float]
+    success_b: list[float]
+    #: the policy reading A's (B's) own mission on the same episodes: α = 0 (1) reproduces it exactly
+    own_a: float
+    own_b: float
+    episodes_a: int
+    episodes_b: int
+
+
+@dataclass
+class Analogy:
+    a: str
+    b: str
+    c: str
+    expected: str
+    #: success on the expected instruction's goal with FiLM(A) - FiLM(B) + FiLM(C)
+    arithmetic: float
+    #: ... with the expected instruction's own parameters (what the analogy aims at)
+    own: float
+    #: ... with FiLM(A), the instruction the analogy starts from (a control)
+    control: float
+    episodes: int
+    #: the analysed instruction nearest to A - B + C (Euclidean), A, B and C left out as in word analogies
+    nearest: str | None
+    #: the expected instruction's place in that order (1: nearest), None when it was not analysed
+    rank: int | None
+    #: cosine similarity of A - B + C and FiLM(expected), both as generator outputs
+    cosine: float
+
+
+def _word_class(word: str) -> str | None:
+    return next((name for name, words in WORD_CLASSES.items() if word in words), None)
+
+
+def _substitution(x: Sequence[str], y: Sequence[str]) -> tuple[int, str] | None:
+    """(position, word class) when ``x`` and ``y`` differ in exactly one word, both of that class."""
+    if len(x) != len(y):
+        return None
+    diff = [i for i, (u, v) in enumerate(zip(x, y, strict=True)) if u != v]
+    if len(diff) != 1:
+        return None
+    kind = _word_class(x[diff[0]])
+    return (diff[0], kind) if kind is not None and kind == _word_class(y[diff[0]]) else None
+
+
+def default_pair(texts: Sequence[str], counts: dict[str, int]) -> tuple[str, str] | None:
+    """Two instructions differing in one colour word (else one word of one class), the most
+    frequent such pair; else the first two instructions; None with fewer than two.
+
+    >>> default_pair(["go to the red key", "go to the red ball", "go to the blue ball"], {})
+    ('go to the red ball', 'go to the blue ball')
+    """
+    words = {t: split_words(t) for t in texts}
+    found = []
+    for i, a in enumerate(texts):
+        for j in range(i + 1, len(texts)):
+            sub = _substitution(words[a], words[texts[j]])
+            if sub is not None:
+                found.append((sub[1] != "colour", -min(counts.get(a, 0), counts.get(texts[j], 0)), i, j))
+    if found:
+        _, _, i, j = min(found)
+        return texts[i], texts[j]
+    return (texts[0], texts[1]) if len(texts) >= 2 else None
+
+
+def default_analogies(texts: Sequence[str], counts: dict[str, int], k: int) -> list[tuple[str, str, str, str]]:
+    """Up to ``k`` analogies A - B + C = D among ``texts``: A and B differ in one word, B and C in
+    another (object then colour preferred, "red ball - red key + blue key = blue ball"), D is A
+    with C's word, and D was analysed too. The most frequent instructions first.
+
+    >>> texts = ["go to the red ball", "go to the red key", "go to the blue key", "go to the blue ball"]
+    >>> default_analogies(texts, {}, 1)
+    [('go to the red ball', 'go to the red key', 'go to the blue key', 'go to the blue ball')]
+    """
+    words = {t: split_words(t) for t in texts}
+    index = {tuple(w): t for t, w in words.items()}
+    neighbours: dict[str, list[tuple[str, int, str]]] = {t: [] for t in texts}
+    for i, a in enumerate(texts):
+        for b in texts[i + 1 :]:
+            sub = _substitution(words[a], words[b])
+            if sub is not None:
+                neighbours[a].append((b, *sub))
+                neighbours[b].append((a, *sub))
+    found = []
+    for a in texts:
+        for b, pos_ab, kind_ab in neighbours[a]:
+            for c, pos_bc, kind_bc in neighbours[b]:
+                if pos_bc == pos_ab:
+                    continue
+                d_words = list(words[a])
+                d_words[pos_bc] = words[c][pos_bc]
+                d = index.get(tuple(d_words))
+                if d is None or d in (a, b, c):
+                    continue
+                preferred = (kind_ab, kind_bc) == ("object", "colour")
+                found.append((not preferred, -min(counts.get(t, 0) for t in (a, b, c, d)), a, b, c, d))
+    chosen: list[tuple[str, str, str, str]] = []
+    for *_, a, b, c, d in sorted(found):  # one analogy per four instructions: not also its mirror image
+        if len(chosen) < k and all({a, b, c, d} != set(x) for x in chosen):
+            chosen.append((a, b, c, d))
+    return chosen
+
+
+# --------------------------------------------------------------------------- the command
+
+
+@dataclass
+class Analysis:
+    """What ``film-rl analyze`` found and wrote; ``analysis.json`` is :meth:`to_dict`."""
+
+    run_dir: str
+    model: str
+    out: str
+    conditioning: str
+    #: which parameters the mechanism has: gamma and beta (film), or one of them, or the gate's g
+    parameters: list[str]
+    kind: str
+    #: where the missions came from, and whether those are the levels the run trained on
+    levels: list[str]
+    own_levels: bool
+    instructions: int
+    layer_sizes: list[int]
+    resets: int
+    layer: int
+    feature_maps: list[int]
+    layer_stats: list[dict[str, Any]]
+    pca_explained: list[float] | None = None
+    interpolation: Interpolation | None = None
+    analogies: list[Analogy] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    figures: dict[str, str] = field(default_factory=dict)
+    csv: str = ""
+    summary: str = ""
+    #: the wandb mode the figures and table were logged in (None: not logged)
+    wandb: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _resolve_layer(layer: int, n_layers: int) -> int:
+    if not -n_layers <= layer < n_layers:
+        raise UserError(f"--layer {layer}: this policy has {n_layers} conditioned layers (0..{n_layers - 1})")
+    return layer % n_layers
+
+
+def _check_words(vocab: Vocabulary, texts: Sequence[str]) -> None:
+    """Named instructions must be in the run's vocabulary: the generator would read ``<unk>`` otherwise."""
+    for text in texts:
+        unknown = [w for w in split_words(text) if w not in vocab.stoi]
+        if unknown or not split_words(text):
+            problem = f"unknown word {unknown[0]!r}" if unknown else "no words"
+            raise UserError(f"instruction {text!r}: {problem} (the run's vocabulary has {len(vocab)} tokens)")
+
+
+def _lookup(
+    params: FilmParameters, generator: FiLMGenerator, vocab: Vocabulary, max_length: int, text: str
+) -> torch.Tensor:
+    """An instruction's parameters: the analysed row, or the generator run on the words given."""
+    for i, instruction in enumerate(params.instructions):
+        if _key(instruction.text) == _key(text):
+            return torch.from_numpy(params.raw[i].copy())
+    return film_of(generator, vocab.encode(text, max_length)[0])
+
+
+def analyze(
+    target: str | Path,
+    out: Path | None = None,
+    n_instructions: int = 200,
+    layer: int = -1,
+    feature_maps: Sequence[int] | None = None,
+    episodes: int = 50,
+    seed: int = 0,
+    deterministic: bool | None = None,
+    pair: tuple[str, str] | None = None,
+    analogies: Sequence[tuple[str, str, str, str]] = (),
+    n_analogies: int = 2,
+    levels: Sequence[str] | None = None,
+    device: str = "cpu",
+    threads: int = 1,
+    progress: Progress | None = None,
+) -> Analysis:
+    """Analyse a run's FiLM parameters and write figures, ``film_params.csv``, ``summary.md`` and
+    ``analysis.json`` to ``out`` (default ``RUN_DIR/analysis``); log them to the run's wandb run.
+
+    :param target: a run directory, or a model / checkpoint zip inside one.
+    :param n_instructions: distinct missions to sample (Atari: every game, always).
+    :param layer: the layer of the scatter plots (negative: from the last).
+    :param feature_maps: the attribute scatter's feature maps (default: the 3 the instructions move most).
+    :param episodes: per success rate of the interpolation and analogies; 0 skips both.
+    :param pair: the interpolation's A and B (default: two missions differing in a colour word).
+    :param analogies: (A, B, C, expected) to evaluate; none: up to ``n_analogies`` found among the missions.
+    :param levels: sample missions from these BabyAI levels instead of the run's own.
+    :param threads: torch's and t-SNE's threads. The policy acts on a few observations at a time,
+        where one thread is fastest; on a busy machine a second one only contends (~10x slower).
+    """
+    run_dir, model_path = runs.locate(target)
+    config = runs.read_config(run_dir)
+    conditioning = config.agent.conditioning
+    check_analysable(conditioning)
+    out = out if out is not None else run_dir / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(threads)
+    atari = config.env.kind == "atari"
+    if atari and (pair or analogies or levels):
+        raise UserError("--pair, --analogy and --level are for BabyAI runs; an Atari run's instructions are its games")
+    levels = list(levels or config.env.levels)
+    vocab = runs.read_vocab(run_dir) if not atari else Vocabulary.babyai()
+    _check_words(vocab, [*(pair or ()), *(text for row in analogies for text in row)])
+    model = runs.load_model(config, model_path, device=device)
+    notes: list[str] = []
+    scan: MissionScan | None = None
+    if atari:
+        instructions = game_instructions(config.env.levels)
+        notes.append(
+            "Atari run: every game's parameters are analysed; games have scores, not goals an episode reaches or "
+            "misses, so the interpolation and the arithmetic (BabyAI analyses) are skipped."
+        )
+    else:
+        check_levels(levels)
+        scan = MissionScan(levels, vocab, config.env.max_instruction_length, seed)
+        texts = scan.sample(n_instructions, limit=max(10_000, 50 * n_instructions))
+        instructions = [
+            Instruction(t, scan.tokens[t], {**mission_attributes(t), "level": scan.level[t]}) for t in texts
+        ]
+        if len(texts) < n_instructions:
+            notes.append(
+                f"{', '.join(levels)} gave {len(texts)} distinct missions in {scan.resets:,} resets "
+                f"(of {n_instructions} asked for)."
+            )
+    params = collect(model, conditioning, instructions)
+    index = _resolve_layer(layer, len(params.channels))
+    result = Analysis(
+        run_dir=str(run_dir), model=str(model_path), out=str(out), conditioning=conditioning,
+        parameters=list(params.names), kind=config.env.kind, levels=levels if not atari else list(config.env.levels),
+        own_levels=levels == list(config.env.levels), instructions=len(instructions), layer_sizes=params.sizes,
+        resets=scan.resets if scan else 0, layer=index, feature_maps=[], layer_stats=layer_stats(params), notes=notes,
+    )  # fmt: skip
+    result.csv = str(write_csv(params, out / "film_params.csv"))
+    _figures(params, result, out, feature_maps, seed)
+    if scan is not None:
+        if episodes > 0:
+            episode_runner = GoalEpisodes(
+                model, levels, vocab, config.env.max_instruction_length, seed,
+                config.eval.deterministic if deterministic is None else deterministic,
+            )  # fmt: skip
+            _play(params, result, scan, episode_runner, vocab, config, pair, analogies, n_analogies, episodes, progress)
+        else:
+            notes.append("--episodes 0: the interpolation and the arithmetic were skipped.")
+        scan.close()
+    result.summary = str(write_summary(result, params, out / "summary.md"))
+    result.wandb = log_to_wandb(config, run_dir, result, params)
+    (out / "analysis.json").write_text(json.dumps(result.to_dict(), indent=2))
+    return result
+
+
+def _figures(
+    params: FilmParameters, result: Analysis, out: Path, feature_maps: Sequence[int] | None, seed: int
+) -> None:
+    index = result.layer
+    values = params.layer(index)
+    what = " and ".join(plots.SYMBOLS[n].split(" (")[0] for n in params.names)
+    title = f"{params.conditioning}: {what} of layer {index}"
+    figures = {f"scatter_layer{index}": plots.layer_scatter(values, title, out / f"scatter_layer{index}.png", seed)}
+    channels = params.channels[index]
+    if feature_maps:
+        bad = [m for m in feature_maps if not 0 <= m < channels]
+        if bad:
+            raise UserError(f"--feature-map {bad[0]}: layer {index} has {channels} feature maps (0..{channels - 1})")
+        maps = list(feature_maps)
+    else:  # the maps whose modulation the instruction moves most
+        spread = sum(v.std(0) for v in values.values())
+        maps = sorted(np.argsort(-spread, kind="stable")[: min(3, channels)].tolist())
+    result.feature_maps = maps
+    groupings = ["kind", "colour", "object", "location", "article"] if result.kind == "babyai" else ["game"]
+    varied = {g: params.attribute(g) for g in groupings if len(set(params.attribute(g))) > 1}
+    attributes = varied or {g: params.attribute(g) for g in groupings[:1]}
+    path = out / f"scatter_layer{index}_attributes.png"
+    figures[path.stem] = plots.attribute_scatter(values, maps, attributes, f"{title}: chosen feature maps", path, seed)
+    if len(params.instructions) >= 2:
+        colourings = (
+            ["kind", "level", "object", "colour", "article", "location"] if result.kind == "babyai" else ["game"]
+        )
+        by = {g: params.attribute(g) for g in colourings if len(set(params.attribute(g))) > 1}
+        if not by:
+            by = {colourings[0]: params.attribute(colourings[0])}
+        by = dict(list(by.items())[:3])
+        texts = [i.text for i in params.instructions]
+        with threadpool_limits(torch.get_num_threads()):  # t-SNE's OpenMP threads, like torch's
+            projections = project(params.values(), seed)
+        for method, p in projections.items():
+            name = "PCA" if method == "pca" else "t-SNE"
+            head = f"{name} of the concatenated FiLM parameters ({len(p.points)} instructions x {params.raw.shape[1]})"
+            path = out / f"projection_{method}.png"
+            figures[path.stem] = plots.projection(p.points, p.axis_labels, by, head, path, texts)
+            result.pca_explained = p.explained if method == "pca" else result.pca_explained
+    else:
+        result.notes.append("Projections need two instructions or more; this analysis has one.")
+    result.figures = {k: str(v) for k, v in figures.items()}
+
+
+def _play(
+    params: FilmParameters,
+    result: Analysis,
+    scan: MissionScan,
+    runner: GoalEpisodes,
+    vocab: Vocabulary,
+    config: ExperimentConfig,
+    pair: tuple[str, str] | None,
+    analogies: Sequence[tuple[str, str, str, str]],
+    n_analogies: int,
+    episodes: int,
+    progress: Progress | None,
+) -> None:
+    """The interpolation and the analogies: seeds found first, so the progress total is known."""
+    out = Path(result.out)
+    texts = [i.text for i in params.instructions]
+    counts = {t: len(scan.seeds[t]) for t in texts}
+    pair = pair or default_pair(texts, counts)
+    chosen = list(analogies) or default_analogies(texts, counts, n_analogies)
+    if pair is None:
+        result.notes.append("The interpolation needs two instructions; this analysis has one.")
+    if not chosen:
+        result.notes.append("No analogy A - B + C = D was found among the analysed missions (name one with --analogy).")
+    seeds: dict[str, tuple[str, list[int]]] = {}
+    for text in [*(pair or ()), *(row[3] for row in chosen)]:
+        seeds[_key(text)] = scan.seeds_for(text, episodes)
+    # every α plus the policy's own parameters, for A and for B; three settings per analogy
+    total = sum((len(ALPHAS) + 1) * len(seeds[_key(t)][1]) for t in pair or ())
+    total += sum(3 * len(seeds[_key(row[3])][1]) for row in chosen)
+    done = 0
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    runner.progress = advance
+    advance(0)
+    generator = film_generator(runner.model)
+
+    def film(text: str) -> torch.Tensor:
+        return _lookup(params, generator, vocab, config.env.max_instruction_length, text)
+
+    if pair is not None:
+        (a, seeds_a), (b, seeds_b) = seeds[_key(pair[0])], seeds[_key(pair[1])]
+        fa, fb = film(a), film(b)
+        result.interpolation = Interpolation(
+            a, b, list(ALPHAS),
+            [runner.success(a, seeds_a, mix(fa, fb, alpha)) for alpha in ALPHAS],
+            [runner.success(b, seeds_b, mix(fa, fb, alpha)) for alpha in ALPHAS],
+            runner.success(a, seeds_a, None), runner.success(b, seeds_b, None), len(seeds_a), len(seeds_b),
+        )  # fmt: skip
+        i = result.interpolation
+        path = plots.interpolation(i.alphas, i.success_a, i.success_b, a, b, min(len(seeds_a), len(seeds_b)),
+                                   out / "interpolation.png")  # fmt: skip
+        result.figures["interpolation"] = str(path)
+    values = params.raw.astype(np.float64)
+    for a, b, c, expected in chosen:
+        target, seeds_d = seeds[_key(expected)]
+        arithmetic = film(a) - film(b) + film(c)
+        own, start = film(target), film(a)
+        left_out = {_key(t) for t in (a, b, c)}
+        order = [j for j in np.argsort(np.linalg.norm(values - arithmetic.double().numpy(), axis=1), kind="stable")
+                 if _key(texts[j]) not in left_out]  # fmt: skip
+        ranked = [_key(texts[j]) for j in order]
+        cosine = torch.nn.functional.cosine_similarity(arithmetic.double(), own.double(), dim=0)
+        result.analogies.append(
+            Analogy(
+                a, b, c, target,
+                arithmetic=runner.success(target, seeds_d, arithmetic), own=runner.success(target, seeds_d, own),
+                control=runner.success(target, seeds_d, start), episodes=len(seeds_d),
+                nearest=texts[order[0]] if order else None,
+                rank=ranked.index(_key(target)) + 1 if _key(target) in ranked else None, cosine=float(cosine),
+            )
+        )  # fmt: skip
+    if result.analogies:
+        rows = [asdict(x) for x in result.analogies]
+        result.figures["arithmetic"] = str(plots.arithmetic(rows, min(x.episodes for x in result.analogies),
+                                                            out / "arithmetic.png"))  # fmt: skip
+    short = [t for t, s in seeds.values() if len(s) < episodes]
+    if short:
+        result.notes.append(f"Fewer than {episodes} episodes were found for: {', '.join(short)}.")
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def write_csv(params: FilmParameters, path: Path) -> Path:
+    """One row per instruction: its text and attributes, then every parameter as the layers use it."""
+    attributes = sorted({k for i in params.instructions for k in i.attributes})
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["instruction", *attributes, *params.columns()])
+        for instruction, row in zip(params.instructions, params.values(), strict=True):
+            meta = [instruction.attributes.get(a, "") for a in attributes]
+            writer.writerow([instruction.text, *meta, *(f"{v:.9g}" for v in row)])
+    return path
+
+
+def _rate(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def write_summary(result: Analysis, params: FilmParameters, path: Path) -> Path:
+    names = ", ".join(plots.SYMBOLS[n].split(" (")[0] for n in params.names)
+    source = "games" if result.kind == "atari" else "distinct missions"
+    where = ", ".join(result.levels) + (
+        "" if result.own_levels or result.kind == "atari" else " (not the run's own levels)"
+    )
+    lines = [
+        f"# FiLM analysis of `{result.run_dir}`",
+        "",
+        f"- model: `{result.model}`; conditioning **{result.conditioning}**: {names} per feature map"
+        + (" (σ(g) scales the map)" if "g" in params.names else ""),
+        f"- {result.instructions} {source} of {where}"
+        + (f", from {result.resets:,} seeded resets" if result.resets else ""),
+        f"- {len(params.channels)} conditioned layers, {' + '.join(map(str, result.layer_sizes))} = "
+        f"{sum(result.layer_sizes)} parameters per instruction (`{Path(result.csv).name}`)",
+        "",
+        "## Parameters per layer",
+        "",
+        "| layer | parameter | mean | std | min | max | spread across instructions | share < 0 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in result.layer_stats:
+        negative = f"{s['negative_share']:.2f}" if "negative_share" in s else "-"
+        lines.append(f"| {s['layer']} | {s['parameter']} | {s['mean']:.3f} | {s['std']:.3f} | {s['min']:.3f} | "
+                     f"{s['max']:.3f} | {s['instruction_spread']:.3f} | {negative} |")  # fmt: skip
+    if result.pca_explained is not None:
+        pc1, pc2 = result.pca_explained
+        lines += ["", f"PCA: the first two components hold {pc1:.0%} and {pc2:.0%} of the variance."]
+    i = result.interpolation
+    if i is not None:
+        lines += ["", "## Interpolation", "", f"A = *{i.a}* ({i.episodes_a} episodes), B = *{i.b}* "
+                  f"({i.episodes_b} episodes), the same seeds for every α.", "",
+                  "| α | " + " | ".join(f"{x:.1f}" for x in i.alphas) + " |",
+                  "|---|" + "---|" * len(i.alphas),
+                  "| success on A's goal | " + " | ".join(map(_rate, i.success_a)) + " |",
+                  "| success on B's goal | " + " | ".join(map(_rate, i.success_b)) + " |", "",
+                  f"The policy reading A's own mission: {_rate(i.own_a)} (α = 0 gave {_rate(i.success_a[0])}); "
+                  f"B's: {_rate(i.own_b)} (α = 1 gave {_rate(i.success_b[-1])})."]  # fmt: skip
+    if result.analogies:
+        lines += ["", "## Arithmetic", "", "Success on the expected instruction's goal, on the same episodes:", "",
+                  "| A - B + C | expected | A - B + C | FiLM(expected) | FiLM(A) | nearest analysed | rank | cosine |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for x in result.analogies:
+            lines.append(
+                f"| {x.a} - {x.b} + {x.c} | {x.expected} | {_rate(x.arithmetic)} | {_rate(x.own)} | "
+                f"{_rate(x.control)} | {x.nearest or '-'} | {x.rank or '-'} | {x.cosine:.2f} |"
+            )
+    lines += ["", "## Figures", ""] + [f"- `{Path(p).name}`" for p in result.figures.values()]
+    if result.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in result.notes]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def wandb_mode(config: ExperimentConfig) -> str:
+    """The run's own logging mode; the ``WANDB_MODE`` environment variable overrides it, except
+    that a run trained with wandb disabled stays off."""
+    from film_rl.tracking import resolve_wandb_mode
+
+    if config.logging.wandb == "disabled":
+        return "disabled"
+    env = os.environ.get("WANDB_MODE")
+    return env if env in ("online", "offline", "disabled") else resolve_wandb_mode(config.logging.wandb)
+
+
+def log_to_wandb(config: ExperimentConfig, run_dir: Path, result: Analysis, params: FilmParameters) -> str | None:
+    """The figures (``analysis/<name>``) and the parameter table (``analysis/film_params``) into the
+    run's own wandb run, beside its learning curves; returns the mode, None when disabled."""
+    mode = wandb_mode(config)
+    if mode == "disabled":
+        return None
+    import wandb
+
+    from film_rl.tracking import start_wandb
+
+    run = start_wandb(replace(config, logging=replace(config.logging, wandb=mode)), run_dir)  # type: ignore[arg-type]
+    if run is None:
+        return None
+    try:
+        attributes = sorted({k for i in params.instructions for k in i.attributes})
+        rows = [
+            [i.text, *(i.attributes.get(a, "") for a in attributes), *map(float, row)]
+            for i, row in zip(params.instructions, params.values(), strict=True)
+        ]
+        payload: dict[str, Any] = {f"analysis/{k}": wandb.Image(v) for k, v in result.figures.items()}
+        payload["analysis/film_params"] = wandb.Table(
+            columns=["instruction", *attributes, *params.columns()], data=rows
+        )
+        i = result.interpolation
+        if i is not None:
+            payload["analysis/interpolation_table"] = wandb.Table(
+                columns=["alpha", "success_on_a", "success_on_b"],
+                data=[list(row) for row in zip(i.alphas, i.success_a, i.success_b, strict=True)],
+            )
+        if result.analogies:
+            columns: list[str | int] = [
+                "a",
+                "b",
+                "c",
+                "expected",
+                "arithmetic",
+                "own",
+                "control",
+                "nearest",
+                "rank",
+                "cosine",
+            ]
+            payload["analysis/arithmetic_table"] = wandb.Table(
+                columns=columns, data=[[asdict(x)[str(k)] for k in columns] for x in result.analogies]
+            )
+        run.log(payload)
+    finally:
+        run.finish()
+    return mode

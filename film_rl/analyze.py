@@ -497,6 +497,7 @@ def default_analogies(texts: Sequence[str], counts: dict[str, int], k: int) -> l
     """
     words = {t: split_words(t) for t in texts}
     index = {tuple(w): t for t, w in words.items()}
+    order = {t: i for i, t in enumerate(texts)}
     neighbours: dict[str, list[tuple[str, int, str]]] = {t: [] for t in texts}
     for i, a in enumerate(texts):
         for b in texts[i + 1 :]:
@@ -516,9 +517,10 @@ def default_analogies(texts: Sequence[str], counts: dict[str, int], k: int) -> l
                 if d is None or d in (a, b, c):
                     continue
                 preferred = (kind_ab, kind_bc) == ("object", "colour")
-                found.append((not preferred, -min(counts.get(t, 0) for t in (a, b, c, d)), a, b, c, d))
+                frequency = -min(counts.get(t, 0) for t in (a, b, c, d))
+                found.append(((not preferred, frequency, *(order[t] for t in (a, b, c))), (a, b, c, d)))
     chosen: list[tuple[str, str, str, str]] = []
-    for *_, a, b, c, d in sorted(found):  # one analogy per four instructions: not also its mirror image
+    for _, (a, b, c, d) in sorted(found):  # one analogy per four instructions: not also its mirror image
         if len(chosen) < k and all({a, b, c, d} != set(x) for x in chosen):
             chosen.append((a, b, c, d))
     return chosen

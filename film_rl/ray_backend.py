@@ -30,7 +30,10 @@ def _trial(params: dict[str, Any]) -> None:
     spec = SweepSpec(**params["spec"])
     sweep = Sweep(spec, Path(params["folder"]))
     trial = sweep.states[params["trial"]].trial
-    metrics = run_in_process(sweep, trial, [*sweep.trial_overrides(trial), f"threads={params['threads'][trial.id]}"])
+    threads = (
+        [] if any(o.startswith("threads=") for o in spec.overrides) else [f"threads={params['threads'][trial.id]}"]
+    )
+    metrics = run_in_process(sweep, trial, [*sweep.trial_overrides(trial), *threads])
     tune.report(metrics)
 
 

@@ -357,6 +357,7 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> TrainResult:
         if not saved.exists():
             raise UserError(f"{run_dir} is an AGILE run but {saved} is missing; cannot resume its reward model")
         load_reward_model(reward_model, saved)
+    print(f"continued from {latest.relative_to(run_dir)} at {model.num_timesteps:,} timesteps", flush=True)
     # fresh episodes, not a replay of the first leg's
     model.set_env(build_env(config, vocab, config.seed + model.num_timesteps, reward_model))
     stats_path = runs.beside(latest, runs.STATS)

@@ -5,12 +5,15 @@ import csv
 import json
 import math
 import shutil
+import socket
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY, run_cli
+from conftest import TINY, cli_env, run_cli
 
 from film_rl.report import mean_ci
 from film_rl.sweep import parse_grid
@@ -21,7 +24,7 @@ GRID = ["--grid", "agent.conditioning=film,none", "--seeds", "2"]
 TRIALS = [f"agent.conditioning={c},seed={s}" for c in ("film", "none") for s in (0, 1)]
 
 
-def sweep(runs: Path, name: str, *extra: str, timeout: float = 300):
+def sweep(runs: Path, name: str, *extra: str, timeout: float = 300, **env: str):
     return run_cli(
         "sweep",
         "experiments/quickstart.yaml",
@@ -32,6 +35,7 @@ def sweep(runs: Path, name: str, *extra: str, timeout: float = 300):
         name,
         *extra,
         timeout=timeout,
+        **env,
     )
 
 
@@ -74,12 +78,13 @@ def test_resume_skips_finished_trials_and_resumes_an_interrupted_one(local_sweep
     (interrupted / "eval.json").unlink()
     assert list((interrupted / "checkpoints").glob("step_*.zip"))
 
-    done = run_cli("sweep", "--resume", str(folder))
+    # resumed on a Ray the sweep starts for itself: the disk, not the backend, says what is done
+    done = run_cli("sweep", "--resume", str(folder), "--backend", "ray", RAY_AUTH_MODE="disabled")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "4 trials (3 finished)" in done.stdout
+    assert "4 trials (3 finished), backend ray" in done.stdout
     assert trial_run(folder, TRIALS[1]) == interrupted  # resumed in place, not started over
     assert (interrupted / "eval.json").is_file()
-    assert "--resume" in (folder / "trials" / TRIALS[1] / "trial.log").read_text()
+    assert "continued from checkpoints/step_" in (folder / "trials" / TRIALS[1] / "trial.log").read_text()
     for trial in (t for t in TRIALS if t != TRIALS[1]):
         assert (trial_run(folder, trial) / "model.zip").stat().st_mtime_ns == before[trial]
 
@@ -87,9 +92,28 @@ def test_resume_skips_finished_trials_and_resumes_an_interrupted_one(local_sweep
     assert again.returncode == 0 and "(4 finished)" in again.stdout
 
 
-def test_ray_backend_runs_the_same_trials_on_a_local_ray(local_sweep: Path, tmp_path: Path) -> None:
+@pytest.fixture
+def ray_cluster(tmp_path: Path):
+    """A 2-CPU Ray cluster of its own, as `ray start --head` makes one on a cluster's head node."""
     pytest.importorskip("ray")
-    done = sweep(tmp_path, "ray", "--backend", "ray", timeout=400)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ray = [str(Path(sys.executable).parent / "ray")]
+    env = cli_env(RAY_AUTH_MODE="disabled")  # a throwaway local cluster needs no token
+    start = [*ray, "start", "--head", "--num-cpus=2", "--include-dashboard=false", f"--port={port}"]
+    up = subprocess.run([*start, "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=120)
+    assert up.returncode == 0, up.stderr
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([*ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_ray_backend_runs_the_same_trials_on_a_ray_cluster(local_sweep: Path, tmp_path: Path, ray_cluster: str) -> None:
+    done = sweep(
+        tmp_path, "ray", "--backend", "ray", "--ray-address", ray_cluster, timeout=400, RAY_AUTH_MODE="disabled"
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     folder = tmp_path / "sweeps" / "ray"
     summary = json.loads((folder / "summary.json").read_text())

@@ -17,12 +17,10 @@ them: γ = 1 + Δγ (the generator outputs Δγ), β, and the gate's pre-sigmoid
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +31,8 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 from threadpoolctl import threadpool_limits
 
-from film_rl import analysis_plots as plots
+from film_rl import analysis_outputs as outputs
 from film_rl import runs
-from film_rl.config import ExperimentConfig
 from film_rl.envs import check_levels, make_babyai_env
 from film_rl.errors import UserError
 from film_rl.evaluate import rollout
@@ -451,6 +448,45 @@ class Analogy:
     cosine: float
 
 
+def interpolate(
+    runner: GoalEpisodes, a: str, seeds_a: Sequence[int], film_a: torch.Tensor, b: str, seeds_b: Sequence[int],
+    film_b: torch.Tensor,
+) -> Interpolation:  # fmt: skip
+    """Success on A's and on B's episodes for every α, and for the policy reading A's and B's own missions."""
+    return Interpolation(
+        a, b, list(ALPHAS),
+        success_a=[runner.success(a, seeds_a, mix(film_a, film_b, alpha)) for alpha in ALPHAS],
+        success_b=[runner.success(b, seeds_b, mix(film_a, film_b, alpha)) for alpha in ALPHAS],
+        own_a=runner.success(a, seeds_a, None), own_b=runner.success(b, seeds_b, None),
+        episodes_a=len(seeds_a), episodes_b=len(seeds_b),
+    )  # fmt: skip
+
+
+def evaluate_analogy(
+    runner: GoalEpisodes, params: FilmParameters, film: Callable[[str], torch.Tensor],
+    analogy: tuple[str, str, str, str], seeds: Sequence[int],
+) -> Analogy:  # fmt: skip
+    """FiLM(A) - FiLM(B) + FiLM(C) played on the expected mission's episodes, beside the expected
+    mission's own parameters and A's; and where A - B + C lands among the analysed instructions.
+
+    :param film: instruction text -> its generator output.
+    """
+    a, b, c, expected = analogy
+    arithmetic, own = film(a) - film(b) + film(c), film(expected)
+    texts = [_key(i.text) for i in params.instructions]
+    distance = np.linalg.norm(params.raw.astype(np.float64) - arithmetic.double().numpy(), axis=1)
+    left_out = {_key(t) for t in (a, b, c)}
+    ranked = [texts[j] for j in np.argsort(distance, kind="stable") if texts[j] not in left_out]
+    nearest = next((i.text for i in params.instructions if ranked and _key(i.text) == ranked[0]), None)
+    return Analogy(
+        a, b, c, expected,
+        arithmetic=runner.success(expected, seeds, arithmetic), own=runner.success(expected, seeds, own),
+        control=runner.success(expected, seeds, film(a)), episodes=len(seeds), nearest=nearest,
+        rank=ranked.index(_key(expected)) + 1 if _key(expected) in ranked else None,
+        cosine=float(torch.nn.functional.cosine_similarity(arithmetic.double(), own.double(), dim=0)),
+    )  # fmt: skip
+
+
 def _word_class(word: str) -> str | None:
     return next((name for name, words in WORD_CLASSES.items() if word in words), None)
 
@@ -540,12 +576,13 @@ class Analysis:
     #: which parameters the mechanism has: gamma and beta (film), or one of them, or the gate's g
     parameters: list[str]
     kind: str
-    #: where the missions came from, and whether those are the levels the run trained on
+    #: where the missions came from (Atari: the games), and whether those are the run's own
     levels: list[str]
     own_levels: bool
     instructions: int
     layer_sizes: list[int]
     resets: int
+    #: the layer of the scatter plots, and the feature maps of the attribute scatter
     layer: int
     feature_maps: list[int]
     layer_stats: list[dict[str, Any]]
@@ -563,12 +600,6 @@ class Analysis:
         return asdict(self)
 
 
-def _resolve_layer(layer: int, n_layers: int) -> int:
-    if not -n_layers <= layer < n_layers:
-        raise UserError(f"--layer {layer}: this policy has {n_layers} conditioned layers (0..{n_layers - 1})")
-    return layer % n_layers
-
-
 def _check_words(vocab: Vocabulary, texts: Sequence[str]) -> None:
     """Named instructions must be in the run's vocabulary: the generator would read ``<unk>`` otherwise."""
     for text in texts:
@@ -578,14 +609,16 @@ def _check_words(vocab: Vocabulary, texts: Sequence[str]) -> None:
             raise UserError(f"instruction {text!r}: {problem} (the run's vocabulary has {len(vocab)} tokens)")
 
 
-def _lookup(
-    params: FilmParameters, generator: FiLMGenerator, vocab: Vocabulary, max_length: int, text: str
-) -> torch.Tensor:
-    """An instruction's parameters: the analysed row, or the generator run on the words given."""
-    for i, instruction in enumerate(params.instructions):
-        if _key(instruction.text) == _key(text):
-            return torch.from_numpy(params.raw[i].copy())
-    return film_of(generator, vocab.encode(text, max_length)[0])
+def _feature_maps(params: FilmParameters, layer: int, chosen: Sequence[int] | None) -> list[int]:
+    """The maps named, checked; by default the 3 whose modulation the instruction moves most."""
+    channels = params.channels[layer]
+    if chosen:
+        bad = [m for m in chosen if not 0 <= m < channels]
+        if bad:
+            raise UserError(f"--feature-map {bad[0]}: layer {layer} has {channels} feature maps (0..{channels - 1})")
+        return list(chosen)
+    spread = sum(v.std(0) for v in params.layer(layer).values())
+    return sorted(np.argsort(-spread, kind="stable")[: min(3, channels)].tolist())
 
 
 def analyze(
@@ -613,30 +646,34 @@ def analyze(
     :param layer: the layer of the scatter plots (negative: from the last).
     :param feature_maps: the attribute scatter's feature maps (default: the 3 the instructions move most).
     :param episodes: per success rate of the interpolation and analogies; 0 skips both.
+    :param seed: the first env seed scanned, and the action sampling's seed.
+    :param deterministic: argmax actions (default: the run's ``eval.deterministic``).
     :param pair: the interpolation's A and B (default: two missions differing in a colour word).
     :param analogies: (A, B, C, expected) to evaluate; none: up to ``n_analogies`` found among the missions.
     :param levels: sample missions from these BabyAI levels instead of the run's own.
+    :param device: torch device of the policy.
     :param threads: torch's and t-SNE's threads. The policy acts on a few observations at a time,
         where one thread is fastest; on a busy machine a second one only contends (~10x slower).
+    :param progress: ``(episodes played, episodes in all)`` after each batch of episodes.
     """
     run_dir, model_path = runs.locate(target)
     config = runs.read_config(run_dir)
     conditioning = config.agent.conditioning
     check_analysable(conditioning)
-    out = out if out is not None else run_dir / "analysis"
-    out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(threads)
     atari = config.env.kind == "atari"
     if atari and (pair or analogies or levels):
         raise UserError("--pair, --analogy and --level are for BabyAI runs; an Atari run's instructions are its games")
     levels = list(levels or config.env.levels)
     vocab = runs.read_vocab(run_dir) if not atari else Vocabulary.babyai()
     _check_words(vocab, [*(pair or ()), *(text for row in analogies for text in row)])
+    out = out if out is not None else run_dir / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(threads)
     model = runs.load_model(config, model_path, device=device)
     notes: list[str] = []
     scan: MissionScan | None = None
     if atari:
-        instructions = game_instructions(config.env.levels)
+        instructions = game_instructions(levels)
         notes.append(
             "Atari run: every game's parameters are analysed; games have scores, not goals an episode reaches or "
             "misses, so the interpolation and the arithmetic (BabyAI analyses) are skipped."
@@ -649,96 +686,50 @@ def analyze(
             Instruction(t, scan.tokens[t], {**mission_attributes(t), "level": scan.level[t]}) for t in texts
         ]
         if len(texts) < n_instructions:
-            notes.append(
-                f"{', '.join(levels)} gave {len(texts)} distinct missions in {scan.resets:,} resets "
-                f"(of {n_instructions} asked for)."
-            )
+            notes.append(f"{', '.join(levels)} gave {len(texts)} distinct missions in {scan.resets:,} resets "
+                         f"(of {n_instructions} asked for).")  # fmt: skip
     params = collect(model, conditioning, instructions)
-    index = _resolve_layer(layer, len(params.channels))
+    n_layers = len(params.channels)
+    if not -n_layers <= layer < n_layers:
+        raise UserError(f"--layer {layer}: this policy has {n_layers} conditioned layers (0..{n_layers - 1})")
     result = Analysis(
         run_dir=str(run_dir), model=str(model_path), out=str(out), conditioning=conditioning,
-        parameters=list(params.names), kind=config.env.kind, levels=levels if not atari else list(config.env.levels),
-        own_levels=levels == list(config.env.levels), instructions=len(instructions), layer_sizes=params.sizes,
-        resets=scan.resets if scan else 0, layer=index, feature_maps=[], layer_stats=layer_stats(params), notes=notes,
+        parameters=list(params.names), kind=config.env.kind, levels=levels, own_levels=levels == config.env.levels,
+        instructions=len(instructions), layer_sizes=params.sizes, resets=scan.resets if scan else 0,
+        layer=layer % n_layers, feature_maps=_feature_maps(params, layer % n_layers, feature_maps),
+        layer_stats=layer_stats(params), notes=notes,
     )  # fmt: skip
-    result.csv = str(write_csv(params, out / "film_params.csv"))
-    _figures(params, result, out, feature_maps, seed)
+    projections: dict[str, Projection] = {}
+    if len(instructions) >= 2:
+        with threadpool_limits(threads):  # t-SNE's OpenMP threads, as torch's
+            projections = project(params.values(), seed)
+        result.pca_explained = projections["pca"].explained
+    else:
+        notes.append("Projections need two instructions or more; this analysis has one.")
+    result.csv = str(outputs.write_csv(params, out / "film_params.csv"))
+    result.figures = outputs.parameter_figures(params, result, projections, out, seed)
+    if scan is not None and episodes > 0:
+        runner = GoalEpisodes(model, levels, vocab, config.env.max_instruction_length, seed,
+                              config.eval.deterministic if deterministic is None else deterministic)  # fmt: skip
+        _play(params, result, scan, runner, vocab, config.env.max_instruction_length, pair, analogies,
+              n_analogies, episodes, progress)  # fmt: skip
+    elif scan is not None:
+        notes.append("--episodes 0: the interpolation and the arithmetic were skipped.")
     if scan is not None:
-        if episodes > 0:
-            episode_runner = GoalEpisodes(
-                model, levels, vocab, config.env.max_instruction_length, seed,
-                config.eval.deterministic if deterministic is None else deterministic,
-            )  # fmt: skip
-            _play(params, result, scan, episode_runner, vocab, config, pair, analogies, n_analogies, episodes, progress)
-        else:
-            notes.append("--episodes 0: the interpolation and the arithmetic were skipped.")
         scan.close()
-    result.summary = str(write_summary(result, params, out / "summary.md"))
-    result.wandb = log_to_wandb(config, run_dir, result, params)
+    result.summary = str(outputs.write_summary(result, params, out / "summary.md"))
+    result.wandb = outputs.log_to_wandb(config, run_dir, result, params)
     (out / "analysis.json").write_text(json.dumps(result.to_dict(), indent=2))
     return result
 
 
-def _figures(
-    params: FilmParameters, result: Analysis, out: Path, feature_maps: Sequence[int] | None, seed: int
-) -> None:
-    index = result.layer
-    values = params.layer(index)
-    what = " and ".join(plots.SYMBOLS[n].split(" (")[0] for n in params.names)
-    title = f"{params.conditioning}: {what} of layer {index}"
-    figures = {f"scatter_layer{index}": plots.layer_scatter(values, title, out / f"scatter_layer{index}.png", seed)}
-    channels = params.channels[index]
-    if feature_maps:
-        bad = [m for m in feature_maps if not 0 <= m < channels]
-        if bad:
-            raise UserError(f"--feature-map {bad[0]}: layer {index} has {channels} feature maps (0..{channels - 1})")
-        maps = list(feature_maps)
-    else:  # the maps whose modulation the instruction moves most
-        spread = sum(v.std(0) for v in values.values())
-        maps = sorted(np.argsort(-spread, kind="stable")[: min(3, channels)].tolist())
-    result.feature_maps = maps
-    groupings = ["kind", "colour", "object", "location", "article"] if result.kind == "babyai" else ["game"]
-    varied = {g: params.attribute(g) for g in groupings if len(set(params.attribute(g))) > 1}
-    attributes = varied or {g: params.attribute(g) for g in groupings[:1]}
-    path = out / f"scatter_layer{index}_attributes.png"
-    figures[path.stem] = plots.attribute_scatter(values, maps, attributes, f"{title}: chosen feature maps", path, seed)
-    if len(params.instructions) >= 2:
-        colourings = (
-            ["kind", "level", "object", "colour", "article", "location"] if result.kind == "babyai" else ["game"]
-        )
-        by = {g: params.attribute(g) for g in colourings if len(set(params.attribute(g))) > 1}
-        if not by:
-            by = {colourings[0]: params.attribute(colourings[0])}
-        by = dict(list(by.items())[:3])
-        texts = [i.text for i in params.instructions]
-        with threadpool_limits(torch.get_num_threads()):  # t-SNE's OpenMP threads, like torch's
-            projections = project(params.values(), seed)
-        for method, p in projections.items():
-            name = "PCA" if method == "pca" else "t-SNE"
-            head = f"{name} of the concatenated FiLM parameters ({len(p.points)} instructions x {params.raw.shape[1]})"
-            path = out / f"projection_{method}.png"
-            figures[path.stem] = plots.projection(p.points, p.axis_labels, by, head, path, texts)
-            result.pca_explained = p.explained if method == "pca" else result.pca_explained
-    else:
-        result.notes.append("Projections need two instructions or more; this analysis has one.")
-    result.figures = {k: str(v) for k, v in figures.items()}
-
-
 def _play(
-    params: FilmParameters,
-    result: Analysis,
-    scan: MissionScan,
-    runner: GoalEpisodes,
-    vocab: Vocabulary,
-    config: ExperimentConfig,
-    pair: tuple[str, str] | None,
-    analogies: Sequence[tuple[str, str, str, str]],
-    n_analogies: int,
-    episodes: int,
-    progress: Progress | None,
-) -> None:
-    """The interpolation and the analogies: seeds found first, so the progress total is known."""
-    out = Path(result.out)
+    params: FilmParameters, result: Analysis, scan: MissionScan, runner: GoalEpisodes, vocab: Vocabulary,
+    max_length: int, pair: tuple[str, str] | None, analogies: Sequence[tuple[str, str, str, str]], n_analogies: int,
+    episodes: int, progress: Progress | None,
+) -> None:  # fmt: skip
+    """The interpolation and the analogies, with their figures; every mission's seeds are found
+    first, so the progress total is known from the start."""
     texts = [i.text for i in params.instructions]
     counts = {t: len(scan.seeds[t]) for t in texts}
     pair = pair or default_pair(texts, counts)
@@ -747,198 +738,36 @@ def _play(
         result.notes.append("The interpolation needs two instructions; this analysis has one.")
     if not chosen:
         result.notes.append("No analogy A - B + C = D was found among the analysed missions (name one with --analogy).")
-    seeds: dict[str, tuple[str, list[int]]] = {}
-    for text in [*(pair or ()), *(row[3] for row in chosen)]:
-        seeds[_key(text)] = scan.seeds_for(text, episodes)
-    # every α plus the policy's own parameters, for A and for B; three settings per analogy
-    total = sum((len(ALPHAS) + 1) * len(seeds[_key(t)][1]) for t in pair or ())
-    total += sum(3 * len(seeds[_key(row[3])][1]) for row in chosen)
-    done = 0
+    found = {_key(t): scan.seeds_for(t, episodes) for t in [*(pair or ()), *(row[3] for row in chosen)]}
+    short = [mission for mission, seeds in found.values() if len(seeds) < episodes]
+    if short:
+        result.notes.append(f"Fewer than {episodes} episodes were found for: {', '.join(short)}.")
+    # every α and the policy's own parameters, on A's and on B's episodes; three settings per analogy
+    total = sum((len(ALPHAS) + 1) * len(found[_key(t)][1]) for t in pair or ())
+    total += sum(3 * len(found[_key(row[3])][1]) for row in chosen)
+    played = 0
 
     def advance(n: int) -> None:
-        nonlocal done
-        done += n
+        nonlocal played
+        played += n
         if progress is not None:
-            progress(done, total)
+            progress(played, total)
 
     runner.progress = advance
     advance(0)
-    generator = film_generator(runner.model)
+    analysed = {_key(i.text): torch.from_numpy(params.raw[k].copy()) for k, i in enumerate(params.instructions)}
 
-    def film(text: str) -> torch.Tensor:
-        return _lookup(params, generator, vocab, config.env.max_instruction_length, text)
+    def film(text: str) -> torch.Tensor:  # an analysed row, or the generator on the words given
+        known = analysed.get(_key(text))
+        return known if known is not None else film_of(runner.generator, vocab.encode(text, max_length)[0])
 
+    out = Path(result.out)
     if pair is not None:
-        (a, seeds_a), (b, seeds_b) = seeds[_key(pair[0])], seeds[_key(pair[1])]
-        fa, fb = film(a), film(b)
-        result.interpolation = Interpolation(
-            a, b, list(ALPHAS),
-            [runner.success(a, seeds_a, mix(fa, fb, alpha)) for alpha in ALPHAS],
-            [runner.success(b, seeds_b, mix(fa, fb, alpha)) for alpha in ALPHAS],
-            runner.success(a, seeds_a, None), runner.success(b, seeds_b, None), len(seeds_a), len(seeds_b),
-        )  # fmt: skip
-        i = result.interpolation
-        path = plots.interpolation(i.alphas, i.success_a, i.success_b, a, b, min(len(seeds_a), len(seeds_b)),
-                                   out / "interpolation.png")  # fmt: skip
-        result.figures["interpolation"] = str(path)
-    values = params.raw.astype(np.float64)
+        (a, seeds_a), (b, seeds_b) = found[_key(pair[0])], found[_key(pair[1])]
+        result.interpolation = interpolate(runner, a, seeds_a, film(a), b, seeds_b, film(b))
+        result.figures["interpolation"] = str(outputs.interpolation_figure(result.interpolation, out))
     for a, b, c, expected in chosen:
-        target, seeds_d = seeds[_key(expected)]
-        arithmetic = film(a) - film(b) + film(c)
-        own, start = film(target), film(a)
-        left_out = {_key(t) for t in (a, b, c)}
-        order = [j for j in np.argsort(np.linalg.norm(values - arithmetic.double().numpy(), axis=1), kind="stable")
-                 if _key(texts[j]) not in left_out]  # fmt: skip
-        ranked = [_key(texts[j]) for j in order]
-        cosine = torch.nn.functional.cosine_similarity(arithmetic.double(), own.double(), dim=0)
-        result.analogies.append(
-            Analogy(
-                a, b, c, target,
-                arithmetic=runner.success(target, seeds_d, arithmetic), own=runner.success(target, seeds_d, own),
-                control=runner.success(target, seeds_d, start), episodes=len(seeds_d),
-                nearest=texts[order[0]] if order else None,
-                rank=ranked.index(_key(target)) + 1 if _key(target) in ranked else None, cosine=float(cosine),
-            )
-        )  # fmt: skip
+        mission, seeds = found[_key(expected)]
+        result.analogies.append(evaluate_analogy(runner, params, film, (a, b, c, mission), seeds))
     if result.analogies:
-        rows = [asdict(x) for x in result.analogies]
-        result.figures["arithmetic"] = str(plots.arithmetic(rows, min(x.episodes for x in result.analogies),
-                                                            out / "arithmetic.png"))  # fmt: skip
-    short = [t for t, s in seeds.values() if len(s) < episodes]
-    if short:
-        result.notes.append(f"Fewer than {episodes} episodes were found for: {', '.join(short)}.")
-
-
-# --------------------------------------------------------------------------- outputs
-
-
-def write_csv(params: FilmParameters, path: Path) -> Path:
-    """One row per instruction: its text and attributes, then every parameter as the layers use it."""
-    attributes = sorted({k for i in params.instructions for k in i.attributes})
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["instruction", *attributes, *params.columns()])
-        for instruction, row in zip(params.instructions, params.values(), strict=True):
-            meta = [instruction.attributes.get(a, "") for a in attributes]
-            writer.writerow([instruction.text, *meta, *(f"{v:.9g}" for v in row)])
-    return path
-
-
-def _rate(x: float) -> str:
-    return f"{x:.2f}"
-
-
-def write_summary(result: Analysis, params: FilmParameters, path: Path) -> Path:
-    names = ", ".join(plots.SYMBOLS[n].split(" (")[0] for n in params.names)
-    source = "games" if result.kind == "atari" else "distinct missions"
-    where = ", ".join(result.levels) + (
-        "" if result.own_levels or result.kind == "atari" else " (not the run's own levels)"
-    )
-    lines = [
-        f"# FiLM analysis of `{result.run_dir}`",
-        "",
-        f"- model: `{result.model}`; conditioning **{result.conditioning}**: {names} per feature map"
-        + (" (σ(g) scales the map)" if "g" in params.names else ""),
-        f"- {result.instructions} {source} of {where}"
-        + (f", from {result.resets:,} seeded resets" if result.resets else ""),
-        f"- {len(params.channels)} conditioned layers, {' + '.join(map(str, result.layer_sizes))} = "
-        f"{sum(result.layer_sizes)} parameters per instruction (`{Path(result.csv).name}`)",
-        "",
-        "## Parameters per layer",
-        "",
-        "| layer | parameter | mean | std | min | max | spread across instructions | share < 0 |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for s in result.layer_stats:
-        negative = f"{s['negative_share']:.2f}" if "negative_share" in s else "-"
-        lines.append(f"| {s['layer']} | {s['parameter']} | {s['mean']:.3f} | {s['std']:.3f} | {s['min']:.3f} | "
-                     f"{s['max']:.3f} | {s['instruction_spread']:.3f} | {negative} |")  # fmt: skip
-    if result.pca_explained is not None:
-        pc1, pc2 = result.pca_explained
-        lines += ["", f"PCA: the first two components hold {pc1:.0%} and {pc2:.0%} of the variance."]
-    i = result.interpolation
-    if i is not None:
-        lines += ["", "## Interpolation", "", f"A = *{i.a}* ({i.episodes_a} episodes), B = *{i.b}* "
-                  f"({i.episodes_b} episodes), the same seeds for every α.", "",
-                  "| α | " + " | ".join(f"{x:.1f}" for x in i.alphas) + " |",
-                  "|---|" + "---|" * len(i.alphas),
-                  "| success on A's goal | " + " | ".join(map(_rate, i.success_a)) + " |",
-                  "| success on B's goal | " + " | ".join(map(_rate, i.success_b)) + " |", "",
-                  f"The policy reading A's own mission: {_rate(i.own_a)} (α = 0 gave {_rate(i.success_a[0])}); "
-                  f"B's: {_rate(i.own_b)} (α = 1 gave {_rate(i.success_b[-1])})."]  # fmt: skip
-    if result.analogies:
-        lines += ["", "## Arithmetic", "", "Success on the expected instruction's goal, on the same episodes:", "",
-                  "| A - B + C | expected | A - B + C | FiLM(expected) | FiLM(A) | nearest analysed | rank | cosine |",
-                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        for x in result.analogies:
-            lines.append(
-                f"| {x.a} - {x.b} + {x.c} | {x.expected} | {_rate(x.arithmetic)} | {_rate(x.own)} | "
-                f"{_rate(x.control)} | {x.nearest or '-'} | {x.rank or '-'} | {x.cosine:.2f} |"
-            )
-    lines += ["", "## Figures", ""] + [f"- `{Path(p).name}`" for p in result.figures.values()]
-    if result.notes:
-        lines += ["", "## Notes", ""] + [f"- {n}" for n in result.notes]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def wandb_mode(config: ExperimentConfig) -> str:
-    """The run's own logging mode; the ``WANDB_MODE`` environment variable overrides it, except
-    that a run trained with wandb disabled stays off."""
-    from film_rl.tracking import resolve_wandb_mode
-
-    if config.logging.wandb == "disabled":
-        return "disabled"
-    env = os.environ.get("WANDB_MODE")
-    return env if env in ("online", "offline", "disabled") else resolve_wandb_mode(config.logging.wandb)
-
-
-def log_to_wandb(config: ExperimentConfig, run_dir: Path, result: Analysis, params: FilmParameters) -> str | None:
-    """The figures (``analysis/<name>``) and the parameter table (``analysis/film_params``) into the
-    run's own wandb run, beside its learning curves; returns the mode, None when disabled."""
-    mode = wandb_mode(config)
-    if mode == "disabled":
-        return None
-    import wandb
-
-    from film_rl.tracking import start_wandb
-
-    run = start_wandb(replace(config, logging=replace(config.logging, wandb=mode)), run_dir)  # type: ignore[arg-type]
-    if run is None:
-        return None
-    try:
-        attributes = sorted({k for i in params.instructions for k in i.attributes})
-        rows = [
-            [i.text, *(i.attributes.get(a, "") for a in attributes), *map(float, row)]
-            for i, row in zip(params.instructions, params.values(), strict=True)
-        ]
-        payload: dict[str, Any] = {f"analysis/{k}": wandb.Image(v) for k, v in result.figures.items()}
-        payload["analysis/film_params"] = wandb.Table(
-            columns=["instruction", *attributes, *params.columns()], data=rows
-        )
-        i = result.interpolation
-        if i is not None:
-            payload["analysis/interpolation_table"] = wandb.Table(
-                columns=["alpha", "success_on_a", "success_on_b"],
-                data=[list(row) for row in zip(i.alphas, i.success_a, i.success_b, strict=True)],
-            )
-        if result.analogies:
-            columns: list[str | int] = [
-                "a",
-                "b",
-                "c",
-                "expected",
-                "arithmetic",
-                "own",
-                "control",
-                "nearest",
-                "rank",
-                "cosine",
-            ]
-            payload["analysis/arithmetic_table"] = wandb.Table(
-                columns=columns, data=[[asdict(x)[str(k)] for k in columns] for x in result.analogies]
-            )
-        run.log(payload)
-    finally:
-        run.finish()
-    return mode
+        result.figures["arithmetic"] = str(outputs.arithmetic_figure(result.analogies, out))

@@ -1,16 +1,20 @@
-"""The figures of ``film-rl analyze``: γ–β scatters, projections, interpolation and arithmetic.
+"""What ``film-rl analyze`` writes: the figures (γ–β scatters, projections, interpolation,
+arithmetic), ``film_params.csv``, ``summary.md``, and the same figures and a parameter table in
+the run's own wandb run.
 
-Plain matplotlib on the Agg backend (no display needed, the same PNG on every machine); each
-function draws one figure from arrays and labels and writes it, so :mod:`film_rl.analyze` keeps
-the numbers and this module only the looks.
+:mod:`film_rl.analyze` computes the numbers; this module only presents them. Figures are plain
+matplotlib on the Agg backend: no display needed, the same PNG on every machine.
 """
 
 from __future__ import annotations
 
+import csv
+import os
 import textwrap
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -19,6 +23,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+
+if TYPE_CHECKING:
+    from film_rl.analyze import Analogy, Analysis, FilmParameters, Interpolation, Projection
+    from film_rl.config import ExperimentConfig
 
 #: BabyAI's colour words drawn in their own colour, so a "colour" legend reads at a glance
 BABYAI_COLOURS = {
@@ -226,3 +234,173 @@ def arithmetic(rows: Sequence[Mapping[str, Any]], episodes: int, path: Path) -> 
     ax.set_title("FiLM arithmetic: does A - B + C reach the analogous goal?", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- from an analysis to files
+
+
+def _label(names: Sequence[str]) -> str:
+    return " and ".join(SYMBOLS[n].split(" (")[0] for n in names)
+
+
+def parameter_figures(
+    params: FilmParameters, result: Analysis, projections: Mapping[str, Projection], out: Path, seed: int
+) -> dict[str, str]:
+    """The scatters of ``result.layer`` and the projections: name -> PNG path.
+
+    Attribute panels and projection colours keep only the attributes that vary among the
+    analysed instructions (GoToLocal's missions all say "go to": no verb panel).
+    """
+    index = result.layer
+    values = params.layer(index)
+    title = f"{params.conditioning}: {_label(params.names)} of layer {index}"
+    path = out / f"scatter_layer{index}.png"
+    figures = {path.stem: layer_scatter(values, title, path, seed)}
+    babyai = result.kind == "babyai"
+    panels = ["kind", "colour", "object", "location", "article"] if babyai else ["game"]
+    varied = {g: params.attribute(g) for g in panels if len(set(params.attribute(g))) > 1}
+    path = out / f"scatter_layer{index}_attributes.png"
+    by = varied or {panels[0]: params.attribute(panels[0])}
+    figures[path.stem] = attribute_scatter(values, result.feature_maps, by, f"{title}: chosen feature maps", path, seed)
+    colourings = ["kind", "level", "object", "colour", "article", "location"] if babyai else ["game"]
+    by = {g: params.attribute(g) for g in colourings if len(set(params.attribute(g))) > 1}
+    by = dict(list(by.items())[:3]) or {colourings[0]: params.attribute(colourings[0])}
+    texts = [i.text for i in params.instructions]
+    for method, p in projections.items():
+        name = {"pca": "PCA", "tsne": "t-SNE"}[method]
+        head = f"{name} of the concatenated FiLM parameters ({len(texts)} instructions x {params.raw.shape[1]})"
+        path = out / f"projection_{method}.png"
+        figures[path.stem] = projection(p.points, p.axis_labels, by, head, path, texts)
+    return {k: str(v) for k, v in figures.items()}
+
+
+def interpolation_figure(i: Interpolation, out: Path) -> Path:
+    episodes = min(i.episodes_a, i.episodes_b)
+    return interpolation(i.alphas, i.success_a, i.success_b, i.a, i.b, episodes, out / "interpolation.png")
+
+
+def arithmetic_figure(analogies: Sequence[Analogy], out: Path) -> Path:
+    rows = [asdict(x) for x in analogies]
+    return arithmetic(rows, min(x.episodes for x in analogies), out / "arithmetic.png")
+
+
+def _table(params: FilmParameters) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows: each instruction's text and attributes, then its parameters as the layers use them."""
+    attributes = sorted({k for i in params.instructions for k in i.attributes})
+    rows = [
+        [i.text, *(i.attributes.get(a, "") for a in attributes), *map(float, values)]
+        for i, values in zip(params.instructions, params.values(), strict=True)
+    ]
+    return ["instruction", *attributes, *params.columns()], rows
+
+
+def write_csv(params: FilmParameters, path: Path) -> Path:
+    header, rows = _table(params)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        # 9 significant digits: float32 parameters read back exactly
+        writer.writerows([v if isinstance(v, str) else f"{v:.9g}" for v in row] for row in rows)
+    return path
+
+
+def _rate(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def write_summary(result: Analysis, params: FilmParameters, path: Path) -> Path:
+    names = _label(params.names)
+    source = "games" if result.kind == "atari" else "distinct missions"
+    where = ", ".join(result.levels) + (
+        "" if result.own_levels or result.kind == "atari" else " (not the run's own levels)"
+    )
+    lines = [
+        f"# FiLM analysis of `{result.run_dir}`",
+        "",
+        f"- model: `{result.model}`; conditioning **{result.conditioning}**: {names} per feature map"
+        + (" (σ(g) scales the map)" if "g" in params.names else ""),
+        f"- {result.instructions} {source} of {where}"
+        + (f", from {result.resets:,} seeded resets" if result.resets else ""),
+        f"- {len(params.channels)} conditioned layers, {' + '.join(map(str, result.layer_sizes))} = "
+        f"{sum(result.layer_sizes)} parameters per instruction (`{Path(result.csv).name}`)",
+        "",
+        "## Parameters per layer",
+        "",
+        "| layer | parameter | mean | std | min | max | spread across instructions | share < 0 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in result.layer_stats:
+        negative = f"{s['negative_share']:.2f}" if "negative_share" in s else "-"
+        lines.append(f"| {s['layer']} | {s['parameter']} | {s['mean']:.3f} | {s['std']:.3f} | {s['min']:.3f} | "
+                     f"{s['max']:.3f} | {s['instruction_spread']:.3f} | {negative} |")  # fmt: skip
+    if result.pca_explained is not None:
+        pc1, pc2 = result.pca_explained
+        lines += ["", f"PCA: the first two components hold {pc1:.0%} and {pc2:.0%} of the variance."]
+    i = result.interpolation
+    if i is not None:
+        lines += ["", "## Interpolation", "", f"A = *{i.a}* ({i.episodes_a} episodes), B = *{i.b}* "
+                  f"({i.episodes_b} episodes), the same seeds for every α.", "",
+                  "| α | " + " | ".join(f"{x:.1f}" for x in i.alphas) + " |",
+                  "|---|" + "---|" * len(i.alphas),
+                  "| success on A's goal | " + " | ".join(map(_rate, i.success_a)) + " |",
+                  "| success on B's goal | " + " | ".join(map(_rate, i.success_b)) + " |", "",
+                  f"The policy reading A's own mission: {_rate(i.own_a)} (α = 0 gave {_rate(i.success_a[0])}); "
+                  f"B's: {_rate(i.own_b)} (α = 1 gave {_rate(i.success_b[-1])})."]  # fmt: skip
+    if result.analogies:
+        lines += ["", "## Arithmetic", "", "Success on the expected instruction's goal, on the same episodes:", "",
+                  "| A - B + C | expected | A - B + C | FiLM(expected) | FiLM(A) | nearest analysed | rank | cosine |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for x in result.analogies:
+            lines.append(
+                f"| {x.a} - {x.b} + {x.c} | {x.expected} | {_rate(x.arithmetic)} | {_rate(x.own)} | "
+                f"{_rate(x.control)} | {x.nearest or '-'} | {x.rank or '-'} | {x.cosine:.2f} |"
+            )
+    lines += ["", "## Figures", ""] + [f"- `{Path(p).name}`" for p in result.figures.values()]
+    if result.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in result.notes]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def wandb_mode(config: ExperimentConfig) -> str:
+    """The run's own logging mode; the ``WANDB_MODE`` environment variable overrides it, except
+    that a run trained with wandb disabled stays off."""
+    from film_rl.tracking import resolve_wandb_mode
+
+    if config.logging.wandb == "disabled":
+        return "disabled"
+    env = os.environ.get("WANDB_MODE")
+    return env if env in ("online", "offline", "disabled") else resolve_wandb_mode(config.logging.wandb)
+
+
+def log_to_wandb(config: ExperimentConfig, run_dir: Path, result: Analysis, params: FilmParameters) -> str | None:
+    """The figures (``analysis/<name>``) and the parameter table (``analysis/film_params``) into the
+    run's own wandb run, beside its learning curves; returns the mode, None when disabled."""
+    mode = wandb_mode(config)
+    if mode == "disabled":
+        return None
+    import wandb
+
+    from film_rl.tracking import start_wandb
+
+    run = start_wandb(replace(config, logging=replace(config.logging, wandb=mode)), run_dir)  # type: ignore[arg-type]
+    if run is None:
+        return None
+    try:
+        header, rows = _table(params)
+        payload: dict[str, Any] = {f"analysis/{k}": wandb.Image(v) for k, v in result.figures.items()}
+        payload["analysis/film_params"] = wandb.Table(columns=list(header), data=rows)
+        i = result.interpolation
+        if i is not None:
+            payload["analysis/interpolation_table"] = wandb.Table(
+                columns=["alpha", "success_on_a", "success_on_b"],
+                data=[list(row) for row in zip(i.alphas, i.success_a, i.success_b, strict=True)],
+            )
+        if result.analogies:
+            columns = ["a", "b", "c", "expected", "arithmetic", "own", "control", "nearest", "rank", "cosine"]
+            data = [[asdict(x)[k] for k in columns] for x in result.analogies]
+            payload["analysis/arithmetic_table"] = wandb.Table(columns=list(columns), data=data)
+        run.log(payload)
+    finally:
+        run.finish()
+    return mode

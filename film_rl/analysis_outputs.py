@@ -347,13 +347,16 @@ def write_summary(result: Analysis, params: FilmParameters, path: Path) -> Path:
                   f"The policy reading A's own mission: {_rate(i.own_a)} (α = 0 gave {_rate(i.success_a[0])}); "
                   f"B's: {_rate(i.own_b)} (α = 1 gave {_rate(i.success_b[-1])})."]  # fmt: skip
     if result.analogies:
-        lines += ["", "## Arithmetic", "", "Success on the expected instruction's goal, on the same episodes:", "",
-                  "| A - B + C | expected | A - B + C | FiLM(expected) | FiLM(A) | nearest analysed | rank | cosine |",
-                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        lines += ["", "## Arithmetic", "",
+                  "Success on the expected instruction's own episodes with three sets of parameters; where A - B + C",
+                  "lands among the analysed instructions (A, B, C left out); and its distance to the expected",
+                  "instruction relative to A's (0: on it, 1: no nearer than A).", "",
+                  "| A - B + C → expected | A - B + C | FiLM(expected) | FiLM(A) | nearest | rank | distance ratio |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
         for x in result.analogies:
             lines.append(
-                f"| {x.a} - {x.b} + {x.c} | {x.expected} | {_rate(x.arithmetic)} | {_rate(x.own)} | "
-                f"{_rate(x.control)} | {x.nearest or '-'} | {x.rank or '-'} | {x.cosine:.2f} |"
+                f"| {x.a} - {x.b} + {x.c} → {x.expected} | {_rate(x.arithmetic)} | {_rate(x.own)} | "
+                f"{_rate(x.control)} | {x.nearest or '-'} | {x.rank or '-'} | {x.distance_ratio:.2f} |"
             )
     lines += ["", "## Figures", ""] + [f"- `{Path(p).name}`" for p in result.figures.values()]
     if result.notes:
@@ -397,7 +400,7 @@ def log_to_wandb(config: ExperimentConfig, run_dir: Path, result: Analysis, para
                 data=[list(row) for row in zip(i.alphas, i.success_a, i.success_b, strict=True)],
             )
         if result.analogies:
-            columns = ["a", "b", "c", "expected", "arithmetic", "own", "control", "nearest", "rank", "cosine"]
+            columns = ["a", "b", "c", "expected", "arithmetic", "own", "control", "nearest", "rank", "distance_ratio"]
             data = [[asdict(x)[k] for k in columns] for x in result.analogies]
             payload["analysis/arithmetic_table"] = wandb.Table(columns=list(columns), data=data)
         run.log(payload)

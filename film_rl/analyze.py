@@ -444,8 +444,9 @@ class Analogy:
     nearest: str | None
     #: the expected instruction's place in that order (1: nearest), None when it was not analysed
     rank: int | None
-    #: cosine similarity of A - B + C and FiLM(expected), both as generator outputs
-    cosine: float
+    #: ‖(A - B + C) - expected‖ / ‖A - expected‖: 0 lands on the expected instruction, 1 no nearer
+    #: than A itself (cosine similarity says little here: every instruction shares a large common part)
+    distance_ratio: float
 
 
 def interpolate(
@@ -483,7 +484,7 @@ def evaluate_analogy(
         arithmetic=runner.success(expected, seeds, arithmetic), own=runner.success(expected, seeds, own),
         control=runner.success(expected, seeds, film(a)), episodes=len(seeds), nearest=nearest,
         rank=ranked.index(_key(expected)) + 1 if _key(expected) in ranked else None,
-        cosine=float(torch.nn.functional.cosine_similarity(arithmetic.double(), own.double(), dim=0)),
+        distance_ratio=float((arithmetic - own).norm() / (film(a) - own).norm().clamp(min=1e-12)),
     )  # fmt: skip
 
 
@@ -700,12 +701,14 @@ def analyze(
         layer_stats=layer_stats(params), notes=notes,
     )  # fmt: skip
     projections: dict[str, Projection] = {}
-    if len(instructions) >= 2:
+    if len(instructions) < 2:
+        notes.append("Projections need two instructions or more; this analysis has one.")
+    elif not np.ptp(params.raw, axis=0).any():
+        notes.append("Every instruction gets the same parameters (an untrained generator?): nothing to project.")
+    else:
         with threadpool_limits(threads):  # t-SNE's OpenMP threads, as torch's
             projections = project(params.values(), seed)
         result.pca_explained = projections["pca"].explained
-    else:
-        notes.append("Projections need two instructions or more; this analysis has one.")
     result.csv = str(outputs.write_csv(params, out / "film_params.csv"))
     result.figures = outputs.parameter_figures(params, result, projections, out, seed)
     if scan is not None and episodes > 0:

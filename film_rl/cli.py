@@ -300,6 +300,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise UserError(f"{folder} exists; continue it with: film-rl sweep --resume {folder}")
     sweep = Sweep(spec, folder)
     console = Console(soft_wrap=True)  # long trial names and paths stay on one line in logs
+    if not console.is_terminal:
+        console.width = 160  # a log file has no edge: keep the tables' trial names whole
     todo = sweep.todo()
     console.print(
         f"sweep {spec.name}: {len(sweep.states)} trials ({len(sweep.states) - len(todo)} finished), "
@@ -393,6 +395,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     what = "games" if result.kind == "atari" else "distinct missions"
     resets = f" ({result.resets:,} seeded resets)" if result.resets else ""
     print(f"{result.instructions} {what} of {', '.join(result.levels)}{resets}")
+    if result.attribute_shares:
+        shares = ", ".join(f"{name} {share:.2f}" for name, share in result.attribute_shares.items())
+        print(f"share of the parameters' variance each attribute explains: {shares}")
     i = result.interpolation
     if i is not None:
         print(f"interpolation A = {i.a!r} -> B = {i.b!r} ({i.episodes_a} / {i.episodes_b} episodes)")

@@ -201,7 +201,7 @@ def csv_rows(rows: list[SettingRow]) -> tuple[list[str], list[list[Any]]]:
     return header, data
 
 
-def plot_curves(figures: list[RunFigures], spec: SweepSpec, path: Path, ylabel: str) -> None:
+def plot_curves(figures: list[RunFigures], spec: SweepSpec, path: Path, ylabel: str, bounded: bool) -> None:
     """Mean curve and 95% band per setting, seeds interpolated onto one frame grid."""
     import matplotlib
 
@@ -223,7 +223,10 @@ def plot_curves(figures: list[RunFigures], spec: SweepSpec, path: Path, ylabel: 
         (line,) = ax.plot(grid, mean, label=f"{setting} ({len(curves)})")
         if len(curves) > 1:
             half = stats.t.ppf(0.975, len(curves) - 1) * ys.std(axis=0, ddof=1) / math.sqrt(len(curves))
-            ax.fill_between(grid, mean - half, mean + half, color=line.get_color(), alpha=0.2, linewidth=0)
+            low, high = mean - half, mean + half
+            if bounded:  # a success rate's interval is cut to what a rate can be
+                low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
+            ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("frames")
     ax.set_ylabel(ylabel)
     ax.set_title(f"{spec.name}: mean and 95% CI across seeds")
@@ -272,7 +275,7 @@ def report(folder: Path, out: Path | None = None, wandb_mode: str | None = None)
         for f in figures:
             eps = [f.episodes_to.get(t, "") for t in THRESHOLDS]
             writer.writerow([f.trial.id, f.trial.setting, f.trial.seed, f.final, *eps, f.fps, f.frames, f.run_dir])
-    plot_curves(figures, spec, files["curves"], f"rolling training {metric}")
+    plot_curves(figures, spec, files["curves"], f"rolling training {metric}", bounded=not atari)
     log_to_wandb(spec, header, data, files, wandb_mode)
     return Report(rows, missing, files, text)
 

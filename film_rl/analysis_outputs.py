@@ -333,6 +333,9 @@ def write_summary(result: Analysis, params: FilmParameters, path: Path) -> Path:
         negative = f"{s['negative_share']:.2f}" if "negative_share" in s else "-"
         lines.append(f"| {s['layer']} | {s['parameter']} | {s['mean']:.3f} | {s['std']:.3f} | {s['min']:.3f} | "
                      f"{s['max']:.3f} | {s['instruction_spread']:.3f} | {negative} |")  # fmt: skip
+    if result.attribute_shares:
+        shares = ", ".join(f"{name} {share:.2f}" for name, share in result.attribute_shares.items())
+        lines += ["", f"Share of the parameters' variance across instructions each attribute explains (η²): {shares}."]
     if result.pca_explained is not None:
         pc1, pc2 = result.pca_explained
         lines += ["", f"PCA: the first two components hold {pc1:.0%} and {pc2:.0%} of the variance."]

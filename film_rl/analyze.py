@@ -276,6 +276,32 @@ def layer_stats(params: FilmParameters) -> list[dict[str, Any]]:
     return out
 
 
+def attribute_shares(params: FilmParameters) -> dict[str, float]:
+    """How much of the parameters' variance across instructions each attribute explains: the
+    between-group sum of squares over the total (η²), over every parameter at once.
+
+    Only attributes that split the instructions into groups some of which hold several
+    instructions: with one instruction per group the share is 1 whatever the parameters.
+
+    >>> words = [("red", "a"), ("red", "the"), ("blue", "a"), ("blue", "the")]
+    >>> instructions = [Instruction(f"go to {a} {c} ball", np.zeros(1), {"colour": c, "article": a}) for c, a in words]
+    >>> raw = np.array([[0.0], [0.0], [2.0], [2.0]], np.float32)  # β moved by the colour alone
+    >>> attribute_shares(FilmParameters("bias", instructions, raw, [1]))
+    {'colour': 1.0, 'article': 0.0}
+    """
+    values = params.values()
+    total = float(((values - values.mean(0)) ** 2).sum())
+    shares = {}
+    for name in sorted({k for i in params.instructions for k in i.attributes}):
+        labels = np.array(params.attribute(name))
+        groups = np.unique(labels)
+        if total == 0 or not 1 < len(groups) < len(labels):
+            continue
+        within = sum(float(((values[labels == g] - values[labels == g].mean(0)) ** 2).sum()) for g in groups)
+        shares[name] = 1.0 - within / total
+    return dict(sorted(shares.items(), key=lambda item: -item[1]))
+
+
 @dataclass
 class Projection:
     #: ``(instructions, 2)``
@@ -587,6 +613,8 @@ class Analysis:
     layer: int
     feature_maps: list[int]
     layer_stats: list[dict[str, Any]]
+    #: attribute -> share of the parameters' variance across instructions it explains (η²)
+    attribute_shares: dict[str, float] = field(default_factory=dict)
     pca_explained: list[float] | None = None
     interpolation: Interpolation | None = None
     analogies: list[Analogy] = field(default_factory=list)
@@ -698,7 +726,7 @@ def analyze(
         parameters=list(params.names), kind=config.env.kind, levels=levels, own_levels=levels == config.env.levels,
         instructions=len(instructions), layer_sizes=params.sizes, resets=scan.resets if scan else 0,
         layer=layer % n_layers, feature_maps=_feature_maps(params, layer % n_layers, feature_maps),
-        layer_stats=layer_stats(params), notes=notes,
+        layer_stats=layer_stats(params), attribute_shares=attribute_shares(params), notes=notes,
     )  # fmt: skip
     projections: dict[str, Projection] = {}
     if len(instructions) < 2:

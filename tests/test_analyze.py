@@ -66,6 +66,9 @@ def test_every_figure_is_written_as_a_non_empty_png(analysis):
     summary = (out / "summary.md").read_text()
     assert all(f"{name}.png" in summary for name in expected)
     assert json.loads((out / "analysis.json").read_text()) == result
+    # every GoToLocal mission says "go to": only the words that vary can explain anything
+    assert set(result["attribute_shares"]) == {"colour", "object", "article"}
+    assert all(0.0 <= share <= 1.0 for share in result["attribute_shares"].values())
 
 
 def test_csv_is_instructions_by_generator_outputs_as_the_layers_use_them(analysis, tiny_run):

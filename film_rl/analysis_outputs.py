@@ -39,6 +39,7 @@ BABYAI_COLOURS = {
 }
 #: how each parameter is written on an axis
 SYMBOLS = {"gamma": "γ", "beta": "β", "g": "gate g (the map is scaled by σ(g))"}
+SHORT = {"gamma": "γ", "beta": "β", "g": "gate g"}
 #: the value at which a parameter leaves its feature map unchanged (gate has none: σ(g) < 1)
 IDENTITY = {"gamma": 1.0, "beta": 0.0}
 DPI = 110
@@ -136,7 +137,7 @@ def attribute_scatter(
             else:
                 _identity_lines(ax, None, names[0])
                 ax.set_xticks(range(len(categories)), categories, rotation=30, fontsize=7)
-                ax.set_ylabel(f"{names[0]}, map {fmap}", fontsize=8)
+                ax.set_ylabel(f"{SHORT[names[0]]}, map {fmap}", fontsize=8)
             ax.tick_params(labelsize=7)
             if r == 0:
                 ax.set_title(f"by {attribute}", fontsize=9)
@@ -240,7 +241,7 @@ def arithmetic(rows: Sequence[Mapping[str, Any]], episodes: int, path: Path) -> 
 
 
 def _label(names: Sequence[str]) -> str:
-    return " and ".join(SYMBOLS[n].split(" (")[0] for n in names)
+    return " and ".join(SHORT[n] for n in names)
 
 
 def parameter_figures(

@@ -352,6 +352,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from rich.console import Console
     from tqdm import TqdmExperimentalWarning
 
+    from film_rl.analysis_outputs import SHORT
     from film_rl.analyze import analyze
 
     warnings.filterwarnings("ignore", category=TqdmExperimentalWarning)
@@ -388,7 +389,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
-    names = " and ".join({"gamma": "γ", "beta": "β", "g": "gate g"}[p] for p in result.parameters)
+    names = " and ".join(SHORT[p] for p in result.parameters)
     sizes = " + ".join(map(str, result.layer_sizes))
     print(f"{result.model}: {result.conditioning} ({names}), {len(result.layer_sizes)} conditioned layers, "
           f"{sizes} = {sum(result.layer_sizes)} parameters per instruction")  # fmt: skip

@@ -583,8 +583,8 @@ def default_analogies(texts: Sequence[str], counts: dict[str, int], k: int) -> l
                 frequency = -min(counts.get(t, 0) for t in (a, b, c, d))
                 found.append(((not preferred, frequency, *(order[t] for t in (a, b, c))), (a, b, c, d)))
     chosen: list[tuple[str, str, str, str]] = []
-    for _, (a, b, c, d) in sorted(found):  # one analogy per four instructions: not also its mirror image
-        if len(chosen) < k and all({a, b, c, d} != set(x) for x in chosen):
+    for _, (a, b, c, d) in sorted(found):  # each from another A, and not the mirror image of one chosen
+        if len(chosen) < k and all(a != x[0] and {a, b, c, d} != set(x) for x in chosen):
             chosen.append((a, b, c, d))
     return chosen
 

@@ -304,6 +304,8 @@ def attribute_shares(params: FilmParameters) -> dict[str, float]:
 
 @dataclass
 class Projection:
+    """One 2-D view of the instructions' parameters."""
+
     #: ``(instructions, 2)``
     points: np.ndarray
     axis_labels: tuple[str, str]
@@ -401,9 +403,12 @@ class GoalEpisodes:
     only by their parameters, and the policy's own parameters reproduce its own episodes exactly.
 
     :param model: the trained policy.
-    :param levels: where the episodes come from.
+    :param levels: where the episodes come from (the scan's levels, so seeds mean the same episodes).
+    :param vocab: the run's vocabulary.
+    :param max_length: the run's instruction length.
     :param seed: seeds the action sampling of every call.
     :param deterministic: argmax actions instead of sampled ones.
+    :param progress: called with the number of episodes each call played.
     """
 
     def __init__(
@@ -440,6 +445,8 @@ class GoalEpisodes:
 
 @dataclass
 class Interpolation:
+    """The policy between two instructions: success on each one's goal along α."""
+
     a: str
     b: str
     alphas: list[float]
@@ -455,6 +462,8 @@ class Interpolation:
 
 @dataclass
 class Analogy:
+    """FiLM(A) - FiLM(B) + FiLM(C), judged on the expected instruction's episodes and among the analysed ones."""
+
     a: str
     b: str
     c: str

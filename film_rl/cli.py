@@ -459,8 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=50, help="per success rate; 0 skips interpolation and arithmetic")
     p.add_argument("--seed", type=int, default=0, help="first env seed scanned, and the action sampling's seed")
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--deterministic", dest="deterministic", action="store_true", default=None)
-    group.add_argument("--stochastic", dest="deterministic", action="store_false")
+    group.add_argument(
+        "--deterministic", dest="deterministic", action="store_true", default=None,
+        help="argmax actions (default: the run's eval.deterministic)",
+    )  # fmt: skip
+    group.add_argument("--stochastic", dest="deterministic", action="store_false", help="sampled actions")
     p.add_argument("--pair", nargs=2, metavar=("A", "B"), help="the two missions to interpolate between")
     p.add_argument(
         "--analogy", nargs=4, action="append", metavar=("A", "B", "C", "EXPECTED"),

@@ -206,7 +206,10 @@ def test_training_batches_fold_each_games_modulation_into_the_convs_exactly(cond
     features = GameFeatures(space, conditioning=conditioning, channels=(8, 16, 16), features_dim=32)
     assert features.foldable
     torch.nn.init.normal_(features.generator.head.weight, std=0.3)
-    image, game_id = torch.rand(40, 4, 84, 84), torch.randint(0, 2, (40, 1)).float()
+    # in float64, so that the two summation orders agree to far below any real discrepancy (in
+    # float32 a weight gradient summed over 40 x 20 x 20 positions differs by ~1e-3 between them)
+    features.double()
+    image, game_id = torch.rand(40, 4, 84, 84, dtype=torch.float64), torch.randint(0, 2, (40, 1)).double()
 
     def run(folded):
         features.zero_grad()
@@ -214,13 +217,13 @@ def test_training_batches_fold_each_games_modulation_into_the_convs_exactly(cond
             out = features.linear(features.cnn.forward_by_game(image, game_id, features.film_params))
         else:  # FiLM on the feature maps, what acting takes
             out = features.linear(features.cnn(image, features.film_params(game_id)))
-        (out * torch.arange(32.0)).sum().backward()
+        (out * torch.arange(32.0, dtype=torch.float64)).sum().backward()
         return out.detach(), [p.grad.clone() for p in features.parameters()]
 
     (plain, plain_grads), (folded, folded_grads) = run(False), run(True)
-    torch.testing.assert_close(folded, plain, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(folded, plain, rtol=1e-9, atol=1e-10)
     for a, b in zip(folded_grads, plain_grads, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
     assert not GameFeatures(space, conditioning="concat").foldable  # concat widens the conv's input instead
 
 

@@ -19,7 +19,7 @@ from film_rl.report import mean_ci
 from film_rl.sweep import parse_grid
 
 #: the tiny run, checkpointing half-way so that an interrupted trial has something to resume
-SWEEP_TINY = [o for o in TINY if not o.startswith(("eval.freq", "logging."))] + ["checkpoint.freq=128", "threads=1"]
+SWEEP_TINY = [o for o in TINY if not o.startswith(("eval.freq", "logging."))] + ["checkpoint.freq=128"]
 GRID = ["--grid", "agent.conditioning=film,none", "--seeds", "2"]
 TRIALS = [f"agent.conditioning={c},seed={s}" for c in ("film", "none") for s in (0, 1)]
 

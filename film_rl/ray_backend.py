@@ -25,14 +25,12 @@ def _trial(params: dict[str, Any]) -> None:
 
     from ray import tune
 
-    from film_rl.sweep import run_in_process
+    from film_rl.sweep import run_in_process, threads_override
 
     spec = SweepSpec(**params["spec"])
     sweep = Sweep(spec, Path(params["folder"]))
     trial = sweep.states[params["trial"]].trial
-    threads = (
-        [] if any(o.startswith("threads=") for o in spec.overrides) else [f"threads={params['threads'][trial.id]}"]
-    )
+    threads = threads_override(spec, params["threads"][trial.id])
     metrics = run_in_process(sweep, trial, [*sweep.trial_overrides(trial), *threads])
     tune.report(metrics)
 

@@ -333,11 +333,18 @@ class Sweep:
         return summary
 
 
-def local_threads(spec: SweepSpec, concurrent: int, cores: int) -> list[str]:
-    """Each trial's torch threads: the cores shared out, unless the user set ``threads`` already."""
+def threads_override(spec: SweepSpec, threads: int) -> list[str]:
+    """A trial's torch threads (its share of the cores), unless the user set ``threads`` already."""
     if any(o.startswith("threads=") for o in spec.overrides):
         return []
-    return [f"threads={max(1, cores // max(1, concurrent))}"]
+    return [f"threads={max(1, threads)}"]
+
+
+def for_resume(overrides: Sequence[str]) -> list[str]:
+    """The overrides a resumed run takes (``film_rl.train.RESUMABLE_SECTIONS``); its folder is its own."""
+    from film_rl.train import RESUMABLE_SECTIONS
+
+    return [o for o in overrides if o.startswith(RESUMABLE_SECTIONS)]
 
 
 def available_cores() -> int:
@@ -357,7 +364,7 @@ def run_local(sweep: Sweep, max_concurrent: int | None) -> None:
         return
     cores = available_cores()
     concurrent = max(1, min(len(todo), max_concurrent or cores))
-    threads = local_threads(sweep.spec, concurrent, cores)
+    threads = threads_override(sweep.spec, cores // concurrent)
     children: set[subprocess.Popen[bytes]] = set()
 
     def run(trial: Trial) -> None:
@@ -367,8 +374,7 @@ def run_local(sweep: Sweep, max_concurrent: int | None) -> None:
             seen = disk_state(sweep.folder, trial)
             extra = [*sweep.trial_overrides(trial), *threads]
             if seen.state == "partial" and seen.run_dir is not None:
-                resumable = [o for o in extra if not o.startswith(("runs_dir=", "logging.group=", "logging.tags="))]
-                args = ["train", "--resume", str(seen.run_dir), *resumable]
+                args = ["train", "--resume", str(seen.run_dir), *for_resume(extra)]
             else:
                 args = ["train", sweep.spec.experiment, *sweep.spec.overrides, *trial.overrides(), *extra]
             sweep.set(trial, "running", attempts=attempt, run_dir=seen.run_dir)
@@ -432,8 +438,7 @@ def run_in_process(sweep: Sweep, trial: Trial, extra: Sequence[str]) -> dict[str
     with log.open("a") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         try:
             if seen.state == "partial" and seen.run_dir is not None:
-                keep = [o for o in extra if not o.startswith(("runs_dir=", "logging.group=", "logging.tags="))]
-                result = resume(seen.run_dir, keep)
+                result = resume(seen.run_dir, for_resume(extra))
             else:
                 result = train(sweep.spec.config(trial, extra))
         except BaseException:

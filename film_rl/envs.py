@@ -145,11 +145,16 @@ class DoneActionEnds(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructo
     """AGILE's episodes: the policy, not the level, says when the instruction is carried out.
 
     The level's verifier no longer ends the episode on success; minigrid's ``done`` action ends it
-    (or the time limit, or a verifier failure such as picking up the wrong object). The reward is
-    always 0: in an AGILE run the reward model's judgement of the state at ``done`` replaces it
+    (or the time limit, or a verifier failure such as picking up the wrong object). In an AGILE run
+    the reward is always 0: the reward model's judgement of the state at ``done`` replaces it
     (:class:`film_rl.agile.RewardModelReward`), so the level's reward must never reach the policy.
     Whether the verifier reported success at any step is kept as the ground truth in
     ``info["is_success"]`` at the episode's end, which is what ``rollout/success_rate`` logs.
+
+    ``reward_success``: instead, pay 1 at ``done`` when that ground truth holds: the true reward in
+    AGILE's episodes, the comparison of Bahdanau et al. (2019), whose RL baseline must also learn
+    to say ``done``. (For "go to" it pays a ``done`` said after walking past the target too, which
+    favours this baseline.)
 
     >>> import gymnasium as gym
     >>> env = DoneActionEnds(gym.make("BabyAI-GoToRedBallGrey-v0"))
@@ -158,12 +163,14 @@ class DoneActionEnds(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructo
     (0.0, True, False)
 
     :param env: a BabyAI level (or :class:`MultiLevelEnv`).
+    :param reward_success: reward 1 at ``done`` after the verifier's success (no reward model).
     """
 
-    def __init__(self, env: gym.Env) -> None:
-        gym.utils.RecordConstructorArgs.__init__(self)
+    def __init__(self, env: gym.Env, reward_success: bool = False) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, reward_success=reward_success)
         super().__init__(env)
         self.done_action = int(env.unwrapped.actions.done)  # type: ignore[attr-defined]
+        self.reward_success = reward_success
         self._succeeded = False
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
@@ -174,10 +181,12 @@ class DoneActionEnds(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructo
         obs, reward, terminated, truncated, info = self.env.step(action)
         verifier_success = terminated and float(reward) > 0
         self._succeeded = self._succeeded or verifier_success
-        terminated = int(action) == self.done_action or (terminated and not verifier_success)
+        said_done = int(action) == self.done_action
+        terminated = said_done or (terminated and not verifier_success)
         if terminated or truncated:
             info["is_success"] = self._succeeded
-        return obs, 0.0, terminated, truncated, info
+        paid = 1.0 if self.reward_success and said_done and self._succeeded else 0.0
+        return obs, paid, terminated, truncated, info
 
 
 class MultiLevelEnv(gym.Env[Any, Any]):
@@ -247,17 +256,19 @@ def make_babyai_env(
     reward_scale: float = 1.0,
     render_mode: str | None = None,
     done_action_ends: bool = False,
+    reward_success_at_done: bool = False,
 ) -> gym.Env:
     """One wrapped env over ``levels``: a single level, or a per-episode draw among several.
 
-    ``done_action_ends``: AGILE's episodes (see :class:`DoneActionEnds`).
+    ``done_action_ends``: AGILE's episodes; ``reward_success_at_done``: with the true reward paid
+    at ``done`` (see :class:`DoneActionEnds`).
     """
     if len(levels) == 1:
         env: gym.Env = gym.make(levels[0], render_mode=render_mode)
     else:
         env = MultiLevelEnv(levels, render_mode=render_mode)
     if done_action_ends:
-        env = DoneActionEnds(env)
+        env = DoneActionEnds(env, reward_success=reward_success_at_done)
     env = BabyAISuccess(env, levels[0])
     env = InstructionWrapper(env, vocab, max_length)
     env = EpisodeMonitor(env)
@@ -278,14 +289,25 @@ def worker_levels(levels: Sequence[str], n_envs: int, sampling: str) -> list[lis
 
 
 def _env_factory(
-    levels: list[str], vocab: Vocabulary, max_length: int, reward_scale: float, subprocess: bool, done_action_ends: bool
+    levels: list[str],
+    vocab: Vocabulary,
+    max_length: int,
+    reward_scale: float,
+    subprocess: bool,
+    done_action_ends: bool,
+    reward_success_at_done: bool,
 ) -> Callable[[], gym.Env]:
     def make() -> gym.Env:
         if subprocess:
             # Ctrl-C is for the trainer, which saves a checkpoint and then closes the workers.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         return make_babyai_env(
-            levels, vocab, max_length=max_length, reward_scale=reward_scale, done_action_ends=done_action_ends
+            levels,
+            vocab,
+            max_length=max_length,
+            reward_scale=reward_scale,
+            done_action_ends=done_action_ends,
+            reward_success_at_done=reward_success_at_done,
         )
 
     return make
@@ -302,10 +324,11 @@ def make_vec_env(
     reward_scale: float = 1.0,
     subprocess: bool = False,
     done_action_ends: bool = False,
+    reward_success_at_done: bool = False,
 ) -> VecEnv:
     """``n_envs`` BabyAI workers, in subprocesses or in this process, seeded ``seed + i``."""
     factories = [
-        _env_factory(ls, vocab, max_length, reward_scale, subprocess, done_action_ends)
+        _env_factory(ls, vocab, max_length, reward_scale, subprocess, done_action_ends, reward_success_at_done)
         for ls in worker_levels(levels, n_envs, sampling)
     ]
     venv: VecEnv = SubprocVecEnv(factories) if subprocess else DummyVecEnv(factories)

@@ -105,7 +105,8 @@ def build_env(
         max_length=config.env.max_instruction_length,
         reward_scale=config.env.reward_scale,
         subprocess=use_subprocesses(config),
-        done_action_ends=reward_model is not None,
+        done_action_ends=reward_model is not None or config.env.episode_end == "done",
+        reward_success_at_done=reward_model is None,
     )
     if reward_model is None:
         return venv
@@ -184,6 +185,10 @@ def validate(config: ExperimentConfig) -> None:
         from film_rl.atari import validate_atari
 
         validate_atari(config)
+        if config.env.episode_end != "level":
+            raise UserError(
+                "env.episode_end: done is for BabyAI levels (minigrid's done action); Atari games end themselves"
+            )
     else:
         check_levels(config.env.levels)
     rm = config.agent.reward_model

@@ -49,6 +49,27 @@ def test_done_away_from_the_goal_is_a_failure():
     assert terminated and reward == 0.0 and info["is_success"] is False
 
 
+def test_true_reward_at_done_pays_only_a_done_after_the_goal():
+    """AGILE's episodes with the level's verdict as the reward: the paper's RL baseline."""
+    env = DoneActionEnds(gym.make(LEVEL), reward_success=True)
+    steps = _bot_to_goal(env, seed=3)
+    assert steps and all(reward == 0.0 for reward, _, _ in steps)  # reaching the goal is not enough
+    _, reward, terminated, _, info = env.step(DONE)
+    assert terminated and reward == 1.0 and info["is_success"] is True
+    env.reset(seed=3)
+    _, reward, terminated, _, info = env.step(DONE)
+    assert terminated and reward == 0.0 and info["is_success"] is False
+
+
+def test_true_reward_in_done_ended_episodes_through_the_cli(tmp_path):
+    done = run_cli("train", "experiments/quickstart.yaml", f"runs_dir={tmp_path}", *TINY, "env.episode_end=done")
+    assert done.returncode == 0, done.stderr
+    run_dir = only_run_dir(tmp_path)
+    assert "success_rate" in json.loads((run_dir / "eval.json").read_text())  # judged in the level's own episodes
+    bad = run_cli("train", "experiments/atari-4game.yaml", f"runs_dir={tmp_path}", "env.episode_end=done")
+    assert bad.returncode == 2 and "Atari games end themselves" in bad.stderr
+
+
 def _trainer(bias: float) -> RewardModelTrainer:
     vocab = Vocabulary.babyai()
     goals = make_goals([LEVEL], 10, seed=0, vocab=vocab)

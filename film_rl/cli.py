@@ -284,6 +284,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     from film_rl.sweep import Sweep, load_spec, make_spec, run_sweep, save_spec, sweep_dir
 
+    if args.max_concurrent is not None and args.max_concurrent <= 0:
+        raise UserError("--max-concurrent must be positive")
     if args.resume is not None:
         if args.experiment is not None or args.overrides or args.grid or args.seeds is not None:
             raise UserError("--resume runs the sweep as it was saved; give no experiment, overrides, --grid or --seeds")

@@ -180,6 +180,9 @@ def test_declared_sweep_and_command_line_grid() -> None:
         (["experiments/quickstart.yaml", "--grid", "seed=1,2"], "--seeds"),
         (["experiments/quickstart.yaml", "--grid", "oops"], "key=value1,value2"),
         (["--resume", "tests"], "not a sweep directory"),
+        (["experiments/quickstart.yaml", "--max-concurrent", "0"], "--max-concurrent must be positive"),
+        (["experiments/quickstart.yaml", "--seeds", "0"], "positive count"),
+        (["experiments/quickstart.yaml", "--retries", "-1"], "must not be negative"),
         ([], "name an experiment file"),
     ],
 )

@@ -5,10 +5,12 @@ import csv
 import json
 import math
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -207,3 +209,26 @@ def test_ray_backend_without_ray_says_how_to_install(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert "pip install 'film-rl[distributed]'" in done.stderr
+
+
+def test_ctrl_c_stops_every_trial_at_a_checkpoint(tmp_path: Path) -> None:
+    """Ctrl-C reaches each running trial once: each saves a checkpoint, the sweep says how to resume."""
+    longer = [o for o in SWEEP_TINY if not o.startswith(("budget.", "checkpoint."))]
+    args = ["sweep", "experiments/quickstart.yaml", f"runs_dir={tmp_path}", *longer, "budget.timesteps=100000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "film_rl", *args, "checkpoint.freq=256", "--seeds", "2", "--name", "stop"],
+        cwd=Path(__file__).resolve().parent.parent, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    trials = tmp_path / "sweeps" / "stop" / "trials"
+    deadline = time.monotonic() + 120
+    while len({p.parents[3] for p in trials.glob("*/*/*/checkpoints/step_*.zip")}) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert "film-rl sweep --resume" in out
+    summary = json.loads((tmp_path / "sweeps" / "stop" / "summary.json").read_text())
+    assert {row["state"] for row in summary["trials"]} == {"interrupted"}
+    for log in trials.glob("*/trial.log"):
+        assert "SIGINT: checkpoint saved to" in log.read_text()

@@ -330,6 +330,9 @@ def efficiency(
             seed=seed,
             runs_dir=runs_dir,
             budget={"timesteps": budget, "stop_at_success": 0.99, "success_window": success_window(level)},
+            # GoToLocal takes hours on a CPU: a checkpoint (with its episode count) now and then
+            # lets `film-rl train --resume RUN_DIR` finish a run that something else stopped
+            checkpoint={"freq": 500_000, "keep": 1},
         )
         runs.append(_run(config))
     reached = [r["episodes_to_99"] for r in runs if r["episodes_to_99"] is not None]

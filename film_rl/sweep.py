@@ -168,14 +168,19 @@ def make_spec(
     full_grid = {**declared.get("grid", {}), **parse_grid(grid)}
     if "seed" in full_grid:
         raise UserError("sweep seeds with --seeds K (or sweep.seeds), not as a grid key")
+    try:
+        retries = int(retries if retries is not None else declared.get("retries", 1))
+        gpus_per_trial = float(gpus_per_trial if gpus_per_trial is not None else declared.get("gpus_per_trial", 0.0))
+    except (TypeError, ValueError):
+        raise UserError(f"{path}: sweep.retries must be an integer and sweep.gpus_per_trial a number") from None
     spec = SweepSpec(
         name=name or f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}",
         experiment=str(path),
         grid=full_grid,
         seeds=_seeds(seeds if seeds is not None else declared.get("seeds", 1), base.seed),
         overrides=list(overrides),
-        retries=int(retries if retries is not None else declared.get("retries", 1)),
-        gpus_per_trial=float(gpus_per_trial if gpus_per_trial is not None else declared.get("gpus_per_trial", 0.0)),
+        retries=retries,
+        gpus_per_trial=gpus_per_trial,
         base=base.to_dict(),
     )
     if spec.retries < 0 or spec.gpus_per_trial < 0:

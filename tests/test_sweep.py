@@ -232,3 +232,19 @@ def test_ctrl_c_stops_every_trial_at_a_checkpoint(tmp_path: Path) -> None:
     assert {row["state"] for row in summary["trials"]} == {"interrupted"}
     for log in trials.glob("*/trial.log"):
         assert "SIGINT: checkpoint saved to" in log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("sweep:\n  grdi: {seed: [1]}\n", "unknown sweep key 'grdi' (did you mean: grid?)"),
+        ("sweep:\n  retries: two\n", "sweep.retries must be an integer"),
+        ("sweep:\n  grid: {agent.conditioning: film}\n", "non-empty lists"),
+    ],
+)
+def test_a_bad_declared_sweep_is_a_one_line_error(tmp_path: Path, section: str, message: str) -> None:
+    experiment = tmp_path / "experiments" / "x.yaml"
+    experiment.parent.mkdir()
+    experiment.write_text("name: x\nenv: babyai-gotoredballgrey\nagent: film-cnn\n" + section)
+    done = run_cli("sweep", str(experiment), "--dry-run")
+    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1

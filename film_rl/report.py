@@ -42,6 +42,8 @@ class RunFigures:
     run_dir: Path
     #: final success rate (BabyAI) or mean human-normalized score (Atari)
     final: float
+    #: an Atari run, scored by human-normalized score rather than success
+    atari: bool
     episodes_to: dict[float, int]
     fps: float
     frames: int
@@ -82,6 +84,7 @@ def read_run(trial: Trial, run_dir: Path) -> RunFigures:
         trial=trial,
         run_dir=run_dir,
         final=final,
+        atari="success_rate" not in evaluation,
         episodes_to=episodes_to,
         fps=float(last.get("time/fps") or math.nan),
         frames=int(float(last.get("time/total_timesteps") or 0)),
@@ -252,11 +255,11 @@ def report(folder: Path, out: Path | None = None, wandb_mode: str | None = None)
     :param wandb_mode: also log the table and the curves to a wandb run in the sweep's group
         (``None``: the experiment's own ``logging.wandb``).
     """
-    spec = load_spec(folder)
+    spec = load_spec(folder, check_experiment=False)  # reading finished runs back needs no check
     figures, missing = collect(folder, spec)
     if not figures:
         raise UserError(f"{folder}: no finished trial to report yet ({len(missing)} not finished)")
-    atari = any("human_normalized" in json.loads((f.run_dir / runs.EVAL).read_text()) for f in figures)
+    atari = any(f.atari for f in figures)
     metric = "human-normalized score" if atari else "success rate"
     rows = aggregate(figures, spec)
     out = out or folder / "report"

@@ -52,7 +52,7 @@ from typing import Any
 import yaml
 
 from film_rl import runs
-from film_rl.config import ExperimentConfig, load_experiment
+from film_rl.config import ExperimentConfig, compose, load_experiment
 from film_rl.errors import UserError, did_you_mean
 
 SPEC, SUMMARY, TRIALS, LOG = "sweep.yaml", "summary.json", "trials", "trial.log"
@@ -213,7 +213,9 @@ def save_spec(spec: SweepSpec, folder: Path) -> None:
     (folder / SPEC).write_text(yaml.safe_dump(asdict(spec), sort_keys=False))
 
 
-def load_spec(folder: Path) -> SweepSpec:
+def load_spec(folder: Path, check_experiment: bool = True) -> SweepSpec:
+    """A sweep directory's spec; ``check_experiment``: refuse it when its experiment has changed
+    (what running more trials needs; reading finished ones back does not)."""
     path = folder / SPEC
     if not path.is_file():
         raise UserError(f"{folder} is not a sweep directory (no {SPEC})")
@@ -221,9 +223,14 @@ def load_spec(folder: Path) -> SweepSpec:
         spec = SweepSpec(**yaml.safe_load(path.read_text()))
     except (TypeError, yaml.YAMLError) as err:
         raise UserError(f"{path}: not a sweep file ({err})") from None
+    if not check_experiment:
+        return spec
     now = load_experiment(spec.experiment, list(spec.overrides)).to_dict()
-    if now != spec.base:
-        changed = sorted(k for k in set(now) | set(spec.base) if now.get(k) != spec.base.get(k))
+    # the saved config read through today's dataclasses: a config key added since, at its
+    # default, is not a change of the experiment
+    then = compose(dict(spec.base), []).to_dict()
+    if now != then:
+        changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
         raise UserError(
             f"{spec.experiment} (or its recipes) changed since the sweep started ({', '.join(changed)}); "
             "start a new sweep instead of mixing trials of two experiments"
@@ -267,8 +274,18 @@ def latest_progress(run_dir: Path | None) -> dict[str, str]:
     files = sorted(run_dir.glob("progress*.csv"), key=lambda p: p.stat().st_mtime)
     if not files:
         return {}
-    rows = list(csv.reader(files[-1].read_text().splitlines()))
-    return dict(zip(rows[0], rows[-1], strict=False)) if len(rows) > 1 else {}
+    # the live table asks every second, and a long run's log grows to ~1 MB: read only the header
+    # (SB3 rewrites the file whenever a key is added, so the first line is always current) and the tail
+    with files[-1].open("rb") as handle:
+        first = handle.readline()
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(len(first), size - 8192))
+        tail = handle.read().decode(errors="replace").splitlines()
+    last = next((line for line in reversed(tail) if line.strip()), None)
+    if last is None:
+        return {}
+    (keys,), (values,) = csv.reader([first.decode()]), csv.reader([last])
+    return dict(zip(keys, values, strict=False))
 
 
 # --------------------------------------------------------------------------- running trials

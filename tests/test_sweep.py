@@ -248,3 +248,23 @@ def test_a_bad_declared_sweep_is_a_one_line_error(tmp_path: Path, section: str, 
     experiment.write_text("name: x\nenv: babyai-gotoredballgrey\nagent: film-cnn\n" + section)
     done = run_cli("sweep", str(experiment), "--dry-run")
     assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_resume_refuses_a_changed_experiment_but_not_a_newer_film_rl(tmp_path: Path) -> None:
+    from film_rl.sweep import make_spec, save_spec
+
+    experiment = tmp_path / "experiments" / "x.yaml"
+    experiment.parent.mkdir()
+    experiment.write_text("name: x\nenv: babyai-gotoredballgrey\nagent: film-cnn\nbudget: {timesteps: 1000}\n")
+    spec = make_spec(str(experiment), [], ["agent.conditioning=film,none"], name="x")
+    folder = tmp_path / "sweep"
+    save_spec(spec, folder)
+    saved = yaml.safe_load((folder / "sweep.yaml").read_text())
+    del saved["base"]["env"]["episode_end"]  # as written by a film-rl that had no such key yet
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(saved))
+    ok = run_cli("sweep", "--resume", str(folder), "--dry-run")
+    assert ok.returncode == 0 and "2 trials (0 finished)" in ok.stdout, ok.stderr
+
+    experiment.write_text(experiment.read_text().replace("1000", "2000"))
+    changed = run_cli("sweep", "--resume", str(folder), "--dry-run")
+    assert changed.returncode == 2 and "changed since the sweep started (budget)" in changed.stderr

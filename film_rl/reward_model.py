@@ -34,7 +34,7 @@ from numpy.typing import ArrayLike
 from torch import nn
 
 from film_rl.goals import GoalDataset
-from film_rl.networks import FiLMGenerator, GridFiLMCNN, InstructionEncoder
+from film_rl.networks import FiLMGenerator, GridFiLMCNN, InstructionEncoder, fused_adam
 
 ObsDict = dict[str, np.ndarray]
 
@@ -323,7 +323,7 @@ class RewardModelTrainer:
             raise ValueError(f"threshold must be a probability in (0, 1), got {threshold}")
         self.device = torch.device(device)
         self.model = (Discriminator(len(goals.vocab)) if model is None else model).to(self.device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, fused=fused_adam(self.device))
         self.train_goals, self.heldout_goals = goals.split(heldout_fraction, split_seed)
         self.replay = PolicyStateReplay(replay_capacity)
         self.rho = rho

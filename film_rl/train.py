@@ -19,6 +19,7 @@ import torch
 from minigrid.core.actions import Actions
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import VecEnv
 
 from film_rl import runs
@@ -36,6 +37,7 @@ from film_rl.envs import check_levels, make_vec_env
 from film_rl.errors import UserError
 from film_rl.evaluate import EvalResult, evaluate
 from film_rl.instructions import Vocabulary
+from film_rl.networks import fused_adam
 from film_rl.policies import FilmCnnPolicy, FilmLstmPolicy, GameFeatures
 from film_rl.reward_model import RewardModelTrainer
 from film_rl.tracking import make_logger, start_wandb
@@ -137,7 +139,7 @@ def build_model(config: ExperimentConfig, env: VecEnv, device: str) -> BaseAlgor
     policy_kwargs: dict[str, Any] = {
         "features_extractor_kwargs": {**agent.grid_network(), "features_dim": agent.features_dim},
         "net_arch": {"pi": list(agent.net_arch), "vf": list(agent.net_arch)},
-        "optimizer_kwargs": {"eps": algo.adam_eps},
+        "optimizer_kwargs": {"eps": algo.adam_eps, "fused": fused_adam(get_device(device))},
     }
     if config.env.kind == "atari":  # the FiLM-ed Nature CNN over [0, 1] frames, conditioned on the game id
         policy_kwargs["features_extractor_class"] = GameFeatures

@@ -74,9 +74,10 @@ class EnvConfig:
     #: training reward multiplier (BabyAI's PPO used 20); logged returns stay unscaled
     reward_scale: float = 1.0
     #: BabyAI training episodes: ``level``: the level ends them on success, with its own reward;
-    #: ``done``: AGILE's episodes, ended by minigrid's ``done`` action, paying 1 at ``done`` after the
-    #: level's verifier reported success (the true-reward comparison for AGILE, whose runs always
-    #: end this way). Evaluation always plays the level's own episodes.
+    #: ``done``: AGILE's episodes, ended by minigrid's ``done`` action, paying 1 for ``done`` said in
+    #: a goal state (right after a step the level's verifier called a success; BabyAI's own rule):
+    #: the true-reward comparison for AGILE, whose runs always end this way. Evaluation always
+    #: plays the level's own episodes.
     episode_end: Literal["level", "done"] = "level"
     #: preprocessing of Atari games (``kind: atari`` only)
     atari: AtariConfig = field(default_factory=AtariConfig)

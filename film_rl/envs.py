@@ -151,10 +151,12 @@ class DoneActionEnds(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructo
     Whether the verifier reported success at any step is kept as the ground truth in
     ``info["is_success"]`` at the episode's end, which is what ``rollout/success_rate`` logs.
 
-    ``reward_success``: instead, pay 1 at ``done`` when that ground truth holds: the true reward in
-    AGILE's episodes, the comparison of Bahdanau et al. (2019), whose RL baseline must also learn
-    to say ``done``. (For "go to" it pays a ``done`` said after walking past the target too, which
-    favours this baseline.)
+    ``reward_success``: instead, pay 1 for a ``done`` said right after a step the verifier called a
+    success: BabyAI's own rule for ``done`` (``verifier.ActionInstr.verify`` under
+    ``BABYAI_DONE_ACTIONS``), i.e. ``done`` said *in* a goal state, the state AGILE's reward model
+    judges. This is the true reward in AGILE's episodes, the comparison of Bahdanau et al. (2019),
+    whose RL baseline must also learn to say ``done``. A ``done`` said after walking on past the
+    target is not paid, though the episode still counts as a success in ``info["is_success"]``.
 
     >>> import gymnasium as gym
     >>> env = DoneActionEnds(gym.make("BabyAI-GoToRedBallGrey-v0"))
@@ -171,21 +173,22 @@ class DoneActionEnds(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructo
         super().__init__(env)
         self.done_action = int(env.unwrapped.actions.done)  # type: ignore[attr-defined]
         self.reward_success = reward_success
-        self._succeeded = False
+        self._succeeded = False  # the verifier reported success at some step of this episode
+        self._in_goal = False  # ... at the last step
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        self._succeeded = False
+        self._succeeded = self._in_goal = False
         return self.env.reset(**kwargs)
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        verifier_success = terminated and float(reward) > 0
-        self._succeeded = self._succeeded or verifier_success
         said_done = int(action) == self.done_action
-        terminated = said_done or (terminated and not verifier_success)
+        paid = 1.0 if self.reward_success and said_done and self._in_goal else 0.0
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._in_goal = terminated and float(reward) > 0
+        self._succeeded = self._succeeded or self._in_goal
+        terminated = said_done or (terminated and not self._in_goal)
         if terminated or truncated:
             info["is_success"] = self._succeeded
-        paid = 1.0 if self.reward_success and said_done and self._succeeded else 0.0
         return obs, paid, terminated, truncated, info
 
 

@@ -61,6 +61,18 @@ def test_true_reward_at_done_pays_only_a_done_after_the_goal():
     assert terminated and reward == 0.0 and info["is_success"] is False
 
 
+def test_true_reward_at_done_is_not_paid_after_walking_on_past_the_goal():
+    """BabyAI's rule: ``done`` must be said in the goal state, as AGILE's reward model judges it."""
+    env = DoneActionEnds(gym.make(LEVEL), reward_success=True)
+    assert _bot_to_goal(env, seed=3)
+    left = int(env.unwrapped.actions.left)
+    for _ in range(2):  # face away from the ball: no longer in a goal state
+        assert env.step(left)[1] == 0.0
+    _, reward, terminated, _, info = env.step(DONE)
+    assert terminated and reward == 0.0
+    assert info["is_success"] is True  # it did reach the goal; the level's verdict is still logged
+
+
 def test_true_reward_in_done_ended_episodes_through_the_cli(tmp_path):
     done = run_cli("train", "experiments/quickstart.yaml", f"runs_dir={tmp_path}", *TINY, "env.episode_end=done")
     assert done.returncode == 0, done.stderr

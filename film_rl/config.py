@@ -99,6 +99,9 @@ class AlgorithmConfig:
     max_grad_norm: float = 0.5
     adam_eps: float = 1e-5
     target_kl: float | None = None
+    #: standardise each minibatch's advantages (SB3's default). Off, a sparse reward's rare +1
+    #: keeps its size beside the entropy bonus instead of the many small negatives being blown up
+    normalize_advantage: bool = True
 
 
 @dataclass

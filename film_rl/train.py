@@ -130,6 +130,7 @@ def ppo_settings(algo: AlgorithmConfig) -> dict[str, Any]:
         "vf_coef": algo.vf_coef,
         "max_grad_norm": algo.max_grad_norm,
         "target_kl": algo.target_kl,
+        "normalize_advantage": algo.normalize_advantage,
     }
 
 

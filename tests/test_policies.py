@@ -165,3 +165,14 @@ def test_training_takes_adams_fused_kernel_with_the_same_updates():
     for p, q in zip(params, twin, strict=True):
         torch.testing.assert_close(p, q)
     model.get_env().close()
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_advantage_normalisation_reaches_sb3(normalize):
+    """AGILE's recipes turn it off (a rare reward at `done`); the setting must reach PPO itself."""
+    config = bench_config(
+        "BabyAI-GoToLocal-v0", "film-cnn", ["env.n_envs=2", f"agent.algorithm.normalize_advantage={normalize}"]
+    )
+    model = build_model(config, build_env(config, Vocabulary.babyai(), 0), "cpu")
+    assert model.normalize_advantage is normalize
+    model.get_env().close()

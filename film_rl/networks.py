@@ -13,6 +13,7 @@ from typing import cast
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from film_rl.conditioning import Conditioning, make_conditioning
 
@@ -45,6 +46,19 @@ def native_cpu_kernels(active: bool) -> Iterator[None]:
         yield
     finally:
         torch.backends.mkldnn.enabled = previous
+
+
+_optimizer_steps = 0  # every optimizer's steps in this process, counted by the hook below
+
+
+def _count_optimizer_step(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+    global _optimizer_steps
+    _optimizer_steps += 1
+
+
+# FiLMGenerator's acting cache must see every weight update; fused optimizer kernels write the
+# parameters without bumping their version counters, so each step is counted here as well
+register_optimizer_step_post_hook(_count_optimizer_step)
 
 
 def fused_adam(device: torch.device) -> bool | None:
@@ -176,12 +190,14 @@ class FiLMGenerator(nn.Module):
         """Acting (no gradient): reuse each instruction's parameters until the weights change,
         which they do only between rollouts.
 
-        A tensor's version counts in-place updates (optimizer steps, load_state_dict) and its
-        storage address changes when the data is replaced (``.to(device)``, ``param.data = ...``),
-        so a stale entry is never served. Rows are keyed by their bytes: for the few rows of an
-        acting batch that is far cheaper than :func:`distinct_rows`.
+        Any optimizer's step (counted by a hook: Adam's fused kernel leaves version counters
+        alone), a tensor's version (in-place writes such as ``load_state_dict``) and its storage
+        address (``.to(device)``, ``param.data = ...``) are all part of the key, so a stale entry
+        is never served. Rows are keyed by their bytes: for the few rows of an acting batch that
+        is far cheaper than :func:`distinct_rows`.
         """
-        version = tuple(v for p in self.parameters() for v in (p.data_ptr(), p._version))
+        params = (v for p in self.parameters() for v in (p.data_ptr(), p._version))
+        version = (_optimizer_steps, *params)
         if version != self._cache_version:
             self._cache, self._cache_version = {}, version
         keys = [row.tobytes() for row in instruction.cpu().numpy()]

@@ -1,5 +1,7 @@
 """The instruction encoder, the FiLM generator and the FiLM-ed grid CNN."""
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -84,7 +86,12 @@ def test_distinct_rows_matches_torch_unique():
     assert (batch[:, rows.shape[1] :] == 0).all()  # only all-pad columns were dropped
 
 
-def test_acting_cache_never_serves_stale_parameters():
+@pytest.mark.parametrize(
+    "optimizer_class",
+    [torch.optim.SGD, functools.partial(torch.optim.Adam, fused=True)],  # fused: version counters stay put
+    ids=["sgd", "fused_adam"],
+)
+def test_acting_cache_never_serves_stale_parameters(optimizer_class):
     """Without gradients the generator reuses results, until an optimizer step changes the weights."""
     torch.manual_seed(0)
     generator = FiLMGenerator(InstructionEncoder(len(VOCAB), "gru", 8, 16), [4])
@@ -93,7 +100,7 @@ def test_acting_cache_never_serves_stale_parameters():
         cached = generator.embed(batch)
         assert torch.equal(generator.embed(batch), cached)
     assert torch.allclose(generator.embed(batch), cached)  # the gradient path computes the same values
-    optimizer = torch.optim.SGD(generator.parameters(), lr=0.5)
+    optimizer = optimizer_class(generator.parameters(), lr=0.5)
     generator.embed(batch).pow(2).sum().add(generator.embed(batch).sum()).backward()
     optimizer.step()
     with torch.no_grad():

@@ -17,7 +17,6 @@ each one small piece here:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,8 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from film_rl.config import ExperimentConfig
+from film_rl.errors import UserError
+from film_rl.files import write_atomically
 from film_rl.goals import GoalDataset, load_goals, make_goals
 from film_rl.instructions import Vocabulary
 from film_rl.reward_model import Discriminator, RewardModelTrainer
@@ -85,13 +86,19 @@ def build_reward_model(
 def save_reward_model(trainer: RewardModelTrainer, path: Path) -> None:
     """Write atomically: an interrupted save never replaces a good file with half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(trainer.state_dict(), tmp)
-    os.replace(tmp, path)
+    state = trainer.state_dict()
+    write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_reward_model(trainer: RewardModelTrainer, path: Path) -> None:
-    trainer.load_state_dict(torch.load(path, map_location=trainer.device, weights_only=True))
+    """A saved reward model, checked: a damaged or foreign file is a UserError naming it."""
+    try:
+        trainer.load_state_dict(torch.load(path, map_location=trainer.device, weights_only=True))
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing; the reward model cannot be restored") from None
+    except Exception as err:  # a truncated zip, pickled garbage, a state of another network
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot load the reward model {path}: {type(err).__name__}: {reason}") from None
 
 
 def _stack(observations: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

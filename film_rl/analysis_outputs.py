@@ -8,7 +8,6 @@ matplotlib on the Agg backend: no display needed, the same PNG on every machine.
 
 from __future__ import annotations
 
-import csv
 import os
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -23,6 +22,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+
+from film_rl.files import write_atomically, write_text
+from film_rl.files import write_csv as write_csv_file
 
 if TYPE_CHECKING:
     from film_rl.analyze import Analogy, Analysis, FilmParameters, Interpolation, Projection
@@ -54,7 +56,7 @@ def category_colours(attribute: str, categories: Sequence[str]) -> dict[str, Any
 
 
 def _save(fig: Any, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=DPI, bbox_inches="tight"))
     plt.close(fig)
     return path
 
@@ -297,11 +299,8 @@ def _table(params: FilmParameters) -> tuple[list[str], list[list[Any]]]:
 
 def write_csv(params: FilmParameters, path: Path) -> Path:
     header, rows = _table(params)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        # 9 significant digits: float32 parameters read back exactly
-        writer.writerows([v if isinstance(v, str) else f"{v:.9g}" for v in row] for row in rows)
+    # 9 significant digits: float32 parameters read back exactly
+    write_csv_file(path, [header, *([v if isinstance(v, str) else f"{v:.9g}" for v in row] for row in rows)])
     return path
 
 
@@ -365,7 +364,7 @@ def write_summary(result: Analysis, params: FilmParameters, path: Path) -> Path:
     lines += ["", "## Figures", ""] + [f"- `{Path(p).name}`" for p in result.figures.values()]
     if result.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in result.notes]
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return path
 
 

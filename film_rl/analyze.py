@@ -17,7 +17,6 @@ them: γ = 1 + Δγ (the generator outputs Δγ), β, and the gate's pre-sigmoid
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
@@ -36,6 +35,7 @@ from film_rl import runs
 from film_rl.envs import check_levels, make_babyai_env
 from film_rl.errors import UserError
 from film_rl.evaluate import rollout
+from film_rl.files import write_json
 from film_rl.instructions import Vocabulary, instruction_kind, split_words
 from film_rl.networks import FiLMGenerator
 
@@ -759,7 +759,7 @@ def analyze(
         scan.close()
     result.summary = str(outputs.write_summary(result, params, out / "summary.md"))
     result.wandb = outputs.log_to_wandb(config, run_dir, result, params)
-    (out / "analysis.json").write_text(json.dumps(result.to_dict(), indent=2))
+    write_json(out / "analysis.json", result.to_dict(), indent=2)
     return result
 
 

@@ -80,24 +80,15 @@ def check_games(games: Sequence[str]) -> None:
 
 
 def validate_atari(config: ExperimentConfig) -> None:
-    """What an Atari run needs beyond the config's types: known games, sane preprocessing, and no
+    """What an Atari run needs beyond the config's types and ranges: known games, and no
     BabyAI-only feature."""
-    env, atari = config.env, config.env.atari
+    env = config.env
     check_games(env.levels)
     if env.sampling == "worker" and env.n_envs < len(env.levels):
         raise UserError(
             f"env.sampling=worker pins one game per worker, but {env.n_envs} workers cannot play "
             f"{len(env.levels)} games; use env.n_envs >= {len(env.levels)} or env.sampling=episode"
         )
-    for key in ("frame_skip", "frame_stack", "screen_size", "max_episode_frames"):
-        if getattr(atari, key) <= 0:
-            raise UserError(f"env.atari.{key} must be positive, got {getattr(atari, key)}")
-    if atari.noop_max < 0:
-        raise UserError(f"env.atari.noop_max must be at least 0, got {atari.noop_max}")
-    if not 0.0 <= atari.repeat_action_probability <= 1.0:
-        raise UserError(f"env.atari.repeat_action_probability must be in [0, 1], got {atari.repeat_action_probability}")
-    if atari.screen_size < 36:  # the Nature CNN's three convs need at least 36 pixels
-        raise UserError(f"env.atari.screen_size must be at least 36 for the Nature CNN, got {atari.screen_size}")
     if len(config.agent.channels) != 3:
         raise UserError(f"agent.channels: the Nature CNN has 3 convs, got {len(config.agent.channels)} widths")
     if config.agent.reward_model.enabled:

@@ -8,7 +8,6 @@ medians, and every figure says which machine and command produced it.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import resource
@@ -30,6 +29,7 @@ from torch import nn
 
 from film_rl.config import ExperimentConfig, compose
 from film_rl.errors import UserError
+from film_rl.files import write_json
 from film_rl.instructions import Vocabulary
 from film_rl.train import build_env, build_model, ppo_settings, train, use_subprocesses, validate
 
@@ -381,7 +381,10 @@ def conditioning(
     }
 
 
-def write_json(result: dict[str, Any], path: Path | None) -> None:
+def write_result(result: dict[str, Any], path: Path | None) -> None:
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2, default=str))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create {path.parent}: {err.strerror or err}") from None
+        write_json(path, result, indent=2)

@@ -11,6 +11,7 @@ from types import FrameType
 from typing import Any
 
 import numpy as np
+import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from film_rl.atari_scores import GameScores
@@ -168,6 +169,9 @@ class Checkpointer(BaseCallback):
         self._next = self.num_timesteps + self.freq
 
     def save(self) -> Path:
+        bad = first_non_finite(self.model)
+        if bad is not None:  # never replace a good checkpoint with a diverged model
+            raise Diverged(bad)
         path = self.run_dir / CHECKPOINTS / f"step_{self.model.num_timesteps}.zip"
         if self.save_extra is not None:
             self.save_extra(path)  # first: a checkpoint is complete once its zip exists
@@ -220,7 +224,15 @@ class StopOnSignal(BaseCallback):
     def __init__(self) -> None:
         super().__init__()
         self.received: int | None = None
+        #: timesteps when the current rollout began: what the model has been trained on
+        self.rollout_start = 0
         self._previous: dict[int, Any] = {}
+
+    def _on_training_start(self) -> None:
+        self.rollout_start = self.num_timesteps
+
+    def _on_rollout_start(self) -> None:
+        self.rollout_start = self.num_timesteps
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         if self.received is not None:
@@ -240,3 +252,35 @@ class StopOnSignal(BaseCallback):
 
     def _on_step(self) -> bool:
         return self.received is None
+
+
+class Diverged(Exception):
+    """The model's parameters are no longer finite (a too large learning rate, typically)."""
+
+    def __init__(self, parameter: str) -> None:
+        super().__init__(f"{parameter} is not finite")
+        self.parameter = parameter
+
+
+def first_non_finite(model: Any) -> str | None:
+    """The name of the first policy parameter holding a NaN or an infinity, or ``None``."""
+    for name, parameter in model.policy.named_parameters():
+        if not torch.isfinite(parameter).all():
+            return str(name)
+    return None
+
+
+class StopOnNonFinite(BaseCallback):
+    """Stop before a diverged update is acted on, checkpointed or saved.
+
+    Checked once per rollout, after each PPO update, so that the run ends with one clear message
+    (see :func:`film_rl.train._explain`) instead of a distribution error deep in torch.
+    """
+
+    def _on_rollout_start(self) -> None:
+        bad = first_non_finite(self.model)
+        if bad is not None:
+            raise Diverged(bad)
+
+    def _on_step(self) -> bool:
+        return True

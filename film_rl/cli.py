@@ -7,6 +7,7 @@ exit with status 2; Ctrl-C during training saves a checkpoint first.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -27,6 +28,18 @@ def _quiet_libraries() -> None:
     """Warnings that say nothing actionable to a film-rl user."""
     warnings.filterwarnings("ignore", category=UserWarning, module="gymnasium")
     warnings.filterwarnings("ignore", message=".*You are trying to run PPO on the GPU.*")
+
+
+def writable_folder(folder: Path, option: str) -> None:
+    """Make ``folder`` (or find it) and check it takes files, before any work is done for it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f"{option} {folder}: not a directory") from None
+    except OSError as err:
+        raise UserError(f"{option} {folder}: cannot create it ({err.strerror or err})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {folder}: not writable")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -81,6 +94,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UserError("--episodes must be positive")
     if args.video_episodes is not None and args.video_episodes <= 0:
         raise UserError("--video-episodes must be positive")
+    if args.seed < 0:
+        raise UserError("--seed must be 0 or more (numpy and gymnasium take unsigned seeds)")
+    if args.video:
+        writable_folder(Path(args.video), "--video")  # before the episodes are played, not after
     run_dir, model_path = runs.locate(args.target)
     config = runs.read_config(run_dir)
     if config.env.kind == "atari" and args.episodes < len(config.env.levels):
@@ -178,7 +195,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.suite, args.game, args.n_envs, args.timesteps, args.repeats, progress=print, overrides=args.overrides
         )
         _print_bench(result)
-        bench.write_json(result, Path(args.out) if args.out else None)
+        bench.write_result(result, Path(args.out) if args.out else None)
         if args.out:
             print(f"wrote {args.out}")
         return 0
@@ -200,7 +217,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             print(describe_interrupt(err), file=sys.stderr)
             return 128 + err.signum
     _print_bench(result)
-    bench.write_json(result, Path(args.out) if args.out else None)
+    bench.write_result(result, Path(args.out) if args.out else None)
     if args.out:
         print(f"wrote {args.out}")
     return 0
@@ -217,6 +234,8 @@ def cmd_goals_make(args: argparse.Namespace) -> int:
 
     if args.episodes <= 0:
         raise UserError("--episodes must be positive")
+    if args.seed < 0:
+        raise UserError("--seed must be 0 or more (numpy and gymnasium take unsigned seeds)")
     check_levels(args.env)
     out = Path(args.out)
     if out.is_dir():
@@ -301,6 +320,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if folder.exists() and not args.dry_run:
             raise UserError(f"{folder} exists; continue it with: film-rl sweep --resume {folder}")
     sweep = Sweep(spec, folder)
+    sweep.check_finished()
     console = Console(soft_wrap=True)  # long trial names and paths stay on one line in logs
     if not console.is_terminal:
         console.width = 160  # a log file has no edge: keep the tables' trial names whole
@@ -336,6 +356,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from film_rl.report import report
 
+    if args.out:
+        writable_folder(Path(args.out), "--out")
     result = report(Path(args.sweep_dir), Path(args.out) if args.out else None, args.wandb)
     print(result.markdown, end="")
     for kind, path in result.files.items():
@@ -351,6 +373,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             raise UserError(f"--{name} must be positive")
     if args.episodes < 0:
         raise UserError("--episodes must be 0 (skip the interpolation and the arithmetic) or more")
+    if args.seed < 0:
+        raise UserError("--seed must be 0 or more (numpy and gymnasium take unsigned seeds)")
+    if args.out:
+        writable_folder(Path(args.out), "--out")
     from rich.console import Console
     from tqdm import TqdmExperimentalWarning
 
@@ -569,6 +595,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"film-rl {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once (every file is written atomically)
+        print(f"film-rl {args.command}: stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -23,6 +23,71 @@ from typing import Any, Literal
 import yaml
 
 from film_rl.errors import UserError, did_you_mean
+from film_rl.files import write_yaml
+
+# --------------------------------------------------------------------------- field declarations
+# A field's metadata says what the types alone cannot: its range (checked wherever a config is
+# typed, so that a value that parses but breaks the maths is refused before anything runs), and
+# whether a run saved before the key existed may lack it (its default is then what that run did).
+
+
+def bounded(
+    default: Any, lo: float, hi: float, *, above: bool = False, below: bool = False, later: bool = False
+) -> Any:
+    """A field whose value lies in ``[lo, hi]`` (``above``: strictly above ``lo``; ``below``: strictly
+    below ``hi``); ``None`` passes for an optional field."""
+    return field(default=default, metadata={"range": (lo, hi, above, below), "later": later})
+
+
+def later(default: Any) -> Any:
+    """A field added after runs were first saved: a saved config may lack it."""
+    return field(default=default, metadata={"later": True})
+
+
+def _interval(lo: float, hi: float, above: bool, below: bool) -> str:
+    return f"{'(' if above else '['}{lo:g}, {hi:g}{')' if below else ']'}"
+
+
+def check_range(value: Any, metadata: Any, key: str) -> None:
+    """Refuse a value outside its field's declared range (each item, for a list)."""
+    if metadata.get("nonempty") and not value:
+        raise UserError(f"{key} must not be empty")
+    bounds = metadata.get("range")
+    if bounds is None or value is None:
+        return
+    lo, hi, above, below = bounds
+    for item in value if isinstance(value, list) else [value]:
+        if item < lo or item > hi or (above and item == lo) or (below and item == hi):
+            raise UserError(f"{key} must be in {_interval(lo, hi, above, below)}, got {item!r}")
+
+
+def check_ranges(config: Any, prefix: str = "") -> None:
+    """Every field of a config (built in code rather than parsed) against its declared range."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if dataclasses.is_dataclass(value):
+            check_ranges(value, key)
+        else:
+            check_range(value, f.metadata, key)
+
+
+def missing_keys(cls: type[Any], data: Any, prefix: str = "") -> list[str]:
+    """Keys of ``cls`` a saved config lacks (those added later excepted): an empty or truncated
+    ``config.yaml`` must not quietly run on defaults."""
+    if not isinstance(data, dict):
+        return [prefix or "everything"]
+    hints = typing.get_type_hints(cls)
+    missing = []
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        if f.name not in data:
+            if not f.metadata.get("later"):
+                missing.append(key)
+        elif dataclasses.is_dataclass(hints[f.name]) and isinstance(data[f.name], dict):
+            missing += missing_keys(hints[f.name], data[f.name], key)
+    return missing
+
 
 Conditioning = Literal["film", "scale", "bias", "gate", "concat", "none"]
 Encoder = Literal["gru", "bigru", "bow", "conv"]
@@ -38,22 +103,23 @@ class AtariConfig:
     """
 
     #: up to this many no-op actions at the start of every game
-    noop_max: int = 30
+    noop_max: int = bounded(30, 0, 10_000)
     #: emulator frames per agent step (the action repeats; the last two frames are max-pooled)
-    frame_skip: int = 4
+    frame_skip: int = bounded(4, 1, 100)
     #: grayscale frames stacked in the observation
-    frame_stack: int = 4
+    frame_stack: int = bounded(4, 1, 64)
     #: side of the square grayscale frames
-    screen_size: int = 84
+    #: at least 36: the Nature CNN's three convs need that many pixels
+    screen_size: int = bounded(84, 36, 1024)
     #: a lost life ends the training episode (the game itself goes on, as SB3's EpisodicLifeEnv);
     #: evaluation always plays whole games
     terminal_on_life_loss: bool = True
     #: training rewards become their sign (DQN's clipping); logged and evaluated returns stay raw
     clip_rewards: bool = True
     #: sticky actions (ALE v5's default 0.25, Machado et al.); 0 for the deterministic DQN-era ALE
-    repeat_action_probability: float = 0.25
+    repeat_action_probability: float = bounded(0.25, 0.0, 1.0)
     #: a game is truncated after this many emulator frames (108,000 = 30 minutes, the usual cap)
-    max_episode_frames: int = 108_000
+    max_episode_frames: int = bounded(108_000, 1, 10**9)
 
 
 @dataclass
@@ -61,47 +127,47 @@ class EnvConfig:
     """Which BabyAI levels or Atari games, how many workers, and how the instruction is encoded."""
 
     #: ``babyai``: language missions; ``atari``: several ALE games, the game id as the instruction
-    kind: Literal["babyai", "atari"] = "babyai"
+    kind: Literal["babyai", "atari"] = later("babyai")
     #: BabyAI level ids, or ALE game ids (``ALE/Pong-v5``) when ``kind: atari``; several make a suite
-    levels: list[str] = field(default_factory=lambda: ["BabyAI-GoToRedBallGrey-v0"])
+    levels: list[str] = field(default_factory=lambda: ["BabyAI-GoToRedBallGrey-v0"], metadata={"nonempty": True})
     #: ``episode``: each episode draws a level (game); ``worker``: worker i always plays level i mod n
     sampling: Literal["episode", "worker"] = "episode"
-    n_envs: int = 8
+    n_envs: int = bounded(8, 1, 1024)
     #: ``auto``: subprocesses when n_envs > 1 and the machine has at least 4 cores; on 2 cores the
     #: pipes cost more than they save (quickstart: 2:55 in-process vs 5:24 in subprocesses)
     vec_env: Literal["auto", "subproc", "dummy"] = "auto"
-    max_instruction_length: int = 48
+    max_instruction_length: int = bounded(48, 1, 1024)
     #: training reward multiplier (BabyAI's PPO used 20); logged returns stay unscaled
-    reward_scale: float = 1.0
+    reward_scale: float = bounded(1.0, 0.0, 1e6, above=True)
     #: BabyAI training episodes: ``level``: the level ends them on success, with its own reward;
     #: ``done``: AGILE's episodes, ended by minigrid's ``done`` action, paying 1 for ``done`` said in
     #: a goal state (right after a step the level's verifier called a success; BabyAI's own rule):
     #: the true-reward comparison for AGILE, whose runs always end this way. Evaluation always
     #: plays the level's own episodes.
-    episode_end: Literal["level", "done"] = "level"
+    episode_end: Literal["level", "done"] = later("level")
     #: preprocessing of Atari games (``kind: atari`` only)
-    atari: AtariConfig = field(default_factory=AtariConfig)
+    atari: AtariConfig = field(default_factory=AtariConfig, metadata={"later": True})
 
 
 @dataclass
 class AlgorithmConfig:
     """PPO / RecurrentPPO hyperparameters (SB3 names)."""
 
-    n_steps: int = 128
-    batch_size: int = 256
-    n_epochs: int = 4
-    learning_rate: float = 5e-4
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    adam_eps: float = 1e-5
-    target_kl: float | None = None
+    n_steps: int = bounded(128, 1, 1_000_000)
+    batch_size: int = bounded(256, 2, 1_000_000)
+    n_epochs: int = bounded(4, 1, 1000)
+    learning_rate: float = bounded(5e-4, 0.0, 1e9, above=True)
+    gamma: float = bounded(0.99, 0.0, 1.0, above=True)
+    gae_lambda: float = bounded(0.95, 0.0, 1.0)
+    clip_range: float = bounded(0.2, 0.0, 10.0, above=True)
+    ent_coef: float = bounded(0.01, 0.0, 100.0)
+    vf_coef: float = bounded(0.5, 0.0, 100.0)
+    max_grad_norm: float = bounded(0.5, 0.0, 1e6, above=True)
+    adam_eps: float = bounded(1e-5, 0.0, 1.0, above=True)
+    target_kl: float | None = bounded(None, 0.0, 100.0, above=True)
     #: standardise each minibatch's advantages (SB3's default). Off, a sparse reward's rare +1
     #: keeps its size beside the entropy bonus instead of the many small negatives being blown up
-    normalize_advantage: bool = True
+    normalize_advantage: bool = later(True)
 
 
 @dataclass
@@ -116,24 +182,24 @@ class RewardModelConfig:
     #: a goal-state file (``film-rl goals make``); none: the run makes one into RUN_DIR/goals.npz
     goals: str | None = None
     #: bot episodes per level when the run makes its own goal states
-    goal_episodes: int = 2000
+    goal_episodes: int = bounded(2000, 1, 10_000_000)
     #: the discriminator's conditioning (none: the policy's)
     conditioning: Conditioning | None = None
     #: reward 1 when D(instruction, state) is above this
-    threshold: float = 0.5
+    threshold: float = bounded(0.5, 0.0, 1.0, above=True, below=True)
     #: fraction of the policy's states D finds most goal-like left out of the negatives
-    rho: float = 0.25
+    rho: float = bounded(0.25, 0.0, 1.0, below=True)
     #: fraction of the negatives that are goal states paired with another mission, which teach D
     #: to read the instruction (see film_rl.reward_model.RewardModelTrainer)
-    mismatched: float = 0.5
-    learning_rate: float = 1e-3
-    batch_size: int = 64
+    mismatched: float = bounded(0.5, 0.0, 1.0, later=True)
+    learning_rate: float = bounded(1e-3, 0.0, 1.0, above=True)
+    batch_size: int = bounded(64, 2, 1_000_000)
     #: discriminator steps between two rollouts
-    updates_per_rollout: int = 8
+    updates_per_rollout: int = bounded(8, 1, 100_000)
     #: extra discriminator steps after the first rollout, before its rewards mean anything
-    warmup_updates: int = 100
+    warmup_updates: int = bounded(100, 0, 10_000_000)
     #: recent policy states kept as negatives
-    replay_capacity: int = 10_000
+    replay_capacity: int = bounded(10_000, 1, 100_000_000)
 
 
 @dataclass
@@ -146,20 +212,23 @@ class AgentConfig:
     encoder: Encoder = "gru"
     #: [16, 32] trains 1.3x faster than [32, 64] and learns GoToLocal as well (0.685 vs 0.695
     #: success after 250k steps, 200 episodes)
-    channels: list[int] = field(default_factory=lambda: [16, 32])
-    embed_dim: int = 16
-    kernel_size: int = 2
+    channels: list[int] = field(
+        default_factory=lambda: [16, 32], metadata={"range": (1, 4096, False, False), "nonempty": True}
+    )
+    embed_dim: int = bounded(16, 1, 4096)
+    #: at most the agent's 7x7 view
+    kernel_size: int = bounded(2, 1, 7)
     pool: Literal["flatten", "max"] = "flatten"
     batch_norm: bool = False
-    word_dim: int = 32
+    word_dim: int = bounded(32, 1, 4096)
     #: width of the instruction vector: the language encoder's output, or the Atari game embedding
-    instruction_dim: int = 128
-    features_dim: int = 128
+    instruction_dim: int = bounded(128, 1, 4096)
+    features_dim: int = bounded(128, 1, 65536)
     #: hidden layers of the actor and critic heads after the features (or the LSTM)
-    net_arch: list[int] = field(default_factory=lambda: [64])
-    lstm_hidden: int = 128
+    net_arch: list[int] = field(default_factory=lambda: [64], metadata={"range": (1, 65536, False, False)})
+    lstm_hidden: int = bounded(128, 1, 65536)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
-    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig, metadata={"later": True})
 
     def grid_network(self) -> dict[str, Any]:
         """The FiLM-ed grid network's settings, shared by the policy's features extractor and
@@ -179,31 +248,31 @@ class AgentConfig:
 
 @dataclass
 class BudgetConfig:
-    timesteps: int = 100_000
+    timesteps: int = bounded(100_000, 1, 10**12)
     #: stop early once the rolling training success rate reaches this (BabyAI's 0.99 criterion)
-    stop_at_success: float | None = None
+    stop_at_success: float | None = bounded(None, 0.0, 1.0, above=True, later=True)
     #: episodes in the rolling success rate (BabyAI uses 100)
-    success_window: int = 100
+    success_window: int = bounded(100, 1, 1_000_000, later=True)
 
 
 @dataclass
 class EvalConfig:
     #: episodes of the final evaluation written to eval.json
-    episodes: int = 200
+    episodes: int = bounded(200, 1, 10_000_000)
     #: argmax actions; off by default because a memoryless policy that sees the same view twice
     #: then repeats itself forever (e.g. turning in place), which sampling escapes
     deterministic: bool = False
     #: timesteps between evaluations during training (0: only the final one)
-    freq: int = 0
-    freq_episodes: int = 50
+    freq: int = bounded(0, 0, 10**12)
+    freq_episodes: int = bounded(50, 1, 10_000_000)
 
 
 @dataclass
 class CheckpointConfig:
     #: timesteps between checkpoints (Ctrl-C / SIGTERM always writes one)
-    freq: int = 50_000
+    freq: int = bounded(50_000, 0, 10**12)
     #: how many periodic checkpoints to keep on disk
-    keep: int = 3
+    keep: int = bounded(3, 1, 1_000_000)
 
 
 @dataclass
@@ -213,9 +282,9 @@ class LoggingConfig:
     project: str = "film-rl"
     entity: str | None = None
     #: wandb group (empty: the experiment's name); a sweep groups its trials under its own name
-    group: str = ""
+    group: str = later("")
     #: extra wandb tags, e.g. a sweep trial's swept values
-    tags: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list, metadata={"later": True})
     tensorboard: bool = True
     progress_bar: bool = True
 
@@ -227,11 +296,11 @@ class ExperimentConfig:
     name: str = "experiment"
     env: EnvConfig = field(default_factory=EnvConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
-    seed: int = 0
+    seed: int = bounded(0, 0, 2**32 - 1)
     #: ``auto``: CUDA when available
     device: str = "auto"
     #: torch threads in the trainer process (0: torch's default)
-    threads: int = 0
+    threads: int = bounded(0, 0, 1024)
     runs_dir: str = "runs"
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -307,26 +376,32 @@ def _number(value: Any) -> float | None:
 
 def _from_dict(cls: type[Any], data: dict[str, Any], prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    names = list(fields)
     kwargs = {}
     for key, value in data.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
         if key not in names:
             raise UserError(f"unknown config key '{dotted}'{did_you_mean(str(key), names)}")
         kwargs[key] = _coerce(value, hints[key], dotted)
+        check_range(kwargs[key], fields[key].metadata, dotted)
     return cls(**kwargs)
 
 
 # --------------------------------------------------------------------------- composing recipes
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_bytes().decode())
     except FileNotFoundError:
         raise UserError(f"no such file: {path}") from None
     except IsADirectoryError:
         raise UserError(f"{path} is a directory, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a YAML file (binary bytes); it may be corrupted") from None
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror or err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -351,12 +426,12 @@ def recipe_dirs(kind: str, experiment_path: Path | None) -> list[Path]:
 
 def _load_recipe(kind: str, name: str, experiment_path: Path | None) -> dict[str, Any]:
     if name.endswith((".yaml", ".yml")):
-        return _read_yaml(Path(name))
+        return read_yaml(Path(name))
     dirs = recipe_dirs(kind, experiment_path)
     for folder in dirs:
         path = folder / f"{name}.yaml"
         if path.is_file():
-            return _read_yaml(path)
+            return read_yaml(path)
     known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
     raise UserError(f"unknown {kind[:-1]} recipe '{name}'{did_you_mean(name, known)} (looked in {dirs[0]})")
 
@@ -410,10 +485,21 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     path = Path(path)
     if not path.exists():
         raise UserError(f"no such experiment file: {path}")
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     raw.setdefault("name", path.stem)
     return compose(raw, overrides or [], path)
 
 
 def save_config(config: ExperimentConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    write_yaml(path, config.to_dict())
+
+
+def load_saved_config(path: Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """A run's own ``config.yaml``, which must be complete: a truncated or emptied file is refused
+    rather than filled in with defaults (the run would silently become another experiment)."""
+    raw = read_yaml(path)
+    missing = missing_keys(ExperimentConfig, raw)
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise UserError(f"{path} is incomplete ({shown} missing); it may have been truncated")
+    return compose(raw, overrides or [], path)

@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 import zlib
 from collections import Counter
@@ -45,6 +43,7 @@ import numpy as np
 
 from film_rl import __version__
 from film_rl.errors import UserError
+from film_rl.files import write_atomically
 from film_rl.instructions import Vocabulary, instruction_kind
 
 if TYPE_CHECKING:
@@ -131,22 +130,14 @@ class GoalDataset:
         return self.subset(~held), self.subset(held)
 
     def save(self, path: str | Path) -> None:
-        """Write the ``.npz`` file through a temporary name and a rename: never half a file at ``path``."""
+        """Write the ``.npz`` file atomically (never half a file at ``path``), readable by whoever could
+        read a plain file there (the umask decides, not a private temporary file's 0600)."""
         path = Path(path)
         arrays = {name: getattr(self, name) for name in ROW_SHAPES}
         arrays["level_names"] = np.array(self.level_names, dtype=str)
         meta = {**self.meta, "schema": SCHEMA, "schema_version": SCHEMA_VERSION}
         arrays["meta"] = np.array(json.dumps(meta))
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez_compressed(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(path, lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
 def _first_line(err: BaseException) -> str:

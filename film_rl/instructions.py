@@ -14,12 +14,14 @@ each run as ``vocab.json`` and read back from there.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
+
+from film_rl.errors import UserError
+from film_rl.files import read_json_object, write_json
 
 PAD, UNK = "<pad>", "<unk>"
 
@@ -39,11 +41,18 @@ BABYAI_WORDS: tuple[str, ...] = (
     "and", "then", "after",
 )  # fmt: skip
 
-_WORD = re.compile(r"[a-z]+")
+#: a word is a run of letters and digits (any alphabet); anything else separates words
+_WORD = re.compile(r"[^\W_]+")
 
 
 def split_words(text: str) -> list[str]:
-    """Lower-case words of a mission; punctuation (", then") is dropped."""
+    """Lower-case words of a mission; punctuation (", then") is dropped. A word is kept whole,
+    accents and digits included, so that ``ballé`` or ``ball3`` is one unknown word (``<unk>``),
+    never quietly another known one.
+
+    >>> split_words("Pick up the ball3, then go to the ballé")
+    ['pick', 'up', 'the', 'ball3', 'then', 'go', 'to', 'the', 'ballé']
+    """
     return _WORD.findall(text.lower())
 
 
@@ -85,14 +94,14 @@ class Vocabulary:
         return " ".join(self.itos[int(t)] for t in tokens if int(t) != 0)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"itos": self.itos}, indent=1))
+        write_json(Path(path), {"itos": self.itos}, indent=1)
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
-        data = json.loads(Path(path).read_text())
-        itos = data["itos"]
-        if not isinstance(itos, list) or itos[:2] != [PAD, UNK]:
-            raise ValueError(f"{path} is not a film-rl vocabulary")
+        """A saved vocabulary, checked (a damaged one is a :class:`UserError` naming the file)."""
+        itos = read_json_object(Path(path), {"itos": list}, "film-rl vocabulary")["itos"]
+        if itos[:2] != [PAD, UNK] or not all(isinstance(w, str) and w for w in itos) or len(set(itos)) != len(itos):
+            raise UserError(f"{path} is not a film-rl vocabulary (expected unique words after {PAD}, {UNK})")
         return cls(itos[2:])
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from typing import Any
 
 from film_rl.errors import UserError
@@ -63,7 +65,8 @@ def run_ray(sweep: Sweep, max_concurrent: int | None, address: str | None) -> No
     """Run the sweep's unfinished trials as Ray Tune trials.
 
     :param address: a running cluster (``auto``, ``HOST:PORT``, ``ray://...``); ``None`` starts a
-        local Ray for the duration of the sweep (unless ``RAY_ADDRESS`` names one).
+        new local Ray for the duration of the sweep (unless ``RAY_ADDRESS`` names one), never
+        attaching to one that happens to run on the machine.
     """
     require_ray()
     import ray
@@ -76,12 +79,17 @@ def run_ray(sweep: Sweep, max_concurrent: int | None, address: str | None) -> No
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # film-rl shows the trials; Tune's own tables would interleave
     address = address or os.environ.get("RAY_ADDRESS")
     started_here = not ray.is_initialized()
+    own_temp: str | None = None
     if started_here:
         init: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
         if address is None:
-            init.update(num_cpus=available_cores(), include_dashboard=False)
+            # a Ray of the sweep's own, even when `ray start` left a cluster running on this machine
+            # (plain ray.init() would attach to it): fresh ports, and its own short temp folder
+            # (Ray's socket paths must stay under ~100 characters) instead of the shared /tmp/ray
+            own_temp = tempfile.mkdtemp(prefix="film-rl-ray-", dir="/tmp" if os.path.isdir("/tmp") else None)
+            init.update(num_cpus=available_cores(), include_dashboard=False, _temp_dir=own_temp)
         try:
-            ray.init(address=address, **init)
+            ray.init(address=address or "local", **init)
         except ConnectionError as err:
             raise UserError(f"cannot reach the Ray cluster at {address}: {err}") from None
     for name in ("ray.tune", "ray.train", "ray.air"):  # failures are in each trial's log and the summary
@@ -119,3 +127,5 @@ def run_ray(sweep: Sweep, max_concurrent: int | None, address: str | None) -> No
     finally:
         if started_here:
             ray.shutdown()
+        if own_temp is not None:
+            shutil.rmtree(own_temp, ignore_errors=True)

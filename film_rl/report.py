@@ -17,6 +17,7 @@ The 95% interval is Student's t: mean ± t(0.975, n-1)·s/√n over the n seeds 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections import defaultdict
@@ -28,6 +29,7 @@ import numpy as np
 
 from film_rl import runs
 from film_rl.errors import UserError
+from film_rl.files import write_atomically, write_csv, write_text
 from film_rl.sweep import SweepSpec, Trial, disk_state, load_spec
 
 TABLE_MD, TABLE_CSV, RUNS_CSV, CURVES = "report.md", "report.csv", "runs.csv", "curves.png"
@@ -52,17 +54,55 @@ class RunFigures:
 
 
 def progress_rows(run_dir: Path) -> list[dict[str, str]]:
-    """Every row SB3 logged, across the legs of a resumed run (``progress.csv``, ``progress.1.csv`` ...)."""
-    files = sorted(run_dir.glob("progress*.csv"), key=lambda p: (len(p.suffixes), p.name))
+    """Every row SB3 logged, across the legs of a resumed run, as one history.
+
+    A leg resumed from a checkpoint starts again at that checkpoint's timesteps: the rows an
+    earlier leg logged from there on (after the checkpoint, before a ``kill -9``) belong to a
+    branch that was lost, so they are dropped and timesteps only ever go forward. A row cut short
+    by a kill at the end of a leg is dropped too; a file that is not a CSV log is an error.
+    """
     rows: list[dict[str, str]] = []
-    for path in files:
-        with path.open(newline="") as handle:
-            rows.extend(csv.DictReader(handle))
+    for path in runs.progress_files(run_dir):
+        leg = read_progress(path)
+        if leg:
+            start = _steps(leg[0])
+            rows = [r for r in rows if _steps(r) < start]
+        rows.extend(leg)
     return rows
 
 
+def read_progress(path: Path) -> list[dict[str, str]]:
+    try:
+        text = path.read_bytes().decode()
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not a training log (binary bytes); it may be corrupted") from None
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror or err}") from None
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        rows = list(reader)
+    except csv.Error as err:
+        raise UserError(f"{path} is not a training log ({err})") from None
+    if rows and STEPS not in (reader.fieldnames or []):
+        raise UserError(f"{path} is not a training log (no {STEPS} column)")
+    complete = [r for r in rows if None not in r.values() and None not in r and _steps(r) >= 0]
+    if len(complete) < len(rows) - 1:  # only the last row may be cut short
+        raise UserError(f"{path} is not a training log ({len(rows) - len(complete)} malformed rows)")
+    return complete
+
+
+STEPS = "time/total_timesteps"
+
+
+def _steps(row: dict[str, str]) -> float:
+    try:
+        return float(row.get(STEPS) or -1)
+    except ValueError:
+        return -1.0
+
+
 def read_run(trial: Trial, run_dir: Path) -> RunFigures:
-    evaluation = json.loads((run_dir / runs.EVAL).read_text())
+    evaluation = runs.read_eval(run_dir / runs.EVAL)
     if "success_rate" in evaluation:
         final, curve_key = float(evaluation["success_rate"]), "rollout/success_rate"
     else:
@@ -71,14 +111,19 @@ def read_run(trial: Trial, run_dir: Path) -> RunFigures:
             ("rollout/human_normalized_mean"),
         )
     stats_path = runs.beside(run_dir / runs.MODEL, runs.STATS)
-    stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
-    episodes_to = {float(t): int(n) for t, n in stats.get("episodes_to", {}).items()}
+    stats = runs.read_stats(stats_path) if stats_path.is_file() else {}
+    try:
+        episodes_to = {float(t): int(n) for t, n in stats.get("episodes_to", {}).items()}
+    except (TypeError, ValueError):
+        raise UserError(f"{stats_path} is not a valid statistics file (episodes_to)") from None
     rows = progress_rows(run_dir)
-    points = [
-        (float(r["time/total_timesteps"]), float(r[curve_key]))
-        for r in rows
-        if r.get(curve_key) not in (None, "") and r.get("time/total_timesteps") not in (None, "")
-    ]
+    points = []
+    for r in rows:
+        if r.get(curve_key) not in (None, "") and r.get(STEPS) not in (None, ""):
+            try:
+                points.append((float(r[STEPS]), float(r[curve_key])))
+            except ValueError:
+                raise UserError(f"{run_dir}: a training log holds a non-numeric {curve_key}") from None
     last = rows[-1] if rows else {}
     return RunFigures(
         trial=trial,
@@ -86,10 +131,17 @@ def read_run(trial: Trial, run_dir: Path) -> RunFigures:
         final=final,
         atari="success_rate" not in evaluation,
         episodes_to=episodes_to,
-        fps=float(last.get("time/fps") or math.nan),
-        frames=int(float(last.get("time/total_timesteps") or 0)),
+        fps=_number(last.get("time/fps")),
+        frames=int(max(_steps(last), 0)),
         curve=np.array(points, dtype=float).reshape(-1, 2),
     )
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text or math.nan)
+    except ValueError:
+        return math.nan
 
 
 def collect(folder: Path, spec: SweepSpec) -> tuple[list[RunFigures], list[Trial]]:
@@ -234,9 +286,10 @@ def plot_curves(figures: list[RunFigures], spec: SweepSpec, path: Path, ylabel: 
     ax.set_ylabel(ylabel)
     ax.set_title(f"{spec.name}: mean and 95% CI across seeds")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    if ax.lines:  # a sweep whose progress files hold no curve yet still gets its (empty) axes
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    fig.savefig(path)
+    write_atomically(path, fig.savefig)
     plt.close(fig)
 
 
@@ -266,18 +319,16 @@ def report(folder: Path, out: Path | None = None, wandb_mode: str | None = None)
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(rows, spec, missing, metric)
     files = {"markdown": out / TABLE_MD, "csv": out / TABLE_CSV, "runs": out / RUNS_CSV, "curves": out / CURVES}
-    files["markdown"].write_text(text)
+    write_text(files["markdown"], text)
     header, data = csv_rows(rows)
-    with files["csv"].open("w", newline="") as handle:
-        csv.writer(handle).writerows([header, *data])
-    with files["runs"].open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(
-            ["trial", "setting", "seed", "final", "episodes_to_90", "episodes_to_99", "fps", "frames", "run"]
-        )
-        for f in figures:
-            eps = [f.episodes_to.get(t, "") for t in THRESHOLDS]
-            writer.writerow([f.trial.id, f.trial.setting, f.trial.seed, f.final, *eps, f.fps, f.frames, f.run_dir])
+    write_csv(files["csv"], [header, *data])
+    runs_table: list[list[Any]] = [
+        ["trial", "setting", "seed", "final", "episodes_to_90", "episodes_to_99", "fps", "frames", "run"]
+    ]
+    for f in figures:
+        eps = [f.episodes_to.get(t, "") for t in THRESHOLDS]
+        runs_table.append([f.trial.id, f.trial.setting, f.trial.seed, f.final, *eps, f.fps, f.frames, f.run_dir])
+    write_csv(files["runs"], runs_table)
     plot_curves(figures, spec, files["curves"], f"rolling training {metric}", bounded=not atari)
     log_to_wandb(spec, header, data, files, wandb_mode)
     return Report(rows, missing, files, text)
@@ -287,7 +338,7 @@ def log_to_wandb(
     spec: SweepSpec, header: list[str], data: list[list[Any]], files: dict[str, Path], mode: str | None
 ) -> None:
     """The table and the curves as one wandb run of ``job_type=report`` in the sweep's group."""
-    from film_rl.tracking import resolve_wandb_mode
+    from film_rl.tracking import finish_wandb, resolve_wandb_mode, warn
 
     logging_config = spec.base.get("logging", {})
     resolved = resolve_wandb_mode(mode or str(logging_config.get("wandb", "auto")))
@@ -295,22 +346,26 @@ def log_to_wandb(
         return
     import wandb
 
-    run = wandb.init(
-        project=logging_config.get("project", "film-rl"),
-        entity=logging_config.get("entity"),
-        group=spec.name,
-        job_type="report",
-        name=f"{spec.name}/report",
-        dir=str(files["markdown"].parent),
-        mode=resolved,  # type: ignore[arg-type]
-        settings=wandb.Settings(console="off", silent=True),
-    )
+    try:
+        run = wandb.init(
+            project=logging_config.get("project", "film-rl"),
+            entity=logging_config.get("entity"),
+            group=spec.name,
+            job_type="report",
+            name=f"{spec.name}/report",
+            dir=str(files["markdown"].parent),
+            mode=resolved,  # type: ignore[arg-type]
+            settings=wandb.Settings(console="off", silent=True),
+        )
+    except Exception as err:  # the report's files are written; wandb is extra
+        warn(f"wandb could not start ({type(err).__name__}); the report is in {files['markdown'].parent}")
+        return
     try:
         table = wandb.Table(columns=list[str | int](header), data=[[_plain(v) for v in row] for row in data])
         logged: dict[str, Any] = {"sweep/table": table, "sweep/curves": wandb.Image(str(files["curves"]))}
         run.log(logged)
     finally:
-        run.finish()
+        finish_wandb(run)
 
 
 def _plain(value: Any) -> Any:

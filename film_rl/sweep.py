@@ -52,8 +52,9 @@ from typing import Any
 import yaml
 
 from film_rl import runs
-from film_rl.config import ExperimentConfig, compose, load_experiment
+from film_rl.config import ExperimentConfig, compose, load_experiment, missing_keys, read_yaml
 from film_rl.errors import UserError, did_you_mean
+from film_rl.files import write_json, write_yaml
 
 SPEC, SUMMARY, TRIALS, LOG = "sweep.yaml", "summary.json", "trials", "trial.log"
 SWEEP_KEYS = ("grid", "seeds", "retries", "gpus_per_trial")
@@ -131,7 +132,7 @@ def parse_grid(texts: Sequence[str]) -> dict[str, list[Any]]:
 
 def declared_sweep(experiment: Path) -> dict[str, Any]:
     """The experiment file's own ``sweep:`` section, checked."""
-    raw = yaml.safe_load(experiment.read_text()) if experiment.is_file() else None
+    raw = read_yaml(experiment) if experiment.is_file() else None
     section = (raw or {}).get("sweep") or {} if isinstance(raw, dict) else {}
     if not isinstance(section, dict):
         raise UserError(f"{experiment}: sweep: expected a mapping with {', '.join(SWEEP_KEYS)}")
@@ -209,8 +210,24 @@ def sweep_dir(spec: SweepSpec) -> Path:
 
 
 def save_spec(spec: SweepSpec, folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / SPEC).write_text(yaml.safe_dump(asdict(spec), sort_keys=False))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create {folder}: {err.strerror or err}") from None
+    write_yaml(folder / SPEC, asdict(spec))
+
+
+#: what each field of a saved sweep.yaml must be (a hand-edited or damaged file is refused whole)
+_SPEC_TYPES: dict[str, Callable[[Any], bool]] = {
+    "name": lambda v: isinstance(v, str) and bool(v),
+    "experiment": lambda v: isinstance(v, str) and bool(v),
+    "grid": lambda v: isinstance(v, dict) and all(isinstance(x, list) and x for x in v.values()),
+    "seeds": lambda v: isinstance(v, list) and bool(v) and all(type(x) is int and x >= 0 for x in v),
+    "overrides": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "retries": lambda v: type(v) is int and v >= 0,
+    "gpus_per_trial": lambda v: type(v) in (int, float) and v >= 0,
+    "base": lambda v: isinstance(v, dict) and bool(v),
+}
 
 
 def load_spec(folder: Path, check_experiment: bool = True) -> SweepSpec:
@@ -219,10 +236,19 @@ def load_spec(folder: Path, check_experiment: bool = True) -> SweepSpec:
     path = folder / SPEC
     if not path.is_file():
         raise UserError(f"{folder} is not a sweep directory (no {SPEC})")
-    try:
-        spec = SweepSpec(**yaml.safe_load(path.read_text()))
-    except (TypeError, yaml.YAMLError) as err:
-        raise UserError(f"{path}: not a sweep file ({err})") from None
+    data = read_yaml(path)
+    for key, valid in _SPEC_TYPES.items():
+        if key not in data:
+            raise UserError(f"{path} is not a complete sweep file: '{key}' is missing")
+        if not valid(data[key]):
+            raise UserError(f"{path} is not a valid sweep file: '{key}' has the wrong type or value")
+    unknown = sorted(set(data) - set(_SPEC_TYPES))
+    if unknown:
+        raise UserError(f"{path} is not a sweep file: unknown key '{unknown[0]}'")
+    missing = missing_keys(ExperimentConfig, data["base"], "base")
+    if missing:
+        raise UserError(f"{path} is incomplete ({', '.join(missing[:3])} missing); it may have been truncated")
+    spec = SweepSpec(**data)
     if not check_experiment:
         return spec
     now = load_experiment(spec.experiment, list(spec.overrides)).to_dict()
@@ -252,8 +278,18 @@ class TrialState:
 
 
 def trial_runs(trial_dir: Path) -> list[Path]:
-    """The trial's run directories, oldest first (several when earlier attempts failed early)."""
-    return sorted((p.parent for p in trial_dir.glob(f"*/*/{runs.CONFIG}")), key=lambda p: p.name)
+    """The trial's run directories, oldest first (several when earlier attempts failed early).
+
+    A directory that holds saved models but no ``config.yaml`` is damaged, and an error: taken
+    for "no run yet", its training would silently start again from scratch beside it.
+    """
+    found = []
+    for path in trial_dir.glob("*/*"):
+        if (path / runs.CONFIG).is_file():
+            found.append(path)
+        elif path.is_dir() and ((path / runs.MODEL).exists() or runs.checkpoints(path)):
+            raise UserError(f"{path / runs.CONFIG} is missing; this run's saved models cannot be used without it")
+    return sorted(found, key=lambda p: p.name)
 
 
 def disk_state(folder: Path, trial: Trial) -> TrialState:
@@ -261,7 +297,9 @@ def disk_state(folder: Path, trial: Trial) -> TrialState:
     finished = [r for r in found if (r / runs.EVAL).is_file()]
     if finished:
         return TrialState(trial, "done", finished[-1])
-    resumable = [r for r in found if runs.checkpoints(r) and not (r / runs.MODEL).exists()]
+    # a checkpoint, or a model.zip whose evaluation was interrupted: `train --resume` goes on from
+    # it (and only evaluates a finished model), never from scratch
+    resumable = [r for r in found if runs.checkpoints(r) or (r / runs.MODEL).exists()]
     if resumable:
         return TrialState(trial, "partial", resumable[-1])
     return TrialState(trial, "pending", found[-1] if found else None)
@@ -271,7 +309,7 @@ def latest_progress(run_dir: Path | None) -> dict[str, str]:
     """The newest row SB3 wrote to the run's ``progress*.csv`` (a resumed run writes a new one)."""
     if run_dir is None:
         return {}
-    files = sorted(run_dir.glob("progress*.csv"), key=lambda p: p.stat().st_mtime)
+    files = runs.progress_files(run_dir)
     if not files:
         return {}
     # the live table asks every second, and a long run's log grows to ~1 MB: read only the header
@@ -284,7 +322,10 @@ def latest_progress(run_dir: Path | None) -> dict[str, str]:
     last = next((line for line in reversed(tail) if line.strip()), None)
     if last is None:
         return {}
-    (keys,), (values,) = csv.reader([first.decode()]), csv.reader([last])
+    try:  # a live display: a damaged log shows as no progress (report names it)
+        (keys,), (values,) = csv.reader([first.decode(errors="replace")]), csv.reader([last])
+    except (csv.Error, ValueError):
+        return {}
     return dict(zip(keys, values, strict=False))
 
 
@@ -329,6 +370,12 @@ class Sweep:
                 elif newest >= self.started:
                     self.set(trial_state.trial, "running", run_dir=seen.run_dir)
 
+    def check_finished(self) -> None:
+        """Read every finished trial's evaluation now: a damaged one is named before any work."""
+        for s in self.states.values():
+            if s.state == "done" and s.run_dir is not None:
+                runs.read_eval(s.run_dir / runs.EVAL)
+
     def todo(self) -> list[Trial]:
         return [s.trial for s in self.states.values() if s.state != "done"]
 
@@ -348,10 +395,10 @@ class Sweep:
             row: dict[str, Any] = {"trial": s.trial.id, "setting": s.trial.setting, "seed": s.trial.seed}
             row.update(state=s.state, attempts=s.attempts, run_dir=str(s.run_dir) if s.run_dir else None)
             if s.state == "done" and s.run_dir is not None:
-                row["eval"] = json.loads((s.run_dir / runs.EVAL).read_text())
+                row["eval"] = runs.read_eval(s.run_dir / runs.EVAL)
             rows.append(row)
         summary = {"sweep": self.spec.name, "trials": rows}
-        runs.write_json_atomically(self.folder / SUMMARY, summary)
+        write_json(self.folder / SUMMARY, summary, indent=1)
         return summary
 
 
@@ -487,7 +534,7 @@ def progress_rows(sweep: Sweep, budgets: dict[str, int]) -> list[tuple[str, ...]
         steps = int(float(last.get("time/total_timesteps") or 0))
         score = last.get("rollout/success_rate") or last.get("rollout/human_normalized_mean")
         if s.state == "done" and s.run_dir is not None:
-            final = json.loads((s.run_dir / runs.EVAL).read_text())
+            final = runs.read_eval(s.run_dir / runs.EVAL)
             score = str(final.get("success_rate", (final.get("human_normalized") or {}).get("mean", "")))
             steps = steps or budgets[trial_id]
         state = s.state if s.attempts <= 1 else f"{s.state} (try {s.attempts})"

@@ -7,15 +7,20 @@ no TensorBoard syncing or patching.
 
 from __future__ import annotations
 
+import netrc
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 from stable_baselines3.common.logger import CSVOutputFormat, KVWriter, Logger, TensorBoardOutputFormat
 
 from film_rl.config import ExperimentConfig
+from film_rl.errors import UserError
+from film_rl.files import write_text
 
 WANDB_ID_FILE = "wandb_id.txt"
 
@@ -26,12 +31,33 @@ def resolve_wandb_mode(requested: str) -> str:
         return requested
     if os.environ.get("WANDB_MODE") in ("online", "offline", "disabled"):
         return os.environ["WANDB_MODE"]
+    return "online" if has_api_key() else "offline"
+
+
+def has_api_key() -> bool:
+    """Whether wandb has a key to log in with: ``WANDB_API_KEY``, or ``wandb login``'s netrc entry
+    for the server (``WANDB_BASE_URL``, default api.wandb.ai)."""
     if os.environ.get("WANDB_API_KEY"):
-        return "online"
-    netrc = Path.home() / ".netrc"
-    if netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"):
-        return "online"
-    return "offline"
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or "api.wandb.ai"
+    path = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
+    try:
+        return netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def check_wandb(config: ExperimentConfig) -> None:
+    """``online`` asked for explicitly needs a key: refuse before any work rather than fail later."""
+    if config.logging.wandb == "online" and not has_api_key():
+        raise UserError(
+            "logging.wandb=online but no wandb API key is configured (run `wandb login` or set WANDB_API_KEY); "
+            "use logging.wandb=offline to log now and `wandb sync` later"
+        )
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def run_tags(config: ExperimentConfig) -> list[str]:
@@ -47,28 +73,59 @@ def run_tags(config: ExperimentConfig) -> list[str]:
 
 
 def start_wandb(config: ExperimentConfig, run_dir: Path) -> Any | None:
-    """Start (or, for a resumed run, continue) this run's wandb run; ``None`` when disabled."""
+    """Start (or, for a resumed run, continue) this run's wandb run; ``None`` when disabled.
+
+    wandb never stops training: when the online run cannot start (no server, a rejected key), the
+    run logs to wandb offline instead, ``wandb sync``-able later, and says so in one line.
+    """
     mode = resolve_wandb_mode(config.logging.wandb)
     if mode == "disabled":
         return None
     import wandb
 
     id_file = run_dir / WANDB_ID_FILE
-    run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
-    id_file.write_text(run_id)
-    return wandb.init(
-        project=config.logging.project,
-        entity=config.logging.entity,
-        group=config.logging.group or config.name,
-        name=f"{config.name}/{run_dir.name}",
-        tags=run_tags(config),
-        config=config.to_dict(),
-        dir=str(run_dir),
-        mode=mode,  # type: ignore[arg-type]
-        id=run_id,
-        resume="allow",
-        settings=wandb.Settings(console="off", silent=True),
-    )
+    run_id = id_file.read_text(errors="replace").strip() if id_file.is_file() else ""
+    if not run_id.isalnum():  # missing or damaged: a new id (the dashboard shows a new run)
+        run_id = secrets.token_hex(4)
+        write_text(id_file, run_id)
+
+    def init(mode: str) -> Any:
+        return wandb.init(
+            project=config.logging.project,
+            entity=config.logging.entity,
+            group=config.logging.group or config.name,
+            name=f"{config.name}/{run_dir.name}",
+            tags=run_tags(config),
+            config=config.to_dict(),
+            dir=str(run_dir),
+            mode=mode,  # type: ignore[arg-type]
+            id=run_id,
+            resume="allow",
+            settings=wandb.Settings(console="off", silent=True),
+        )
+
+    try:
+        return init(mode)
+    except Exception as err:  # whatever wandb raises, training goes on
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        if mode == "offline":
+            warn(f"wandb could not start ({reason}); this run logs to TensorBoard and CSV only")
+            return None
+        warn(f"wandb could not start online ({reason}); logging offline: `wandb sync {run_dir / 'wandb'}` later")
+        wandb.teardown()  # the failed online run still holds the id in wandb's service
+    try:
+        return init("offline")
+    except Exception as err:
+        warn(f"wandb could not start offline either ({type(err).__name__}); logging to TensorBoard and CSV only")
+        return None
+
+
+def finish_wandb(run: Any) -> None:
+    """Close the wandb run; a failure to sync the end is a warning, never a lost training run."""
+    try:
+        run.finish()
+    except Exception as err:
+        warn(f"wandb could not finish its run ({type(err).__name__}); its files stay in the run directory")
 
 
 class WandbWriter(KVWriter):
@@ -88,8 +145,12 @@ class WandbWriter(KVWriter):
             and not isinstance(value, bool)
             and "wandb" not in (key_excluded.get(key) or ())
         }
-        if scalars:
-            self.run.log(scalars, step=int(step))
+        if scalars and self.run is not None:
+            try:
+                self.run.log(scalars, step=int(step))
+            except Exception as err:  # wandb failing must not stop training
+                warn(f"wandb stopped accepting scalars ({type(err).__name__}); TensorBoard and CSV go on")
+                self.run = None
 
     def close(self) -> None:
         return None

@@ -7,10 +7,12 @@ algorithm with the FiLM policy, the loggers and callbacks, learns, saves ``model
 
 from __future__ import annotations
 
-import json
 import os
 import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,24 +33,42 @@ from film_rl.agile import (
     load_reward_model,
     save_reward_model,
 )
-from film_rl.callbacks import Checkpointer, GameStats, InstructionStats, PeriodicEval, StopOnSignal
-from film_rl.config import AlgorithmConfig, ExperimentConfig, load_experiment, save_config
+from film_rl.callbacks import (
+    Checkpointer,
+    Diverged,
+    GameStats,
+    InstructionStats,
+    PeriodicEval,
+    StopOnNonFinite,
+    StopOnSignal,
+    first_non_finite,
+)
+from film_rl.config import AlgorithmConfig, ExperimentConfig, check_ranges, load_saved_config, save_config
 from film_rl.envs import check_levels, make_vec_env
 from film_rl.errors import UserError
 from film_rl.evaluate import EvalResult, evaluate
+from film_rl.files import remove_stale_temporaries, write_error, write_json, write_text
 from film_rl.instructions import Vocabulary
 from film_rl.networks import fused_adam
 from film_rl.policies import FilmCnnPolicy, FilmLstmPolicy, GameFeatures
 from film_rl.reward_model import RewardModelTrainer
-from film_rl.tracking import make_logger, start_wandb
+from film_rl.tracking import check_wandb, finish_wandb, make_logger, start_wandb
 
 
 class TrainingInterrupted(Exception):
-    """Training stopped on Ctrl-C / SIGTERM after saving a checkpoint."""
+    """Training stopped on Ctrl-C / SIGTERM after saving a checkpoint (or, during the final
+    evaluation, with the trained model already saved)."""
 
-    def __init__(self, run_dir: Path, checkpoint: Path, signum: int) -> None:
+    def __init__(self, run_dir: Path, checkpoint: Path, signum: int, evaluating: bool = False) -> None:
         super().__init__(f"interrupted; checkpoint saved to {checkpoint}")
-        self.run_dir, self.checkpoint, self.signum = run_dir, checkpoint, signum
+        self.run_dir, self.checkpoint, self.signum, self.evaluating = run_dir, checkpoint, signum, evaluating
+        #: steps of an unfinished rollout, collected but never trained on, so not counted
+        self.dropped = 0
+
+
+class _EvaluationStopped(Exception):
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
 
 
 @dataclass
@@ -64,11 +84,27 @@ class TrainResult:
     seconds: float
 
 
+def check_device(device: str) -> None:
+    """A device torch knows the name of (whether this machine has it is :func:`resolve_device`'s)."""
+    if device == "auto":
+        return
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise UserError(f"device: '{device}' is not a torch device (auto, cpu, cuda, cuda:1, ...)") from None
+
+
 def resolve_device(device: str) -> str:
+    check_device(device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    kind = torch.device(device).type
+    if kind == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device '{device}' asked for, but this machine has no CUDA GPU (use device=auto)")
+    if kind == "cuda" and (torch.device(device).index or 0) >= torch.cuda.device_count():
+        raise UserError(f"device '{device}': this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if kind not in ("cpu", "cuda"):
+        raise UserError(f"device '{device}': film-rl trains on cpu or cuda")
     return device
 
 
@@ -167,23 +203,9 @@ def build_model(config: ExperimentConfig, env: VecEnv, device: str) -> BaseAlgor
 
 
 def validate(config: ExperimentConfig) -> None:
-    """Range checks the types alone cannot express."""
-    positive = {
-        "env.n_envs": config.env.n_envs,
-        "agent.algorithm.n_steps": config.agent.algorithm.n_steps,
-        "agent.algorithm.batch_size": config.agent.algorithm.batch_size,
-        "agent.algorithm.n_epochs": config.agent.algorithm.n_epochs,
-        "budget.timesteps": config.budget.timesteps,
-        "eval.episodes": config.eval.episodes,
-        "env.max_instruction_length": config.env.max_instruction_length,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise UserError(f"{key} must be positive, got {value}")
-    if config.agent.algorithm.learning_rate <= 0:
-        raise UserError("agent.algorithm.learning_rate must be positive")
-    if not config.agent.channels or min(config.agent.channels) <= 0:
-        raise UserError("agent.channels must list positive widths")
+    """What the config's declared ranges alone cannot express: levels, devices, combinations."""
+    check_ranges(config)
+    check_device(config.device)
     if config.env.kind == "atari":
         from film_rl.atari import validate_atari
 
@@ -195,21 +217,17 @@ def validate(config: ExperimentConfig) -> None:
     else:
         check_levels(config.env.levels)
     rm = config.agent.reward_model
-    if rm.enabled:
-        if not 0.0 < rm.threshold < 1.0:
-            raise UserError(f"agent.reward_model.threshold must be in (0, 1), got {rm.threshold}")
-        if not 0.0 <= rm.mismatched <= 1.0:
-            raise UserError(f"agent.reward_model.mismatched must be in [0, 1], got {rm.mismatched}")
-        if not 0.0 <= rm.rho < 1.0:
-            raise UserError(f"agent.reward_model.rho must be in [0, 1), got {rm.rho}")
-        if rm.batch_size < 2 or rm.batch_size % 2:
-            raise UserError(f"agent.reward_model.batch_size must be even and at least 2, got {rm.batch_size}")
-        if min(rm.goal_episodes, rm.updates_per_rollout, rm.replay_capacity) <= 0 or rm.warmup_updates < 0:
-            raise UserError(
-                "agent.reward_model.goal_episodes, updates_per_rollout and replay_capacity must be positive"
-            )
-        if rm.learning_rate <= 0:
-            raise UserError("agent.reward_model.learning_rate must be positive")
+    if rm.enabled and rm.batch_size % 2:
+        raise UserError(f"agent.reward_model.batch_size must be even (half goal states), got {rm.batch_size}")
+
+
+def check_before_writing(config: ExperimentConfig) -> str:
+    """Everything that can be refused before a run writes a file: the config's values, the device
+    (returned, resolved) and whether wandb can log as asked."""
+    validate(config)
+    device = resolve_device(config.device)
+    check_wandb(config)
+    return device
 
 
 def _learn(
@@ -220,11 +238,15 @@ def _learn(
     device: str,
     reward_model: RewardModelTrainer | None = None,
     stats_state: dict[str, Any] | None = None,
+    trained: bool = False,
 ) -> TrainResult:
     """Shared by fresh and resumed runs: learn to the budget, save, evaluate, log.
 
     ``stats_state``: a resumed run's episode bookkeeping (:meth:`InstructionStats.state`).
+    ``trained``: the model is the run's finished ``model.zip``: only evaluate it.
     """
+    for folder in (run_dir, run_dir / runs.CHECKPOINTS):
+        remove_stale_temporaries(folder)  # left by a process killed while writing
     wandb_run = start_wandb(config, run_dir)
     model.set_logger(make_logger(run_dir, config.logging.tensorboard, wandb_run))
     stats: InstructionStats | GameStats
@@ -238,12 +260,12 @@ def _learn(
     def save_extra(path: Path) -> None:
         """Beside every saved model: the episode bookkeeping, and AGILE's reward model."""
         if isinstance(stats, InstructionStats):
-            runs.write_json_atomically(runs.beside(path, runs.STATS), stats.state())
+            write_json(runs.beside(path, runs.STATS), stats.state())
         if reward_model is not None:
             save_reward_model(reward_model, runs.beside(path, REWARD_MODEL))
 
     checkpointer = Checkpointer(run_dir, config.checkpoint.freq, config.checkpoint.keep, save_extra)
-    callbacks: list[Any] = [stats, checkpointer]
+    callbacks: list[Any] = [StopOnNonFinite(), stats, checkpointer]
     if reward_model is not None:
         settings = config.agent.reward_model
         env = model.get_env()
@@ -264,27 +286,38 @@ def _learn(
     if config.eval.freq > 0:
         callbacks.append(PeriodicEval(lambda: evaluate_now(config.eval.freq_episodes, 10_000), config.eval.freq))
     start_steps = model.num_timesteps
-    remaining = config.budget.timesteps - start_steps
+    remaining = 0 if trained else config.budget.timesteps - start_steps
     started = time.perf_counter()
+    model_path = run_dir / runs.MODEL
     try:
         with StopOnSignal() as stopper:
             if remaining > 0:
-                model.learn(
-                    remaining,
-                    callback=CallbackList([*callbacks, stopper]),
-                    progress_bar=config.logging.progress_bar,
-                    reset_num_timesteps=start_steps == 0,
-                    tb_log_name="ppo",
-                )
+                try:
+                    model.learn(
+                        remaining,
+                        callback=CallbackList([*callbacks, stopper]),
+                        progress_bar=config.logging.progress_bar,
+                        reset_num_timesteps=start_steps == 0,
+                        tb_log_name="ppo",
+                    )
+                except Exception as err:
+                    raise _explain(err, model, config, run_dir) from None
             if stopper.received is not None:
+                interrupted_at = model.num_timesteps
+                model.num_timesteps = stopper.rollout_start  # what was trained on, not merely collected
                 path = checkpointer.save()
-                raise TrainingInterrupted(run_dir, path, stopper.received)
-        elapsed = time.perf_counter() - started
-        model_path = run_dir / runs.MODEL
-        runs.save_atomically(model, model_path)
-        save_extra(model_path)
-        result = evaluate_now(config.eval.episodes, 1_000_000)
-        (run_dir / runs.EVAL).write_text(result.to_json())
+                stop = TrainingInterrupted(run_dir, path, stopper.received)
+                stop.dropped = interrupted_at - model.num_timesteps
+                raise stop
+            elapsed = time.perf_counter() - started
+            if not trained:
+                save_extra(model_path)  # first: a model is complete once its zip exists
+                runs.save_atomically(model, model_path)
+            if stopper.received is not None:  # a signal while saving: the model is safe now
+                raise _EvaluationStopped(stopper.received)
+            with _raise_on_signal():  # the model is safe: a signal may stop the evaluation anywhere
+                result = evaluate_now(config.eval.episodes, 1_000_000)
+        write_text(run_dir / runs.EVAL, result.to_json())
         if wandb_run is not None:
             wandb_run.summary.update({f"eval/{k}": v for k, v in result.scalars().items()})
         return TrainResult(
@@ -297,10 +330,51 @@ def _learn(
             fps=(model.num_timesteps - start_steps) / max(elapsed, 1e-9),
             seconds=elapsed,
         )
+    except Diverged as err:  # the interrupt's checkpoint refused a diverged model
+        raise _explain(err, model, config, run_dir) from None
+    except _EvaluationStopped as stop:
+        raise TrainingInterrupted(run_dir, model_path, stop.signum, evaluating=True) from None
+    except OSError as err:  # a log SB3 or TensorBoard writes directly
+        raise write_error(err, Path(err.filename or run_dir)) from None
     finally:
         model.get_env().close()  # type: ignore[union-attr]
         if wandb_run is not None:
-            wandb_run.finish()
+            finish_wandb(wandb_run)
+
+
+def _explain(err: Exception, model: BaseAlgorithm, config: ExperimentConfig, run_dir: Path) -> Exception:
+    """A failure inside SB3's ``learn`` that the user can act on, as one line; else the error itself."""
+    if isinstance(err, OSError):
+        return write_error(err, Path(err.filename or run_dir))
+    bad = err.parameter if isinstance(err, Diverged) else first_non_finite(model)
+    if bad is None and isinstance(err, ValueError) and "found invalid values" in str(err):
+        bad = "the policy's output"  # finite but huge weights: torch.distributions refuses NaN logits
+    if bad is None:
+        return err
+    saved = runs.checkpoints(run_dir)
+    last = f"the last good checkpoint is {saved[-1][1]}" if saved else "no checkpoint was written before it"
+    return UserError(
+        f"training diverged at {model.num_timesteps:,} timesteps ({bad} is no longer finite); {last}. "
+        f"Train again with a smaller agent.algorithm.learning_rate (this run: {config.agent.algorithm.learning_rate:g})"
+    )
+
+
+@contextmanager
+def _raise_on_signal() -> Iterator[None]:
+    """Ctrl-C / SIGTERM stop what runs at once (nothing in it needs saving)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _EvaluationStopped(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _set_threads(config: ExperimentConfig) -> None:
@@ -310,9 +384,8 @@ def _set_threads(config: ExperimentConfig) -> None:
 
 def train(config: ExperimentConfig) -> TrainResult:
     """Train a fresh run of ``config``; returns where it went and how well it does."""
-    validate(config)
+    device = check_before_writing(config)
     _set_threads(config)
-    device = resolve_device(config.device)
     run_dir = runs.new_run_dir(config)
     save_config(config, run_dir / runs.CONFIG)
     vocab = Vocabulary.babyai()
@@ -326,11 +399,60 @@ def train(config: ExperimentConfig) -> TrainResult:
 RESUMABLE_SECTIONS = ("budget.", "eval.", "checkpoint.", "logging.", "threads", "device")
 
 
+@dataclass
+class _Resumable:
+    state: runs.SavedState
+    model: BaseAlgorithm
+    stats: dict[str, Any] | None
+
+
+def _open_state(config: ExperimentConfig, state: runs.SavedState, device: str) -> _Resumable:
+    """Load a saved model and what lies beside it; any damage is a UserError naming the file."""
+    if state.timesteps is None:
+        raise UserError(state.problem)
+    model = runs.load_model(config, state.path, device=device)
+    stats_path = runs.beside(state.path, runs.STATS)
+    stats = runs.read_stats(stats_path) if stats_path.exists() else None
+    if config.agent.reward_model.enabled and not runs.beside(state.path, REWARD_MODEL).exists():
+        raise UserError(f"{runs.beside(state.path, REWARD_MODEL)} is missing; the reward model cannot go on")
+    return _Resumable(state, model, stats)
+
+
+def newest_intact(run_dir: Path, config: ExperimentConfig, device: str) -> _Resumable:
+    """The newest saved model (``model.zip`` or a checkpoint, by timesteps) that loads whole.
+
+    A damaged newer one is moved aside to ``NAME.corrupt`` (kept, never deleted) and said so, so
+    that the run goes on from the newest state it really has.
+    """
+    found = runs.saved_states(run_dir)
+    if not found:
+        raise UserError(f"{run_dir} has no {runs.MODEL} and no checkpoint to resume from")
+    problems = []
+    for state in found:
+        try:
+            opened = _open_state(config, state, device)
+        except UserError as err:
+            problems.append((state, str(err)))
+            continue
+        for bad, why in problems:
+            for part in runs.saved_with(bad.path):
+                if part.exists() and part.suffix != ".corrupt":
+                    part.rename(part.with_name(part.name + ".corrupt"))
+            print(f"skipped {bad.path.relative_to(run_dir)} ({why}); kept it as {bad.path.name}.corrupt", flush=True)
+        return opened
+    raise UserError(
+        f"{run_dir}: no saved model can be loaded (newest: {problems[0][1]})" if len(problems) == 1 else
+        f"{run_dir}: none of its {len(problems)} saved models can be loaded; newest: {problems[0][1]}"
+    )  # fmt: skip
+
+
 def resume(run_dir: Path, overrides: list[str] | None = None) -> TrainResult:
-    """Continue ``run_dir`` from its latest checkpoint (model, optimizer, timesteps, vocabulary).
+    """Continue ``run_dir`` from its newest intact saved model (model, optimizer, timesteps,
+    episode statistics, vocabulary), or only evaluate it when its training had finished.
 
     Only the budget, evaluation, checkpoint, logging, threads and device may change on resume;
-    the rest of the config is the run's own.
+    the rest of the config is the run's own. The changed config is checked like a new run's
+    before it replaces the saved one.
     """
     if not run_dir.is_dir():
         raise UserError(f"no such run directory: {run_dir}")
@@ -339,40 +461,61 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> TrainResult:
             raise UserError(
                 f"cannot change '{override.split('=')[0]}' when resuming; only {', '.join(RESUMABLE_SECTIONS)}"
             )
-    config = runs.read_config(run_dir)
-    if overrides:
-        config = load_experiment(run_dir / runs.CONFIG, overrides)
-        save_config(config, run_dir / runs.CONFIG)
+    saved = runs.read_config(run_dir)
+    config = load_saved_config(run_dir / runs.CONFIG, overrides) if overrides else saved
+    device = check_before_writing(config)
     vocab = runs.read_vocab(run_dir)
-    # a finished run's model.zip is its newest state; otherwise the newest checkpoint is
-    found = runs.checkpoints(run_dir)
-    latest = run_dir / runs.MODEL if (run_dir / runs.MODEL).exists() else (found[-1][1] if found else None)
-    if latest is None:
-        raise UserError(f"{run_dir} has no checkpoint to resume from")
     _set_threads(config)
-    device = resolve_device(config.device)
-    model = runs.load_model(config, latest, device=device)
-    # a run stopped after its last checkpoint but before its evaluation is finished off, not refused
-    if model.num_timesteps >= config.budget.timesteps and (run_dir / runs.EVAL).exists():
-        raise UserError(
-            f"{run_dir} already reached its budget ({model.num_timesteps} >= {config.budget.timesteps} timesteps); "
-            "pass budget.timesteps=N to train it further"
-        )
+    latest = newest_intact(run_dir, config, device)
+    model, steps = latest.model, latest.model.num_timesteps
+    # model.zip is written when training ends: at the budget, or early at budget.stop_at_success
+    # (then only a budget raised now trains on); a checkpoint newer than it is an extension's
+    finished = latest.state.path.name == runs.MODEL and (
+        steps >= config.budget.timesteps
+        or (config.budget.stop_at_success is not None and config.budget.timesteps <= saved.budget.timesteps)
+    )
+    if finished:
+        if _evaluated(run_dir):
+            why = "already reached its budget" if steps >= config.budget.timesteps else "stopped at stop_at_success"
+            raise UserError(
+                f"{run_dir} {why} ({steps:,} timesteps, evaluated in {runs.EVAL}); "
+                f"pass budget.timesteps=N above {max(steps, saved.budget.timesteps):,} to train it further"
+            )
+        print(f"{runs.MODEL} at {steps:,} timesteps finished training; evaluating it", flush=True)
+    else:
+        print(f"continued from {latest.state.path.relative_to(run_dir)} at {steps:,} timesteps", flush=True)
+    if overrides:
+        save_config(config, run_dir / runs.CONFIG)
     reward_model = None
     if config.agent.reward_model.enabled:
         reward_model = build_reward_model(config, vocab, run_dir, device)
-        saved = runs.beside(latest, REWARD_MODEL)
-        if not saved.exists():
-            raise UserError(f"{run_dir} is an AGILE run but {saved} is missing; cannot resume its reward model")
-        load_reward_model(reward_model, saved)
-    print(f"continued from {latest.relative_to(run_dir)} at {model.num_timesteps:,} timesteps", flush=True)
+        load_reward_model(reward_model, runs.beside(latest.state.path, REWARD_MODEL))
     # fresh episodes, not a replay of the first leg's
-    model.set_env(build_env(config, vocab, config.seed + model.num_timesteps, reward_model))
-    stats_path = runs.beside(latest, runs.STATS)
-    stats_state = json.loads(stats_path.read_text()) if stats_path.exists() else None
-    return _learn(model, config, run_dir, vocab, device, reward_model, stats_state)
+    model.set_env(build_env(config, vocab, config.seed + steps, reward_model))
+    return _learn(model, config, run_dir, vocab, device, reward_model, latest.stats, trained=finished)
+
+
+def _evaluated(run_dir: Path) -> bool:
+    """Whether the run has its final evaluation; a damaged one is done again, and said so."""
+    if not (run_dir / runs.EVAL).exists():
+        return False
+    try:
+        runs.read_eval(run_dir / runs.EVAL)
+    except UserError as err:
+        print(f"{err}; evaluating again", flush=True)
+        return False
+    return True
 
 
 def describe_interrupt(err: TrainingInterrupted) -> str:
     name = signal.Signals(err.signum).name
-    return f"{name}: checkpoint saved to {err.checkpoint}\nresume with: film-rl train --resume {err.run_dir}"
+    if err.evaluating:
+        return (
+            f"{name} during the final evaluation; the trained model is saved in {err.checkpoint}\n"
+            f"evaluate it with: film-rl train --resume {err.run_dir}"
+        )
+    dropped = f" ({err.dropped:,} steps of an unfinished rollout were not trained on, so not counted)"
+    return (
+        f"{name}: checkpoint saved to {err.checkpoint}{dropped if err.dropped else ''}\n"
+        f"resume with: film-rl train --resume {err.run_dir}"
+    )

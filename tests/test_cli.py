@@ -3,7 +3,10 @@
 import json
 import zipfile
 
+import pytest
 from conftest import TINY, only_run_dir, run_cli
+
+from film_rl import cli
 
 EVAL_KEYS = {"success_rate", "mean_return", "mean_episode_length", "episodes", "per_kind"}
 
@@ -54,36 +57,41 @@ def test_wandb_offline_leaves_a_syncable_run(tmp_path):
     assert offline and any(offline[0].glob("*.wandb"))
 
 
-def _error(done):
-    assert done.returncode == 2, (done.returncode, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+def _error(capsys, *args: str) -> str:
+    """The one line ``film-rl ARGS`` prints on stderr for bad input (run in this process, where a
+    traceback fails the test as the one a user would see)."""
+    code = cli.main(list(args))
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, (code, err)
     return lines[0]
 
 
-def test_bad_input_is_one_line_and_exit_status_2(tiny_run, tmp_path):
-    assert "no such experiment file" in _error(run_cli("train", "experiments/nope.yaml"))
-    line = _error(run_cli("train", "experiments/quickstart.yaml", "agent.conditionng=film"))
+def test_bad_input_is_one_line_and_exit_status_2(tiny_run, tmp_path, capsys):
+    assert "no such experiment file" in _error(capsys, "train", "experiments/nope.yaml")
+    line = _error(capsys, "train", "experiments/quickstart.yaml", "agent.conditionng=film")
     assert "agent.conditionng" in line and "conditioning" in line
-    assert "expected an integer" in _error(run_cli("train", "experiments/quickstart.yaml", "seed=abc"))
-    line = _error(run_cli("train", "experiments/quickstart.yaml", "env.levels=[BabyAI-GoToRedBal-v0]"))
+    assert "expected an integer" in _error(capsys, "train", "experiments/quickstart.yaml", "seed=abc")
+    line = _error(capsys, "train", "experiments/quickstart.yaml", "env.levels=[BabyAI-GoToRedBal-v0]")
     assert "unknown env id" in line and "BabyAI-GoToRedBall-v0" in line
-    assert "--episodes" in _error(run_cli("evaluate", str(tiny_run), "--episodes", "x"))
-    assert "no such run" in _error(run_cli("evaluate", str(tmp_path / "nothing")))
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own errors exit from inside parse_args
+        cli.main(["evaluate", str(tiny_run), "--episodes", "x"])
+    assert exit_info.value.code == 2 and "--episodes" in capsys.readouterr().err
+    assert "no such run" in _error(capsys, "evaluate", str(tmp_path / "nothing"))
 
     corrupted = tmp_path / "run"
     corrupted.mkdir()
     for name in ("config.yaml", "vocab.json"):
         (corrupted / name).write_bytes((tiny_run / name).read_bytes())
     (corrupted / "model.zip").write_bytes((tiny_run / "model.zip").read_bytes()[:2000])
-    assert "corrupted" in _error(run_cli("evaluate", str(corrupted)))
+    assert "corrupted" in _error(capsys, "evaluate", str(corrupted))
     with zipfile.ZipFile(corrupted / "model.zip", "w") as z:
         z.writestr("data", "{not json")
-    assert "cannot load" in _error(run_cli("evaluate", str(corrupted)))
+    assert "not a saved model" in _error(capsys, "evaluate", str(corrupted))
     (corrupted / "vocab.json").unlink()
-    assert "missing vocab.json" in _error(run_cli("evaluate", str(corrupted)))
+    assert "vocab.json is missing" in _error(capsys, "evaluate", str(corrupted))
     (corrupted / "config.yaml").unlink()
-    assert "not a run directory" in _error(run_cli("evaluate", str(corrupted)))
+    assert "not a run directory" in _error(capsys, "evaluate", str(corrupted))
 
 
 def test_help_lists_the_commands():

@@ -4,6 +4,7 @@ import gymnasium as gym
 import pytest
 
 from film_rl.envs import babyai_levels
+from film_rl.errors import UserError
 from film_rl.instructions import UNK, Vocabulary, split_words
 
 
@@ -45,5 +46,5 @@ def test_save_and_load_round_trip(tmp_path):
     vocab.save(tmp_path / "vocab.json")
     assert Vocabulary.load(tmp_path / "vocab.json") == vocab
     (tmp_path / "bad.json").write_text('{"itos": ["a", "b"]}')
-    with pytest.raises(ValueError, match="not a film-rl vocabulary"):
+    with pytest.raises(UserError, match="not a film-rl vocabulary"):
         Vocabulary.load(tmp_path / "bad.json")

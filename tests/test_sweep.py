@@ -4,12 +4,14 @@ without rerunning finished trials, aggregated into a table and curves."""
 import csv
 import json
 import math
+import os
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,7 +73,9 @@ def test_local_sweep_runs_every_setting_and_seed_as_an_ordinary_run(local_sweep:
         assert "run directory:" in (local_sweep / "trials" / trial / "trial.log").read_text()
 
 
-def test_resume_skips_finished_trials_and_resumes_an_interrupted_one(local_sweep: Path, tmp_path: Path) -> None:
+def test_resume_skips_finished_trials_and_resumes_an_interrupted_one(
+    local_sweep: Path, tmp_path: Path, ray_cluster
+) -> None:
     folder = tmp_path / "sweep"
     shutil.copytree(local_sweep, folder)
     before = {t: (trial_run(folder, t) / "model.zip").stat().st_mtime_ns for t in TRIALS}
@@ -80,8 +84,10 @@ def test_resume_skips_finished_trials_and_resumes_an_interrupted_one(local_sweep
     (interrupted / "eval.json").unlink()
     assert list((interrupted / "checkpoints").glob("step_*.zip"))
 
-    # resumed on a Ray the sweep starts for itself: the disk, not the backend, says what is done
-    done = run_cli("sweep", "--resume", str(folder), "--backend", "ray", RAY_AUTH_MODE="disabled")
+    # resumed on a Ray the sweep starts for itself, although another cluster runs on the machine
+    # (plain ray.init() would attach to it): the disk, not the backend, says what is done
+    _, env = ray_cluster
+    done = run_cli("sweep", "--resume", str(folder), "--backend", "ray", RAY_AUTH_MODE="disabled", TMPDIR=env["TMPDIR"])
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4 trials (3 finished), backend ray" in done.stdout
     assert trial_run(folder, TRIALS[1]) == interrupted  # resumed in place, not started over
@@ -95,27 +101,34 @@ def test_resume_skips_finished_trials_and_resumes_an_interrupted_one(local_sweep
 
 
 @pytest.fixture
-def ray_cluster(tmp_path: Path):
-    """A 2-CPU Ray cluster of its own, as `ray start --head` makes one on a cluster's head node."""
+def ray_cluster():
+    """A 2-CPU Ray cluster of its own, as `ray start --head` makes one on a workstation or a
+    cluster's head node: ``(address, environment)``. Its temp folder (``TMPDIR``) is its own, so
+    that a command run with that environment sees this cluster as "the running one" and nothing
+    of another test suite's Ray; it is stopped by its process group, leaving other clusters alone."""
     pytest.importorskip("ray")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    ray = [str(Path(sys.executable).parent / "ray")]
-    env = cli_env(RAY_AUTH_MODE="disabled")  # a throwaway local cluster needs no token
-    start = [*ray, "start", "--head", "--num-cpus=2", "--include-dashboard=false", f"--port={port}"]
-    up = subprocess.run([*start, "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=120)
-    assert up.returncode == 0, up.stderr
+    temp = Path(tempfile.mkdtemp(prefix="film-rl-test-ray-"))  # short: Ray's socket paths are limited
+    env = cli_env(RAY_AUTH_MODE="disabled", TMPDIR=str(temp))  # a throwaway local cluster needs no token
+    start = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--num-cpus=2"]
+    start += ["--include-dashboard=false", f"--port={port}", "--disable-usage-stats"]
+    head = subprocess.Popen(start, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        yield f"127.0.0.1:{port}"
+        while not (temp / "ray" / "ray_current_cluster").is_file():  # written once the head is up
+            assert head.poll() is None, head.stderr.read().decode() if head.stderr else ""
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}", env
     finally:
-        subprocess.run([*ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        os.killpg(head.pid, signal.SIGKILL)  # the head and the processes it started: its group alone
+        head.wait(timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_ray_backend_runs_the_same_trials_on_a_ray_cluster(local_sweep: Path, tmp_path: Path, ray_cluster: str) -> None:
-    done = sweep(
-        tmp_path, "ray", "--backend", "ray", "--ray-address", ray_cluster, timeout=400, RAY_AUTH_MODE="disabled"
-    )
+def test_ray_backend_runs_the_same_trials_on_a_ray_cluster(local_sweep: Path, tmp_path: Path, ray_cluster) -> None:
+    address, _ = ray_cluster
+    done = sweep(tmp_path, "ray", "--backend", "ray", "--ray-address", address, timeout=400, RAY_AUTH_MODE="disabled")
     assert done.returncode == 0, done.stdout + done.stderr
     folder = tmp_path / "sweeps" / "ray"
     summary = json.loads((folder / "summary.json").read_text())

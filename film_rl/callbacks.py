@@ -173,6 +173,7 @@ class Checkpointer(BaseCallback):
         if bad is not None:  # never replace a good checkpoint with a diverged model
             raise Diverged(bad)
         path = self.run_dir / CHECKPOINTS / f"step_{self.model.num_timesteps}.zip"
+        path.parent.mkdir(exist_ok=True)  # a run directory copied without its checkpoints still resumes
         if self.save_extra is not None:
             self.save_extra(path)  # first: a checkpoint is complete once its zip exists
         save_atomically(self.model, path)

@@ -22,6 +22,7 @@ train: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check film_rl tests
 	$(BIN)/ruff format --check film_rl tests
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy film_rl

@@ -30,8 +30,8 @@ from torch import nn
 from film_rl.config import ExperimentConfig, compose
 from film_rl.errors import UserError
 from film_rl.files import write_json
-from film_rl.instructions import Vocabulary
-from film_rl.train import build_env, build_model, ppo_settings, train, use_subprocesses, validate
+from film_rl.run.train import build_env, build_model, ppo_settings, train, use_subprocesses, validate
+from film_rl.tasks.instructions import Vocabulary
 
 #: BabyAI 1.0 (Chevalier-Boisvert et al., 2019, table 3): episodes of RL training to reach 99%
 #: success, lower and upper figures; BabyAI 1.1 (Hui et al., 2020) best model where reported.
@@ -208,7 +208,9 @@ def atari_reference_model(game: str, config: ExperimentConfig) -> PPO:
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
 
-    import film_rl.atari  # noqa: F401  (registers the ALE ids)
+    from film_rl.tasks.atari_envs import register_envs
+
+    register_envs()  # the ALE ids
 
     algo = config.agent.algorithm
     venv = make_atari_env(
@@ -243,8 +245,8 @@ def atari(
     Every variant runs ``n_envs`` workers with the same PPO settings (the agent recipe's, after
     ``overrides``) on the same device (``device=`` override; ``auto`` picks CUDA).
     """
-    from film_rl.atari import check_games
-    from film_rl.train import resolve_device
+    from film_rl.run.train import resolve_device
+    from film_rl.tasks.atari_envs import check_games
 
     configs = {v: atari_bench_config(suite, _ATARI_AGENT_OF.get(v, "atari-film-cnn"), n_envs, overrides)
                for v in ATARI_VARIANTS}  # fmt: skip

@@ -44,7 +44,7 @@ def writable_folder(folder: Path, option: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from film_rl.config import load_experiment
-    from film_rl.train import TrainingInterrupted, describe_interrupt, resume, train
+    from film_rl.run.train import TrainingInterrupted, describe_interrupt, resume, train
 
     try:
         if args.resume is not None:
@@ -87,8 +87,8 @@ def _print_games(result: Any) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from film_rl import runs
-    from film_rl.evaluate import evaluate
+    from film_rl.run import run_dir as runs
+    from film_rl.run.evaluate import evaluate
 
     if args.episodes <= 0:
         raise UserError("--episodes must be positive")
@@ -109,7 +109,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     deterministic = config.eval.deterministic if args.deterministic is None else args.deterministic
     reward_model = None
     if args.reward_model:
-        from film_rl.agile import REWARD_MODEL, build_reward_model, load_reward_model
+        from film_rl.agile.training import REWARD_MODEL, build_reward_model, load_reward_model
 
         saved = runs.beside(model_path, REWARD_MODEL)
         if not config.agent.reward_model.enabled or not saved.exists():
@@ -185,7 +185,7 @@ def _print_bench(result: dict[str, Any]) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from film_rl import bench
-    from film_rl.envs import check_levels
+    from film_rl.tasks.babyai_envs import check_levels
 
     for name in ("timesteps", "repeats", "n_envs", "seeds", "budget"):
         if getattr(args, name, 1) <= 0:
@@ -206,7 +206,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             level, args.n_envs, args.timesteps, args.repeats, progress=lambda s: print(s), overrides=args.overrides
         )
     else:
-        from film_rl.train import TrainingInterrupted, describe_interrupt
+        from film_rl.run.train import TrainingInterrupted, describe_interrupt
 
         try:
             if args.kind == "efficiency":
@@ -228,9 +228,9 @@ def _size(n_bytes: int) -> str:
 
 
 def cmd_goals_make(args: argparse.Namespace) -> int:
-    from film_rl.envs import check_levels
-    from film_rl.goals import make_goals
-    from film_rl.instructions import Vocabulary
+    from film_rl.agile.goals import make_goals
+    from film_rl.tasks.babyai_envs import check_levels
+    from film_rl.tasks.instructions import Vocabulary
 
     if args.episodes <= 0:
         raise UserError("--episodes must be positive")
@@ -275,7 +275,7 @@ def cmd_goals_make(args: argparse.Namespace) -> int:
 def cmd_goals_info(args: argparse.Namespace) -> int:
     import json
 
-    from film_rl.goals import describe
+    from film_rl.agile.goals import describe
 
     info = describe(Path(args.file))
     if args.json:
@@ -301,7 +301,8 @@ def cmd_goals_info(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from film_rl.sweep import Sweep, load_spec, make_spec, run_sweep, save_spec, sweep_dir
+    from film_rl.sweep.launch import run_sweep
+    from film_rl.sweep.runner import Sweep, load_spec, make_spec, save_spec, sweep_dir
 
     if args.max_concurrent is not None and args.max_concurrent <= 0:
         raise UserError("--max-concurrent must be positive")
@@ -335,7 +336,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             console.print(f"  {trial.id}: {sweep.states[trial.id].state}", highlight=False)
         return 0
     if args.backend == "ray":
-        from film_rl.ray_backend import require_ray
+        from film_rl.sweep.ray_backend import require_ray
 
         require_ray()
     save_spec(spec, folder)
@@ -354,7 +355,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from film_rl.report import report
+    from film_rl.sweep.report import report
 
     if args.out:
         writable_folder(Path(args.out), "--out")
@@ -380,8 +381,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from rich.console import Console
     from tqdm import TqdmExperimentalWarning
 
-    from film_rl.analysis_outputs import SHORT
-    from film_rl.analyze import analyze
+    from film_rl.analysis.analyze import analyze
+    from film_rl.analysis.outputs import SHORT
 
     warnings.filterwarnings("ignore", category=TqdmExperimentalWarning)
     from tqdm.rich import tqdm

@@ -172,7 +172,7 @@ class AlgorithmConfig:
 
 @dataclass
 class RewardModelConfig:
-    """AGILE: a FiLM discriminator's judgement replaces the level's reward (see :mod:`film_rl.agile`).
+    """AGILE: a FiLM discriminator's judgement replaces the level's reward (see :mod:`film_rl.agile.training`).
 
     Episodes then end when the policy takes minigrid's ``done`` action, rewarded 1 when the
     discriminator finds that state a goal state for the instruction.
@@ -190,7 +190,7 @@ class RewardModelConfig:
     #: fraction of the policy's states D finds most goal-like left out of the negatives
     rho: float = bounded(0.25, 0.0, 1.0, below=True)
     #: fraction of the negatives that are goal states paired with another mission, which teach D
-    #: to read the instruction (see film_rl.reward_model.RewardModelTrainer)
+    #: to read the instruction (see film_rl.agile.reward_model.RewardModelTrainer)
     mismatched: float = bounded(0.5, 0.0, 1.0, later=True)
     learning_rate: float = bounded(1e-3, 0.0, 1.0, above=True)
     batch_size: int = bounded(64, 2, 1_000_000)
@@ -462,7 +462,7 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
 def compose(raw: dict[str, Any], overrides: list[str], experiment_path: Path | None = None) -> ExperimentConfig:
     """Resolve recipe names, then apply the file's ``overrides`` and then ``overrides``, then type-check."""
     data = dict(raw)
-    data.pop("sweep", None)  # what `film-rl sweep` varies (film_rl.sweep); one run trains the base config
+    data.pop("sweep", None)  # what `film-rl sweep` varies (film_rl.sweep.runner); one run trains the base config
     file_overrides = data.pop("overrides", None) or {}
     if not isinstance(file_overrides, dict):
         raise UserError("overrides: expected a mapping of dotted keys to values")

@@ -9,11 +9,11 @@ import torch
 from conftest import TINY, only_run_dir, run_cli
 from minigrid.utils.baby_ai_bot import BabyAIBot
 
-from film_rl.agile import RewardModelReward
-from film_rl.envs import DoneActionEnds, make_vec_env
-from film_rl.goals import make_goals
-from film_rl.instructions import Vocabulary
-from film_rl.reward_model import Discriminator, RewardModelTrainer
+from film_rl.agile.goals import make_goals
+from film_rl.agile.reward_model import Discriminator, RewardModelTrainer
+from film_rl.agile.training import RewardModelReward
+from film_rl.tasks.babyai_envs import DoneActionEnds, make_vec_env
+from film_rl.tasks.instructions import Vocabulary
 
 LEVEL = "BabyAI-GoToRedBallGrey-v0"
 DONE = 6  # minigrid's Actions.done

@@ -11,12 +11,12 @@ import pytest
 import torch
 from conftest import ROOT, TINY, run_cli
 
-from film_rl import runs
-from film_rl.analyze import analyze, film_generator, film_of, mix, substituted_film
+from film_rl.analysis.analyze import analyze, film_generator, film_of, mix, substituted_film
 from film_rl.config import load_experiment
-from film_rl.envs import make_babyai_env
 from film_rl.errors import UserError
-from film_rl.train import train
+from film_rl.run import run_dir as runs
+from film_rl.run.train import train
+from film_rl.tasks.babyai_envs import make_babyai_env
 
 PNG = b"\x89PNG\r\n\x1a\n"
 PARAM_COLUMN = re.compile(r"l\d+_(gamma|beta|g)_\d+$")

@@ -14,7 +14,11 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.env_util import make_atari_env as sb3_make_atari_env
 
-from film_rl.atari import (
+from film_rl.config import AtariConfig, load_experiment
+from film_rl.model.conditioning import CONDITIONINGS
+from film_rl.model.policies import GameFeatures
+from film_rl.run.train import train
+from film_rl.tasks.atari_envs import (
     ENV_ID,
     MultiGameAtariEnv,
     atari_games,
@@ -22,12 +26,9 @@ from film_rl.atari import (
     make_atari_env,
     make_atari_vec_env,
     make_game,
+    register_envs,
 )
-from film_rl.atari_scores import REFERENCE_SCORES, GameScores, human_normalized
-from film_rl.conditioning import CONDITIONINGS
-from film_rl.config import AtariConfig, load_experiment
-from film_rl.policies import GameFeatures
-from film_rl.train import train
+from film_rl.tasks.atari_scores import REFERENCE_SCORES, GameScores, human_normalized
 
 TWO = ["ALE/Pong-v5", "ALE/Breakout-v5"]
 #: a CPU-cheap run: 2 workers, one PPO update a rollout, 100-step games (400 frames), one torch thread
@@ -108,6 +109,12 @@ def test_bench_reference_skips_four_frames_only_with_frameskip_1(env_kwargs, ski
     frames = [_frame(venv.step(np.array([0]))[3][0]) for _ in range(2)]
     assert frames[1] - frames[0] == skipped
     venv.close()
+
+
+@pytest.fixture(autouse=True)
+def _registered() -> None:
+    """ALE's ids and film_rl/MultiGameAtari-v0, as a user's own script registers them."""
+    register_envs()
 
 
 def test_registered_env_passes_gymnasium_and_sb3_env_checkers():

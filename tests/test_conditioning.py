@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from film_rl.conditioning import CONDITIONINGS, Bias, Concat, FiLM, Gate, Scale, make_conditioning
+from film_rl.model.conditioning import CONDITIONINGS, Bias, Concat, FiLM, Gate, Scale, make_conditioning
 
 
 @pytest.mark.parametrize("cls", [FiLM, Scale, Bias])

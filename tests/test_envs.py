@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from film_rl.envs import InstructionWrapper, MultiLevelEnv, make_babyai_env, make_vec_env, worker_levels
-from film_rl.instructions import Vocabulary
+from film_rl.tasks.babyai_envs import InstructionWrapper, MultiLevelEnv, make_babyai_env, make_vec_env, worker_levels
+from film_rl.tasks.instructions import Vocabulary
 
 VOCAB = Vocabulary.babyai()
 

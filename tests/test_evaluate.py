@@ -3,10 +3,10 @@
 from stable_baselines3 import PPO
 
 from film_rl.config import EnvConfig
-from film_rl.envs import make_vec_env
-from film_rl.evaluate import Episode, evaluate, summarize
-from film_rl.instructions import Vocabulary, instruction_kind
-from film_rl.policies import FilmCnnPolicy
+from film_rl.model.policies import FilmCnnPolicy
+from film_rl.run.evaluate import Episode, evaluate, summarize
+from film_rl.tasks.babyai_envs import make_vec_env
+from film_rl.tasks.instructions import Vocabulary, instruction_kind
 
 
 def test_instruction_kinds_follow_the_babyai_grammar():

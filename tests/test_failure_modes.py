@@ -19,7 +19,7 @@ from conftest import ROOT, TINY, cli_env, only_run_dir, run_cli
 from stable_baselines3 import PPO
 
 from film_rl import cli
-from film_rl.report import progress_rows
+from film_rl.sweep.report import progress_rows
 
 #: TINY with a checkpoint every rollout, all kept
 CHECKPOINTED = [o for o in TINY if not o.startswith("eval.freq")] + ["checkpoint.freq=128", "checkpoint.keep=100"]

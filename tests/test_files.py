@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from film_rl import runs
+from film_rl.agile.goals import make_goals
 from film_rl.config import ExperimentConfig
 from film_rl.errors import UserError
 from film_rl.files import read_json, write_atomically, write_json, write_text
-from film_rl.goals import make_goals
-from film_rl.instructions import UNK, Vocabulary
-from film_rl.report import progress_rows
+from film_rl.run import run_dir as runs
+from film_rl.sweep.report import progress_rows
+from film_rl.tasks.instructions import UNK, Vocabulary
 
 
 def test_a_written_file_has_the_permissions_a_plain_write_gives(tmp_path: Path) -> None:

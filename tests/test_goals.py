@@ -11,10 +11,10 @@ from conftest import run_cli
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
 from minigrid.utils.baby_ai_bot import BabyAIBot
 
-from film_rl.envs import InstructionWrapper
+from film_rl.agile.goals import SCHEMA_VERSION, GoalDataset, load_goals, make_goals
 from film_rl.errors import UserError
-from film_rl.goals import SCHEMA_VERSION, GoalDataset, load_goals, make_goals
-from film_rl.instructions import Vocabulary, split_words
+from film_rl.tasks.babyai_envs import InstructionWrapper
+from film_rl.tasks.instructions import Vocabulary, split_words
 
 LEVELS = ["BabyAI-GoToLocal-v0", "BabyAI-PickupLoc-v0"]
 #: in the policy's (3, 7, 7) view, image[:, x, y]: the agent stands at (3, 6) facing (3, 5)

@@ -3,9 +3,9 @@
 import gymnasium as gym
 import pytest
 
-from film_rl.envs import babyai_levels
 from film_rl.errors import UserError
-from film_rl.instructions import UNK, Vocabulary, split_words
+from film_rl.tasks.babyai_envs import babyai_levels
+from film_rl.tasks.instructions import UNK, Vocabulary, split_words
 
 
 def test_vocabulary_covers_missions_of_every_registered_level():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from film_rl.instructions import Vocabulary
-from film_rl.networks import FiLMGenerator, GridFiLMCNN, InstructionEncoder, distinct_rows
+from film_rl.model.networks import FiLMGenerator, GridFiLMCNN, InstructionEncoder, distinct_rows
+from film_rl.tasks.instructions import Vocabulary
 
 VOCAB = Vocabulary.babyai()
 MISSIONS = ["go to the red ball", "pick up a blue key", "put the grey box next to the green ball", "go to the red ball"]

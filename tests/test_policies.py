@@ -11,10 +11,10 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 
 from film_rl.bench import bench_config
-from film_rl.envs import make_vec_env
-from film_rl.instructions import Vocabulary
-from film_rl.policies import FilmCnnPolicy, FilmLstmPolicy, InstructionFeatures
-from film_rl.train import build_env, build_model
+from film_rl.model.policies import FilmCnnPolicy, FilmLstmPolicy, InstructionFeatures
+from film_rl.run.train import build_env, build_model
+from film_rl.tasks.babyai_envs import make_vec_env
+from film_rl.tasks.instructions import Vocabulary
 
 LEVELS = ["BabyAI-GoToLocal-v0"]
 

@@ -6,11 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from film_rl.conditioning import CONDITIONINGS
-from film_rl.envs import make_vec_env
-from film_rl.goals import GoalDataset, make_goals
-from film_rl.instructions import Vocabulary
-from film_rl.reward_model import (
+from film_rl.agile.goals import GoalDataset, make_goals
+from film_rl.agile.reward_model import (
     Discriminator,
     PolicyStateReplay,
     RewardModelTrainer,
@@ -21,6 +18,9 @@ from film_rl.reward_model import (
     mismatched_goal_states,
     policy_states,
 )
+from film_rl.model.conditioning import CONDITIONINGS
+from film_rl.tasks.babyai_envs import make_vec_env
+from film_rl.tasks.instructions import Vocabulary
 
 LEVEL = "BabyAI-GoToRedBallGrey-v0"
 VOCAB = Vocabulary.babyai()

@@ -19,8 +19,8 @@ import pytest
 import yaml
 from conftest import TINY, cli_env, run_cli
 
-from film_rl.report import mean_ci
-from film_rl.sweep import parse_grid
+from film_rl.sweep.report import mean_ci
+from film_rl.sweep.runner import parse_grid
 
 #: the tiny run, checkpointing half-way so that an interrupted trial has something to resume
 SWEEP_TINY = [o for o in TINY if not o.startswith(("eval.freq", "logging."))] + ["checkpoint.freq=128"]
@@ -264,7 +264,7 @@ def test_a_bad_declared_sweep_is_a_one_line_error(tmp_path: Path, section: str, 
 
 
 def test_resume_refuses_a_changed_experiment_but_not_a_newer_film_rl(tmp_path: Path) -> None:
-    from film_rl.sweep import make_spec, save_spec
+    from film_rl.sweep.runner import make_spec, save_spec
 
     experiment = tmp_path / "experiments" / "x.yaml"
     experiment.parent.mkdir()

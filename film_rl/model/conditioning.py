@@ -62,7 +62,7 @@ class Conditioning(nn.Module):
 
         A layer whose every sample shares ``p`` (one Atari game) can then fold the modulation into
         its conv's weights and bias instead of making passes over the feature maps: see
-        :meth:`film_rl.networks.ConditionedConv.forward_folded`. ``None``: not an affine map of
+        :meth:`film_rl.model.networks.ConditionedConv.forward_folded`. ``None``: not an affine map of
         the feature maps (``concat``, ``none``).
         """
         return None

@@ -2,7 +2,7 @@
 arithmetic), ``film_params.csv``, ``summary.md``, and the same figures and a parameter table in
 the run's own wandb run.
 
-:mod:`film_rl.analyze` computes the numbers; this module only presents them. Figures are plain
+:mod:`film_rl.analysis.analyze` computes the numbers; this module only presents them. Figures are plain
 matplotlib on the Agg backend: no display needed, the same PNG on every machine.
 """
 
@@ -16,18 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
+from film_rl.analysis.results import Analogy, Analysis, FilmParameters, Interpolation, Projection
 from film_rl.files import write_atomically, write_text
 from film_rl.files import write_csv as write_csv_file
 
 if TYPE_CHECKING:
-    from film_rl.analyze import Analogy, Analysis, FilmParameters, Interpolation, Projection
     from film_rl.config import ExperimentConfig
 
 #: BabyAI's colour words drawn in their own colour, so a "colour" legend reads at a glance
@@ -47,17 +44,23 @@ IDENTITY = {"gamma": 1.0, "beta": 0.0}
 DPI = 110
 
 
+def _figure(*grid: int, figsize: tuple[float, float], squeeze: bool = True) -> tuple[Figure, Any]:
+    """A figure of its own, outside pyplot's global state: Agg renders it to PNG whatever backend
+    the process has chosen, so nothing is switched for the caller."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, squeeze=squeeze)
+
+
 def category_colours(attribute: str, categories: Sequence[str]) -> dict[str, Any]:
     """A colour per category: BabyAI's own colours for the ``colour`` attribute, tab10/tab20 otherwise."""
     if attribute == "colour" and all(c in BABYAI_COLOURS or c == "any" for c in categories):
         return {c: BABYAI_COLOURS.get(c, "black") for c in categories}
-    cmap = plt.get_cmap("tab10" if len(categories) <= 10 else "tab20")
+    cmap = matplotlib.colormaps["tab10" if len(categories) <= 10 else "tab20"]
     return {c: cmap(i % cmap.N) for i, c in enumerate(categories)}
 
 
 def _save(fig: Any, path: Path) -> Path:
     write_atomically(path, lambda tmp: fig.savefig(tmp, dpi=DPI, bbox_inches="tight"))
-    plt.close(fig)
     return path
 
 
@@ -80,8 +83,8 @@ def layer_scatter(values: Mapping[str, np.ndarray], title: str, path: Path, seed
     first = values[names[0]]
     n, maps = first.shape
     colour = np.broadcast_to(np.arange(maps), (n, maps)).ravel()
-    cmap = plt.get_cmap("tab10" if maps <= 10 else "turbo")
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    cmap = matplotlib.colormaps["tab10" if maps <= 10 else "turbo"]
+    fig, ax = _figure(figsize=(6.4, 4.8))
     if len(names) == 2:
         x, y = first.ravel(), values[names[1]].ravel()
         ax.set_xlabel(SYMBOLS[names[0]])
@@ -117,7 +120,7 @@ def attribute_scatter(
     """
     names = list(values)
     rows, cols = len(feature_maps), len(attributes)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols + 0.6, 2.9 * rows), squeeze=False)
+    fig, axes = _figure(rows, cols, figsize=(3.3 * cols + 0.6, 2.9 * rows), squeeze=False)
     rng = np.random.default_rng(seed)
     for c, (attribute, labels) in enumerate(attributes.items()):
         categories = sorted(set(labels))
@@ -165,7 +168,7 @@ def projection(
     :param names: instruction texts, written beside the points when there are few of them.
     """
     panels = max(1, len(colourings))
-    fig, axes = plt.subplots(1, panels, figsize=(4.6 * panels, 4.2), squeeze=False)
+    fig, axes = _figure(1, panels, figsize=(4.6 * panels, 4.2), squeeze=False)
     groupings = dict(colourings) or {"all": ["instruction"] * len(points)}
     for ax, (grouping, labels) in zip(axes[0], groupings.items(), strict=True):
         categories = sorted(set(labels))
@@ -197,7 +200,7 @@ def interpolation(
     path: Path,
 ) -> Path:
     """Success on A's goal and on B's goal as the parameters slide from FiLM(A) to FiLM(B)."""
-    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    fig, ax = _figure(figsize=(6.0, 4.0))
     ax.plot(alphas, success_a, "o-", color="tab:blue", label=f"on A's goal: {a}")
     ax.plot(alphas, success_b, "s-", color="tab:orange", label=f"on B's goal: {b}")
     ax.set_xlabel("α   (parameters (1-α)·FiLM(A) + α·FiLM(B))")
@@ -216,7 +219,7 @@ def arithmetic(rows: Sequence[Mapping[str, Any]], episodes: int, path: Path) -> 
     :param rows: one mapping per analogy with ``a``, ``b``, ``c``, ``expected`` (texts) and
         ``own``, ``arithmetic``, ``control`` (success rates).
     """
-    fig, ax = plt.subplots(figsize=(max(5.5, 2.6 * len(rows) + 1.5), 4.4))
+    fig, ax = _figure(figsize=(max(5.5, 2.6 * len(rows) + 1.5), 4.4))
     width = 0.26
     bars = (("own", "FiLM(expected)", "tab:green"), ("arithmetic", "FiLM(A) - FiLM(B) + FiLM(C)", "tab:purple"),
             ("control", "FiLM(A)", "tab:gray"))  # fmt: skip
@@ -371,7 +374,7 @@ def write_summary(result: Analysis, params: FilmParameters, path: Path) -> Path:
 def wandb_mode(config: ExperimentConfig) -> str:
     """The run's own logging mode; the ``WANDB_MODE`` environment variable overrides it, except
     that a run trained with wandb disabled stays off."""
-    from film_rl.tracking import resolve_wandb_mode
+    from film_rl.run.tracking import resolve_wandb_mode
 
     if config.logging.wandb == "disabled":
         return "disabled"
@@ -387,7 +390,7 @@ def log_to_wandb(config: ExperimentConfig, run_dir: Path, result: Analysis, para
         return None
     import wandb
 
-    from film_rl.tracking import start_wandb
+    from film_rl.run.tracking import start_wandb
 
     run = start_wandb(replace(config, logging=replace(config.logging, wandb=mode)), run_dir)  # type: ignore[arg-type]
     if run is None:

@@ -22,10 +22,10 @@ import torch
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 
+from film_rl.agile.reward_model import RewardModelTrainer
 from film_rl.config import EnvConfig
-from film_rl.envs import make_babyai_env
-from film_rl.instructions import Vocabulary, instruction_kind
-from film_rl.reward_model import RewardModelTrainer
+from film_rl.tasks.babyai_envs import make_babyai_env
+from film_rl.tasks.instructions import Vocabulary, instruction_kind
 
 
 @dataclass
@@ -219,7 +219,7 @@ def evaluate(
         torch.manual_seed(seed)
         results = rollout(model, make_env, episodes, seed=seed, deterministic=deterministic, record=record)
     if video_dir is not None:
-        from film_rl.video import write_episode_videos
+        from film_rl.run.video import write_episode_videos
 
         write_episode_videos(results[:record], video_dir)
     result = summarize(results, multi_level=len(env_config.levels) > 1)
@@ -243,7 +243,7 @@ def evaluate_games(
 
     ``video_episodes``: how many of the first episodes to record; default one per game.
     """
-    from film_rl.atari import game_name, make_atari_env
+    from film_rl.tasks.atari_envs import game_name, make_atari_env
 
     games = list(env_config.levels)
     record = min(len(games) if video_episodes is None else video_episodes, episodes) if video_dir is not None else 0
@@ -260,7 +260,7 @@ def evaluate_games(
     for i, ep in enumerate(results):
         ep.level = game_name(games[i % len(games)])
     if video_dir is not None:
-        from film_rl.video import write_game_videos
+        from film_rl.run.video import write_game_videos
 
         write_game_videos(results[:record], video_dir)
     return summarize_per_game(results)
@@ -268,7 +268,7 @@ def evaluate_games(
 
 def summarize_per_game(episodes: list[Episode]) -> EvalResult:
     """Per-game figures of finished Atari episodes (``Episode.level`` holds the game's name)."""
-    from film_rl.atari_scores import human_normalized
+    from film_rl.tasks.atari_scores import human_normalized
 
     by_game: dict[str, list[Episode]] = defaultdict(list)
     for ep in episodes:

@@ -9,7 +9,8 @@ the frames itself. Training adds SB3's life-loss and reward-clipping wrappers on
 ``Monitor``, so logged returns are whole games, unclipped.
 
 >>> import gymnasium as gym
->>> import film_rl.atari  # registers film_rl/MultiGameAtari-v0
+>>> from film_rl.tasks.atari_envs import register_envs
+>>> register_envs()  # ale-py's games and film_rl/MultiGameAtari-v0
 >>> env = gym.make("film_rl/MultiGameAtari-v0", games=["ALE/Pong-v5", "ALE/Breakout-v5"])
 >>> obs, info = env.reset(seed=0, options={"game": "ALE/Breakout-v5"})
 >>> obs["image"].shape, obs["game_id"], info["game"], env.action_space
@@ -34,11 +35,8 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from film_rl.config import AtariConfig, ExperimentConfig
-from film_rl.envs import worker_levels
 from film_rl.errors import UserError
-
-gym.register_envs(ale_py)
-ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no emulator banner on every command's stderr
+from film_rl.tasks.babyai_envs import worker_levels
 
 ENV_ID = "film_rl/MultiGameAtari-v0"
 #: the full Atari action set: every game gets the same action head
@@ -49,6 +47,7 @@ ObsDict = dict[str, np.ndarray]
 
 def atari_games() -> list[str]:
     """Every ALE game id this ale-py registers (ROMs ship with ale-py)."""
+    register_envs()
     return sorted(k for k in gym.registry if k.startswith("ALE/") and k.endswith("-v5"))
 
 
@@ -117,6 +116,7 @@ def make_game(
     render_mode: str | None = None,
 ) -> gym.Env:
     """One game, preprocessed once: 18 actions, frame skip with max-pooling, no-op starts, 84x84 grayscale."""
+    register_envs()
     env = gym.make(
         env_id,
         frameskip=1,  # AtariPreprocessing skips; the v5 default of 4 would be applied on top
@@ -247,8 +247,17 @@ class MultiGameAtariEnv(gym.Env[ObsDict, np.int64]):
         self._envs.clear()
 
 
-if ENV_ID not in gym.registry:
-    gym.register(ENV_ID, entry_point="film_rl.atari:MultiGameAtariEnv")
+def register_envs() -> None:
+    """Register ale-py's games and ``film_rl/MultiGameAtari-v0`` with gymnasium (idempotent).
+
+    Called by everything here that makes or lists games, rather than at import, so that importing
+    film-rl changes no process-wide state; call it before ``gym.make(ENV_ID)`` in your own code.
+    """
+    if ENV_ID in gym.registry:
+        return
+    gym.register_envs(ale_py)
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no emulator banner on every command's stderr
+    gym.register(ENV_ID, entry_point="film_rl.tasks.atari_envs:MultiGameAtariEnv")
 
 
 class GameMonitor(Monitor):
@@ -303,7 +312,7 @@ def make_atari_vec_env(
     subprocess: bool = False,
 ) -> VecEnv:
     """``n_envs`` training workers seeded ``seed + i``; ``sampling`` as for BabyAI suites
-    (:func:`film_rl.envs.worker_levels`): ``worker`` pins game ``i mod n`` to worker ``i``."""
+    (:func:`film_rl.tasks.babyai_envs.worker_levels`): ``worker`` pins game ``i mod n`` to worker ``i``."""
     games = list(games)
     factories = [_env_factory(games, play, settings, subprocess) for play in worker_levels(games, n_envs, sampling)]
     venv: VecEnv = SubprocVecEnv(factories) if subprocess else DummyVecEnv(factories)

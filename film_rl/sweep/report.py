@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from film_rl import runs
 from film_rl.errors import UserError
 from film_rl.files import write_atomically, write_csv, write_text
-from film_rl.sweep import SweepSpec, Trial, disk_state, load_spec
+from film_rl.run import run_dir as runs
+from film_rl.sweep.runner import SweepSpec, Trial, disk_state, load_spec
 
 TABLE_MD, TABLE_CSV, RUNS_CSV, CURVES = "report.md", "report.csv", "runs.csv", "curves.png"
 THRESHOLDS = (0.9, 0.99)
@@ -258,13 +258,11 @@ def csv_rows(rows: list[SettingRow]) -> tuple[list[str], list[list[Any]]]:
 
 def plot_curves(figures: list[RunFigures], spec: SweepSpec, path: Path, ylabel: str, bounded: bool) -> None:
     """Mean curve and 95% band per setting, seeds interpolated onto one frame grid."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # outside pyplot's global state: Agg renders it to PNG
     from scipy import stats
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    fig = Figure(figsize=(7, 4.2), dpi=120)
+    ax = fig.subplots()
     order = list(dict.fromkeys(t.setting for t in spec.trials()))
     for setting in order:
         curves = [f.curve for f in figures if f.trial.setting == setting and len(f.curve) > 0]
@@ -290,7 +288,6 @@ def plot_curves(figures: list[RunFigures], spec: SweepSpec, path: Path, ylabel: 
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     write_atomically(path, fig.savefig)
-    plt.close(fig)
 
 
 @dataclass
@@ -338,7 +335,7 @@ def log_to_wandb(
     spec: SweepSpec, header: list[str], data: list[list[Any]], files: dict[str, Path], mode: str | None
 ) -> None:
     """The table and the curves as one wandb run of ``job_type=report`` in the sweep's group."""
-    from film_rl.tracking import finish_wandb, resolve_wandb_mode, warn
+    from film_rl.run.tracking import finish_wandb, resolve_wandb_mode, warn
 
     logging_config = spec.base.get("logging", {})
     resolved = resolve_wandb_mode(mode or str(logging_config.get("wandb", "auto")))

@@ -2,7 +2,7 @@
 
 Tune does the scheduling, retries and the packing of trials onto a cluster's workers; film-rl only
 says what a trial needs (``{cpu: env.n_envs, gpu: gpus_per_trial}``) and how to run it (the same
-:func:`film_rl.sweep.run_in_process` any run uses). Which trials are finished is read from the sweep
+:func:`film_rl.sweep.runner.run_in_process` any run uses). Which trials are finished is read from the sweep
 directory, not from Tune's state, so a sweep started locally can be finished on a cluster and back.
 Ray is an optional dependency: ``pip install 'film-rl[distributed]'``.
 """
@@ -16,7 +16,7 @@ import tempfile
 from typing import Any
 
 from film_rl.errors import UserError
-from film_rl.sweep import Sweep, SweepSpec, available_cores, disk_state
+from film_rl.sweep.runner import Sweep, SweepSpec, available_cores, disk_state
 
 INSTALL = "the ray backend needs Ray: pip install 'film-rl[distributed]' (or pip install 'ray[tune]')"
 
@@ -27,7 +27,7 @@ def _trial(params: dict[str, Any]) -> None:
 
     from ray import tune
 
-    from film_rl.sweep import run_in_process, threads_override
+    from film_rl.sweep.runner import run_in_process, threads_override
 
     spec = SweepSpec(**params["spec"])
     sweep = Sweep(spec, Path(params["folder"]))

@@ -6,7 +6,7 @@ examples are (instruction, goal state) pairs. Here they come from minigrid's Bab
 episode is played by the bot, and when the level's own verifier declares success, the
 observation of that step is kept together with the mission's tokens.
 
-Observations and tokens come out of :func:`film_rl.envs.make_babyai_env`, the same wrappers the
+Observations and tokens come out of :func:`film_rl.tasks.babyai_envs.make_babyai_env`, the same wrappers the
 policy is trained behind, so a stored state is bit for bit what the policy would see.
 
 On disk a dataset is one ``.npz`` file (no pickled objects; read with ``allow_pickle=False``)::
@@ -44,7 +44,7 @@ import numpy as np
 from film_rl import __version__
 from film_rl.errors import UserError
 from film_rl.files import write_atomically
-from film_rl.instructions import Vocabulary, instruction_kind
+from film_rl.tasks.instructions import Vocabulary, instruction_kind
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -288,7 +288,12 @@ def make_goals(
     :param max_length: tokens per instruction; ``None`` is the policy's default.
     :param progress: called after every episode with (episodes done, goal states kept).
     """
-    from film_rl.envs import DEFAULT_MAX_INSTRUCTION_LENGTH, check_levels, make_babyai_env, silence_rejection_sampling
+    from film_rl.tasks.babyai_envs import (
+        DEFAULT_MAX_INSTRUCTION_LENGTH,
+        check_levels,
+        make_babyai_env,
+        silence_rejection_sampling,
+    )
 
     if episodes <= 0:
         raise UserError(f"episodes must be positive, got {episodes}")

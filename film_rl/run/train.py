@@ -24,8 +24,8 @@ from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import VecEnv
 
-from film_rl import runs
-from film_rl.agile import (
+from film_rl.agile.reward_model import RewardModelTrainer
+from film_rl.agile.training import (
     REWARD_MODEL,
     RewardModelReward,
     RewardModelUpdates,
@@ -33,7 +33,13 @@ from film_rl.agile import (
     load_reward_model,
     save_reward_model,
 )
-from film_rl.callbacks import (
+from film_rl.config import AlgorithmConfig, ExperimentConfig, check_ranges, load_saved_config, save_config
+from film_rl.errors import UserError
+from film_rl.files import remove_stale_temporaries, write_error, write_json, write_text
+from film_rl.model.networks import fused_adam
+from film_rl.model.policies import FilmCnnPolicy, FilmLstmPolicy, GameFeatures
+from film_rl.run import run_dir as runs
+from film_rl.run.callbacks import (
     Checkpointer,
     Diverged,
     GameStats,
@@ -43,16 +49,10 @@ from film_rl.callbacks import (
     StopOnSignal,
     first_non_finite,
 )
-from film_rl.config import AlgorithmConfig, ExperimentConfig, check_ranges, load_saved_config, save_config
-from film_rl.envs import check_levels, make_vec_env
-from film_rl.errors import UserError
-from film_rl.evaluate import EvalResult, evaluate
-from film_rl.files import remove_stale_temporaries, write_error, write_json, write_text
-from film_rl.instructions import Vocabulary
-from film_rl.networks import fused_adam
-from film_rl.policies import FilmCnnPolicy, FilmLstmPolicy, GameFeatures
-from film_rl.reward_model import RewardModelTrainer
-from film_rl.tracking import check_wandb, finish_wandb, make_logger, start_wandb
+from film_rl.run.evaluate import EvalResult, evaluate
+from film_rl.run.tracking import check_wandb, finish_wandb, make_logger, start_wandb
+from film_rl.tasks.babyai_envs import check_levels, make_vec_env
+from film_rl.tasks.instructions import Vocabulary
 
 
 class TrainingInterrupted(Exception):
@@ -123,7 +123,7 @@ def build_env(
 ) -> VecEnv:
     """The training VecEnv; with a reward model, AGILE's: episodes end at ``done``, D rewards them."""
     if config.env.kind == "atari":
-        from film_rl.atari import make_atari_vec_env
+        from film_rl.tasks.atari_envs import make_atari_vec_env
 
         return make_atari_vec_env(
             config.env.levels,
@@ -207,7 +207,7 @@ def validate(config: ExperimentConfig) -> None:
     check_ranges(config)
     check_device(config.device)
     if config.env.kind == "atari":
-        from film_rl.atari import validate_atari
+        from film_rl.tasks.atari_envs import validate_atari
 
         validate_atari(config)
         if config.env.episode_end != "level":

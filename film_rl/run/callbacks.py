@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
-from film_rl.atari_scores import GameScores
-from film_rl.instructions import UNK, Vocabulary
-from film_rl.runs import CHECKPOINTS, checkpoints, save_atomically
+from film_rl.run.run_dir import CHECKPOINTS, checkpoints, save_atomically
+from film_rl.tasks.atari_scores import GameScores
+from film_rl.tasks.instructions import UNK, Vocabulary
 
 
 class InstructionStats(BaseCallback):
@@ -118,7 +118,7 @@ class InstructionStats(BaseCallback):
 class GameStats(BaseCallback):
     """Per-game returns of whole Atari games, unclipped, and their human-normalized scores.
 
-    Reads the ``info["episode"]`` that :class:`film_rl.atari.GameMonitor` writes under the life-loss
+    Reads the ``info["episode"]`` that :class:`film_rl.tasks.atari_envs.GameMonitor` writes under the life-loss
     and clipping wrappers, so each entry is a whole game's raw score. Logs, every rollout,
     ``rollout/ep_return/<game>``, ``rollout/human_normalized/<game>``, their mean and median across
     games (``rollout/human_normalized_mean`` / ``_median``), ``rollout/episodes/<game>`` and
@@ -192,7 +192,7 @@ class Checkpointer(BaseCallback):
 class PeriodicEval(BaseCallback):
     """Evaluate every ``freq`` timesteps and log ``eval/*``.
 
-    :param evaluate: returns an :class:`film_rl.evaluate.EvalResult`; its ``scalars()`` are logged.
+    :param evaluate: returns an :class:`film_rl.run.evaluate.EvalResult`; its ``scalars()`` are logged.
     :param freq: timesteps between evaluations.
     """
 
@@ -275,7 +275,7 @@ class StopOnNonFinite(BaseCallback):
     """Stop before a diverged update is acted on, checkpointed or saved.
 
     Checked once per rollout, after each PPO update, so that the run ends with one clear message
-    (see :func:`film_rl.train._explain`) instead of a distribution error deep in torch.
+    (see :func:`film_rl.run.train._explain`) instead of a distribution error deep in torch.
     """
 
     def _on_rollout_start(self) -> None:

@@ -2,7 +2,7 @@
 
 >>> import gymnasium as gym
 >>> import minigrid  # registers the BabyAI levels
->>> from film_rl.instructions import Vocabulary
+>>> from film_rl.tasks.instructions import Vocabulary
 >>> env = InstructionWrapper(gym.make("BabyAI-GoToRedBallGrey-v0"), Vocabulary.babyai())
 >>> obs, info = env.reset(seed=0)
 >>> obs["image"].shape, obs["instruction"].dtype, info["mission"]
@@ -22,7 +22,7 @@ from gymnasium import spaces
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from film_rl.instructions import Vocabulary
+from film_rl.tasks.instructions import Vocabulary
 
 #: how many words of a mission the policy reads; the longest BossLevel missions stay below it
 DEFAULT_MAX_INSTRUCTION_LENGTH = 48
@@ -43,9 +43,6 @@ def silence_rejection_sampling() -> None:
         return None
 
     roomgrid_level.print = _drop  # type: ignore[attr-defined]
-
-
-silence_rejection_sampling()
 
 
 def babyai_levels() -> list[str]:
@@ -147,7 +144,7 @@ class DoneActionEnds(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructo
     The level's verifier no longer ends the episode on success; minigrid's ``done`` action ends it
     (or the time limit, or a verifier failure such as picking up the wrong object). In an AGILE run
     the reward is always 0: the reward model's judgement of the state at ``done`` replaces it
-    (:class:`film_rl.agile.RewardModelReward`), so the level's reward must never reach the policy.
+    (:class:`film_rl.agile.training.RewardModelReward`), so the level's reward must never reach the policy.
     Whether the verifier reported success at any step is kept as the ground truth in
     ``info["is_success"]`` at the episode's end, which is what ``rollout/success_rate`` logs.
 
@@ -266,6 +263,7 @@ def make_babyai_env(
     ``done_action_ends``: AGILE's episodes; ``reward_success_at_done``: with the true reward paid
     at ``done`` (see :class:`DoneActionEnds`).
     """
+    silence_rejection_sampling()  # idempotent; here, because every BabyAI env is made here
     if len(levels) == 1:
         env: gym.Env = gym.make(levels[0], render_mode=render_mode)
     else:

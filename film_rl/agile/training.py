@@ -4,9 +4,9 @@ A training run with ``agent.reward_model.enabled`` differs from an ordinary one 
 each one small piece here:
 
 * :func:`build_reward_model`: goal states (a ``film-rl goals`` file, or made with BabyAI's bot
-  for the run) and a :class:`~film_rl.reward_model.RewardModelTrainer` whose discriminator is
+  for the run) and a :class:`~film_rl.agile.reward_model.RewardModelTrainer` whose discriminator is
   built like the policy's network.
-* :class:`RewardModelReward`, a VecEnv wrapper: the env (:class:`~film_rl.envs.DoneActionEnds`)
+* :class:`RewardModelReward`, a VecEnv wrapper: the env (:class:`~film_rl.tasks.babyai_envs.DoneActionEnds`)
   ends an episode when the policy takes ``done`` and gives reward 0; this wrapper rewards that
   step with ``1[D(instruction, state) > threshold]``. The level's own reward never reaches the
   policy; its success is kept in ``info["is_success"]`` for logging.
@@ -27,12 +27,12 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
+from film_rl.agile.goals import GoalDataset, load_goals, make_goals
+from film_rl.agile.reward_model import Discriminator, RewardModelTrainer
 from film_rl.config import ExperimentConfig
 from film_rl.errors import UserError
 from film_rl.files import write_atomically
-from film_rl.goals import GoalDataset, load_goals, make_goals
-from film_rl.instructions import Vocabulary
-from film_rl.reward_model import Discriminator, RewardModelTrainer
+from film_rl.tasks.instructions import Vocabulary
 
 #: the reward model's state beside a run's model.zip, and beside each checkpoint
 REWARD_MODEL = "reward_model.pt"
@@ -112,7 +112,7 @@ class RewardModelReward(VecEnvWrapper):
     VecEnv has already reset that worker. Until D's first update (the end of the first rollout)
     every step is rewarded 0. ``info["reward_model_prob"]`` holds D's probability.
 
-    :param venv: workers built with ``done_action_ends`` (:class:`film_rl.envs.DoneActionEnds`).
+    :param venv: workers built with ``done_action_ends`` (:class:`film_rl.tasks.babyai_envs.DoneActionEnds`).
     :param trainer: the reward model.
     :param done_action: minigrid's ``done`` action id.
     :param scale: reward multiplier (``env.reward_scale``).

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +29,24 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 from threadpoolctl import threadpool_limits
 
-from film_rl import analysis_outputs as outputs
-from film_rl import runs
-from film_rl.envs import check_levels, make_babyai_env
+from film_rl.analysis import outputs
+from film_rl.analysis.results import (
+    PARAMETERS,
+    Analogy,
+    Analysis,
+    FilmParameters,
+    Instruction,
+    Interpolation,
+    Projection,
+)
 from film_rl.errors import UserError
-from film_rl.evaluate import rollout
 from film_rl.files import write_json
-from film_rl.instructions import Vocabulary, instruction_kind, split_words
-from film_rl.networks import FiLMGenerator
+from film_rl.model.networks import FiLMGenerator
+from film_rl.run import run_dir as runs
+from film_rl.run.evaluate import rollout
+from film_rl.tasks.babyai_envs import check_levels, make_babyai_env
+from film_rl.tasks.instructions import Vocabulary, instruction_kind, split_words
 
-#: what each mechanism's slice of the generator output holds per feature map, in order
-PARAMETERS: dict[str, tuple[str, ...]] = {"film": ("gamma", "beta"), "scale": ("gamma",), "bias": ("beta",),
-                                          "gate": ("g",)}  # fmt: skip
-#: reported value = generator output + offset: the generator makes Δγ and the layer uses γ = 1 + Δγ
-OFFSETS = {"gamma": 1.0, "beta": 0.0, "g": 0.0}
 ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
 
 COLOURS = ("red", "green", "blue", "purple", "yellow", "grey")
@@ -103,24 +106,13 @@ def _key(text: str) -> str:
     return " ".join(split_words(text))
 
 
-@dataclass
-class Instruction:
-    """One instruction the generator is asked about: a mission, or an Atari game."""
-
-    text: str
-    #: what the generator reads: padded token ids, or ``[game id]``
-    tokens: np.ndarray
-    #: attribute -> value, for colouring: kind, colour, object, location and level (BabyAI) or game
-    attributes: dict[str, str]
-
-
 class MissionScan:
     """Reset a run's levels with consecutive seeds, remembering which seeds give which mission.
 
     One scan samples the missions to analyse and then finds, for the interpolation and the
     analogies, seeds whose episodes carry a given mission.
 
-    :param levels: BabyAI level ids (several: :class:`film_rl.envs.MultiLevelEnv` draws per seed).
+    :param levels: BabyAI level ids (several: :class:`film_rl.tasks.babyai_envs.MultiLevelEnv` draws per seed).
     :param vocab: the run's vocabulary.
     :param max_length: the run's instruction length.
     :param seed: the first seed.
@@ -180,7 +172,7 @@ class MissionScan:
 
 def game_instructions(games: Sequence[str]) -> list[Instruction]:
     """Every game of an Atari run; its instruction is its index in the suite."""
-    from film_rl.atari import game_name
+    from film_rl.tasks.atari_envs import game_name
 
     return [Instruction(game_name(g), np.array([i], np.int64), {"game": game_name(g)}) for i, g in enumerate(games)]
 
@@ -210,44 +202,6 @@ def film_of(generator: FiLMGenerator, tokens: np.ndarray) -> torch.Tensor:
     row = torch.as_tensor(np.asarray(tokens)[None], device=generator.head.weight.device).long()
     with torch.no_grad():
         return generator.embed(row)[0].detach().cpu()
-
-
-@dataclass
-class FilmParameters:
-    """Every analysed instruction's parameters, and how to read them per layer."""
-
-    conditioning: str
-    instructions: list[Instruction]
-    #: ``(instructions, parameters)`` float32: the generator's output, what the layers receive
-    raw: np.ndarray
-    #: feature maps of each conditioned layer
-    channels: list[int]
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return PARAMETERS[self.conditioning]
-
-    @property
-    def sizes(self) -> list[int]:
-        return [len(self.names) * c for c in self.channels]
-
-    def columns(self) -> list[str]:
-        """``l<layer>_<parameter>_<feature map>``, in the generator's output order."""
-        return [f"l{i}_{name}_{m}" for i, c in enumerate(self.channels) for name in self.names for m in range(c)]
-
-    def values(self) -> np.ndarray:
-        """The parameters as the layers use them (γ = 1 + Δγ), ``(instructions, parameters)`` float64."""
-        offsets = np.array([OFFSETS[c.split("_")[1]] for c in self.columns()])
-        return self.raw.astype(np.float64) + offsets
-
-    def layer(self, index: int) -> dict[str, np.ndarray]:
-        """Parameter name -> ``(instructions, feature maps)`` of one layer."""
-        start = sum(self.sizes[:index])
-        values, c = self.values(), self.channels[index]
-        return {name: values[:, start + k * c : start + (k + 1) * c] for k, name in enumerate(self.names)}
-
-    def attribute(self, name: str) -> list[str]:
-        return [i.attributes.get(name, "none") for i in self.instructions]
 
 
 def collect(model: PPO | RecurrentPPO, conditioning: str, instructions: list[Instruction]) -> FilmParameters:
@@ -300,17 +254,6 @@ def attribute_shares(params: FilmParameters) -> dict[str, float]:
         within = sum(float(((values[labels == g] - values[labels == g].mean(0)) ** 2).sum()) for g in groups)
         shares[name] = 1.0 - within / total
     return dict(sorted(shares.items(), key=lambda item: -item[1]))
-
-
-@dataclass
-class Projection:
-    """One 2-D view of the instructions' parameters."""
-
-    #: ``(instructions, 2)``
-    points: np.ndarray
-    axis_labels: tuple[str, str]
-    #: PCA: the share of the variance each axis holds
-    explained: list[float] | None = None
 
 
 def project(values: np.ndarray, seed: int) -> dict[str, Projection]:
@@ -374,7 +317,7 @@ def substituted_film(generator: FiLMGenerator, params: torch.Tensor) -> Iterator
 
 class SeedList(gym.Wrapper[Any, Any, Any, Any]):
     """Roll-out episode ``i`` (reset with seed ``i``) plays seed ``seeds[i]``, so that
-    :func:`film_rl.evaluate.rollout` runs chosen episodes.
+    :func:`film_rl.run.evaluate.rollout` runs chosen episodes.
 
     :param env: the wrapped env.
     :param seeds: the env seed of each episode.
@@ -441,47 +384,6 @@ class GoalEpisodes:
         if self.progress is not None:
             self.progress(len(seeds))
         return float(np.mean([ep.success for ep in played]))
-
-
-@dataclass
-class Interpolation:
-    """The policy between two instructions: success on each one's goal along α."""
-
-    a: str
-    b: str
-    alphas: list[float]
-    #: success on A's goal (B's goal) with (1-α)·FiLM(A) + α·FiLM(B), per α
-    success_a: list[float]
-    success_b: list[float]
-    #: the policy reading A's (B's) own mission on the same episodes: α = 0 (1) reproduces it exactly
-    own_a: float
-    own_b: float
-    episodes_a: int
-    episodes_b: int
-
-
-@dataclass
-class Analogy:
-    """FiLM(A) - FiLM(B) + FiLM(C), judged on the expected instruction's episodes and among the analysed ones."""
-
-    a: str
-    b: str
-    c: str
-    expected: str
-    #: success on the expected instruction's goal with FiLM(A) - FiLM(B) + FiLM(C)
-    arithmetic: float
-    #: ... with the expected instruction's own parameters (what the analogy aims at)
-    own: float
-    #: ... with FiLM(A), the instruction the analogy starts from (a control)
-    control: float
-    episodes: int
-    #: the analysed instruction nearest to A - B + C (Euclidean), A, B and C left out as in word analogies
-    nearest: str | None
-    #: the expected instruction's place in that order (1: nearest), None when it was not analysed
-    rank: int | None
-    #: ‖(A - B + C) - expected‖ / ‖A - expected‖: 0 lands on the expected instruction, 1 no nearer
-    #: than A itself (cosine similarity says little here: every instruction shares a large common part)
-    distance_ratio: float
 
 
 def interpolate(
@@ -599,43 +501,6 @@ def default_analogies(texts: Sequence[str], counts: dict[str, int], k: int) -> l
 
 
 # --------------------------------------------------------------------------- the command
-
-
-@dataclass
-class Analysis:
-    """What ``film-rl analyze`` found and wrote; ``analysis.json`` is :meth:`to_dict`."""
-
-    run_dir: str
-    model: str
-    out: str
-    conditioning: str
-    #: which parameters the mechanism has: gamma and beta (film), or one of them, or the gate's g
-    parameters: list[str]
-    kind: str
-    #: where the missions came from (Atari: the games), and whether those are the run's own
-    levels: list[str]
-    own_levels: bool
-    instructions: int
-    layer_sizes: list[int]
-    resets: int
-    #: the layer of the scatter plots, and the feature maps of the attribute scatter
-    layer: int
-    feature_maps: list[int]
-    layer_stats: list[dict[str, Any]]
-    #: attribute -> share of the parameters' variance across instructions it explains (η²)
-    attribute_shares: dict[str, float] = field(default_factory=dict)
-    pca_explained: list[float] | None = None
-    interpolation: Interpolation | None = None
-    analogies: list[Analogy] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    figures: dict[str, str] = field(default_factory=dict)
-    csv: str = ""
-    summary: str = ""
-    #: the wandb mode the figures and table were logged in (None: not logged)
-    wandb: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _check_words(vocab: Vocabulary, texts: Sequence[str]) -> None:

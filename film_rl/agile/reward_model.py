@@ -4,11 +4,11 @@ states, whether an observation satisfies an instruction.
 AGILE (Bahdanau et al., ICLR 2019, "Learning to Understand Goal Specifications by Modelling
 Reward") replaces the environment's reward by ``1[D(instruction, state) > threshold]``, where
 ``D`` is trained like a GAN discriminator: positives are (instruction, goal state) pairs from a
-:class:`~film_rl.goals.GoalDataset`, negatives are states the policy visited while following
+:class:`~film_rl.agile.goals.GoalDataset`, negatives are states the policy visited while following
 the instruction. Some of those visits are in fact successes, so the ``rho`` fraction of policy
 states that ``D`` finds most goal-like are left out of each batch ("anticipated negatives").
 
-Observations travel in the policy's own format (:class:`film_rl.envs.InstructionWrapper`,
+Observations travel in the policy's own format (:class:`film_rl.tasks.babyai_envs.InstructionWrapper`,
 batched as a VecEnv returns them)::
 
     image        (B, 3, 7, 7) uint8   symbolic view, channels first
@@ -33,8 +33,9 @@ import torch.nn.functional as F
 from numpy.typing import ArrayLike
 from torch import nn
 
-from film_rl.goals import GoalDataset
-from film_rl.networks import FiLMGenerator, GridFiLMCNN, InstructionEncoder, fused_adam
+from film_rl.agile.goals import GoalDataset
+from film_rl.model.assembly import FiLMed
+from film_rl.model.networks import GridFiLMCNN, InstructionEncoder, fused_adam
 
 ObsDict = dict[str, np.ndarray]
 
@@ -115,13 +116,13 @@ def as_tensors(states: ObsDict, device: torch.device | str = "cpu") -> dict[str,
     return {key: torch.as_tensor(states[key], device=device) for key in STATE_DTYPES}
 
 
-class Discriminator(nn.Module):
+class Discriminator(FiLMed, nn.Module):
     """``D(instruction, observation)``: the logit that the observation satisfies the instruction.
 
     The policy's own modules (instruction encoder, FiLM generator, FiLM-ed grid CNN) with weights
     of its own, then a small MLP to one logit; so a conditioning mechanism can be compared as a
     reward model with the same code that compares it as a policy. Defaults match
-    :class:`film_rl.policies.InstructionFeatures`.
+    :class:`film_rl.model.policies.InstructionFeatures`.
 
     :param vocab_size: number of token ids (``len(vocab)``, ``<pad>`` and ``<unk>`` included).
     :param conditioning: ``film`` | ``scale`` | ``bias`` | ``gate`` | ``concat`` | ``none``.
@@ -154,21 +155,17 @@ class Discriminator(nn.Module):
     ) -> None:
         super().__init__()
         self.vocab_size = vocab_size
-        self.cnn = GridFiLMCNN(tuple(channels), conditioning, embed_dim, kernel_size, pool, batch_norm)
-        self.generator: FiLMGenerator | None = None
-        if conditioning != "none":
-            text = InstructionEncoder(vocab_size, encoder, word_dim, instruction_dim)
-            self.generator = FiLMGenerator(text, self.cnn.param_sizes)
+        self.assemble(
+            GridFiLMCNN(tuple(channels), conditioning, embed_dim, kernel_size, pool, batch_norm),
+            conditioning,
+            lambda: InstructionEncoder(vocab_size, encoder, word_dim, instruction_dim),
+        )
         self.head = nn.Sequential(nn.Linear(self.cnn.out_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 1))
         self.to(device)
 
     def forward(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Logits ``(B,)`` for a batch ``{image, direction, instruction}`` (other keys ignored)."""
-        instruction = obs["instruction"].long()
-        if self.generator is None:
-            params = [instruction.new_zeros(instruction.shape[0], 0, dtype=torch.float32)] * len(self.cnn.blocks)
-        else:
-            params = self.generator(instruction)
+        params = self.film_params(obs["instruction"])
         return self.head(self.cnn(obs["image"], obs["direction"], params)).squeeze(1)
 
     def prob(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -324,6 +321,7 @@ class RewardModelTrainer:
         self.device = torch.device(device)
         self.model = (Discriminator(len(goals.vocab)) if model is None else model).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, fused=fused_adam(self.device))
+        self.model.follow(self.optimizer)
         self.train_goals, self.heldout_goals = goals.split(heldout_fraction, split_seed)
         self.replay = PolicyStateReplay(replay_capacity)
         self.rho = rho

@@ -35,7 +35,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from film_rl.config import ExperimentConfig, load_saved_config
 from film_rl.errors import UserError
 from film_rl.files import read_json_object, write_atomically
-from film_rl.instructions import Vocabulary
+from film_rl.tasks.instructions import Vocabulary
 
 CONFIG, VOCAB, MODEL, EVAL, CHECKPOINTS = "config.yaml", "vocab.json", "model.zip", "eval.json", "checkpoints"
 #: episode bookkeeping beside each saved model, so a resumed run goes on counting episodes

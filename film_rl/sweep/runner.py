@@ -51,10 +51,10 @@ from typing import Any
 
 import yaml
 
-from film_rl import runs
 from film_rl.config import ExperimentConfig, compose, load_experiment, missing_keys, read_yaml
 from film_rl.errors import UserError, did_you_mean
 from film_rl.files import write_json, write_yaml
+from film_rl.run import run_dir as runs
 
 SPEC, SUMMARY, TRIALS, LOG = "sweep.yaml", "summary.json", "trials", "trial.log"
 SWEEP_KEYS = ("grid", "seeds", "retries", "gpus_per_trial")
@@ -193,7 +193,7 @@ def make_spec(
 def check_trials(spec: SweepSpec) -> None:
     """Compose and range-check every trial's config before anything runs: a typo in a grid value
     fails now, not an hour into the sweep."""
-    from film_rl.train import validate
+    from film_rl.run.train import validate
 
     ids = [t.id for t in spec.trials()]
     if len(set(ids)) != len(ids):
@@ -410,8 +410,8 @@ def threads_override(spec: SweepSpec, threads: int) -> list[str]:
 
 
 def for_resume(overrides: Sequence[str]) -> list[str]:
-    """The overrides a resumed run takes (``film_rl.train.RESUMABLE_SECTIONS``); its folder is its own."""
-    from film_rl.train import RESUMABLE_SECTIONS
+    """The overrides a resumed run takes (``film_rl.run.train.RESUMABLE_SECTIONS``); its folder is its own."""
+    from film_rl.run.train import RESUMABLE_SECTIONS
 
     return [o for o in overrides if o.startswith(RESUMABLE_SECTIONS)]
 
@@ -499,7 +499,7 @@ def _signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
 
 def run_in_process(sweep: Sweep, trial: Trial, extra: Sequence[str]) -> dict[str, float]:
     """One trial in this process (a Ray worker): a fresh run, or the resumed interrupted one."""
-    from film_rl.train import resume, train
+    from film_rl.run.train import resume, train
 
     seen = disk_state(sweep.folder, trial)
     log = sweep.trial_dir(trial) / LOG
@@ -588,22 +588,3 @@ def watching(sweep: Sweep, budgets: dict[str, int], follow_disk: bool, console: 
             finished.set()
             watcher.join()
             changes()
-
-
-def run_sweep(
-    sweep: Sweep, backend: str, max_concurrent: int | None, ray_address: str | None, console: Any
-) -> dict[str, Any]:
-    """Run every unfinished trial on ``backend``; returns (and writes) the summary."""
-    budgets = {t.id: sweep.spec.config(t).budget.timesteps for t in sweep.spec.trials()}
-    try:
-        with watching(sweep, budgets, follow_disk=backend == "ray", console=console):
-            if backend == "ray":
-                from film_rl.ray_backend import run_ray
-
-                run_ray(sweep, max_concurrent, ray_address)
-            else:
-                run_local(sweep, max_concurrent)
-    finally:
-        summary = sweep.write_summary()
-    console.print(progress_table(sweep, budgets))
-    return summary

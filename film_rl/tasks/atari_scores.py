@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 #: table of random and human scores on Atari-57; for the 49 games of Mnih et al. (2015),
 #: "Human-level control through deep reinforcement learning", Nature, extended data table 2, the
 #: figures are the same. Both were measured with up to 30 no-op starts and episodes capped at
-#: 108,000 frames (30 minutes), the protocol :class:`film_rl.atari.MultiGameAtariEnv` follows.
+#: 108,000 frames (30 minutes), the protocol :class:`film_rl.tasks.atari_envs.MultiGameAtariEnv` follows.
 REFERENCE_SCORES: dict[str, tuple[float, float]] = {
     "Alien": (227.8, 7127.7),
     "Amidar": (5.8, 1719.5),

@@ -13,9 +13,9 @@ from typing import cast
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
-from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.utils.hooks import RemovableHandle
 
-from film_rl.conditioning import Conditioning, make_conditioning
+from film_rl.model.conditioning import Conditioning, make_conditioning
 
 ENCODERS = ("gru", "bigru", "bow", "conv")
 
@@ -46,19 +46,6 @@ def native_cpu_kernels(active: bool) -> Iterator[None]:
         yield
     finally:
         torch.backends.mkldnn.enabled = previous
-
-
-_optimizer_steps = 0  # every optimizer's steps in this process, counted by the hook below
-
-
-def _count_optimizer_step(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
-    global _optimizer_steps
-    _optimizer_steps += 1
-
-
-# FiLMGenerator's acting cache must see every weight update; fused optimizer kernels write the
-# parameters without bumping their version counters, so each step is counted here as well
-register_optimizer_step_post_hook(_count_optimizer_step)
 
 
 def fused_adam(device: torch.device) -> bool | None:
@@ -173,6 +160,21 @@ class FiLMGenerator(nn.Module):
         self.reset_head()
         self._cache: dict[bytes, torch.Tensor] = {}
         self._cache_version: tuple[int, ...] = ()
+        #: steps of the optimizers :meth:`follow` watches; ``None``: none followed, no acting cache
+        self._optimizer_steps: int | None = None
+
+    def follow(self, optimizer: torch.optim.Optimizer) -> RemovableHandle:
+        """Count ``optimizer``'s steps, which turns the acting cache on (:meth:`_embed_cached`).
+
+        A fused optimizer kernel writes the parameters without bumping their version counters, so
+        the cache can only trust weights whose optimizer it hears from; the handle stops it.
+        """
+        self._optimizer_steps = self._optimizer_steps or 0
+
+        def count(optimizer: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+            self._optimizer_steps = (self._optimizer_steps or 0) + 1
+
+        return optimizer.register_step_post_hook(count)
 
     def reset_head(self) -> None:
         """Zero output: every FiLM layer starts as the identity (γ = 1 + 0, β = 0)."""
@@ -181,7 +183,7 @@ class FiLMGenerator(nn.Module):
 
     def embed(self, instruction: torch.Tensor) -> torch.Tensor:
         """All layers' parameters, concatenated: ``(B, sum(sizes))``."""
-        if not torch.is_grad_enabled():
+        if not torch.is_grad_enabled() and self._optimizer_steps is not None:
             return self._embed_cached(instruction)
         _, rows, inverse = distinct_rows(instruction)
         return self.head(self.encoder(rows))[inverse]
@@ -190,14 +192,14 @@ class FiLMGenerator(nn.Module):
         """Acting (no gradient): reuse each instruction's parameters until the weights change,
         which they do only between rollouts.
 
-        Any optimizer's step (counted by a hook: Adam's fused kernel leaves version counters
+        Each step of the followed optimizers (Adam's fused kernel leaves version counters
         alone), a tensor's version (in-place writes such as ``load_state_dict``) and its storage
         address (``.to(device)``, ``param.data = ...``) are all part of the key, so a stale entry
         is never served. Rows are keyed by their bytes: for the few rows of an acting batch that
         is far cheaper than :func:`distinct_rows`.
         """
         params = (v for p in self.parameters() for v in (p.data_ptr(), p._version))
-        version = (_optimizer_steps, *params)
+        version = (self._optimizer_steps or 0, *params)
         if version != self._cache_version:
             self._cache, self._cache_version = {}, version
         keys = [row.tobytes() for row in instruction.cpu().numpy()]
@@ -219,7 +221,7 @@ class ConditionedConv(nn.Module):
 
     :param in_channels: input feature maps.
     :param out_channels: output feature maps.
-    :param conditioning: mechanism name (see :mod:`film_rl.conditioning`).
+    :param conditioning: mechanism name (see :mod:`film_rl.model.conditioning`).
     :param kernel_size: odd sizes keep the map's size (padded, residual), even ones shrink it by
         ``kernel_size - 1`` (unpadded, like the minigrid docs' 2x2 CNN).
     :param batch_norm: normalise the conv output before modulating it.

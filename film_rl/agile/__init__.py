@@ -1,0 +1,1 @@
+"""AGILE: a FiLM discriminator trained on goal states whose judgement replaces the level's reward."""

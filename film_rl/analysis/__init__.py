@@ -1,0 +1,1 @@
+"""The learned FiLM parameters as a task representation: projections, interpolation, analogies."""

@@ -1,0 +1,201 @@
+"""SB3 glue: the FiLM-ed networks as features extractors, and the two policy classes.
+
+``FilmCnnPolicy`` trains with ``stable_baselines3.PPO``, ``FilmLstmPolicy`` with
+``sb3_contrib.RecurrentPPO``; a saved model loads back with plain ``PPO.load`` /
+``RecurrentPPO.load`` because both classes live in an importable module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.type_aliases import Schedule
+from torch import nn
+
+from film_rl.model.assembly import FiLMed
+from film_rl.model.networks import (
+    SMALL_BATCH,
+    GameEncoder,
+    GridFiLMCNN,
+    InstructionEncoder,
+    NatureFiLMCNN,
+    native_cpu_kernels,
+)
+
+
+class InstructionFeatures(FiLMed, BaseFeaturesExtractor):
+    """Dict observation ``{image, direction, instruction, ...}`` -> features, via a FiLM-ed CNN.
+
+    :param observation_space: the :class:`film_rl.tasks.babyai_envs.InstructionWrapper` space.
+    :param conditioning: ``film`` | ``scale`` | ``bias`` | ``gate`` | ``concat`` | ``none``.
+    :param encoder: ``gru`` | ``bigru`` | ``bow``.
+    :param channels: conv block widths.
+    :param embed_dim: cell embedding width.
+    :param kernel_size: conv kernel size.
+    :param word_dim: word embedding width.
+    :param instruction_dim: instruction vector width.
+    :param pool: ``max`` or ``flatten``.
+    :param batch_norm: BatchNorm in the conv blocks.
+    :param features_dim: output width.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        conditioning: str = "film",
+        encoder: str = "gru",
+        channels: tuple[int, ...] | list[int] = (16, 32),
+        embed_dim: int = 16,
+        kernel_size: int = 2,
+        word_dim: int = 32,
+        instruction_dim: int = 128,
+        pool: str = "flatten",
+        batch_norm: bool = False,
+        features_dim: int = 128,
+    ) -> None:
+        super().__init__(observation_space, features_dim)
+        vocab_size = int(observation_space["instruction"].high.max()) + 1  # type: ignore[attr-defined]
+        self.assemble(
+            GridFiLMCNN(channels, conditioning, embed_dim, kernel_size, pool, batch_norm),
+            conditioning,
+            lambda: InstructionEncoder(vocab_size, encoder, word_dim, instruction_dim),
+        )
+        self.linear = nn.Sequential(nn.Linear(self.cnn.out_dim, features_dim), nn.ReLU())
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        params = self.film_params(observations["instruction"])
+        return self.linear(self.cnn(observations["image"], observations["direction"], params))
+
+
+#: training batches take the per-game folded convs when they hold at least this many samples per game
+FOLD_MIN_PER_GAME = 16
+
+
+class GameFeatures(FiLMed, BaseFeaturesExtractor):
+    """Dict observation ``{image, game_id}`` -> features, via the FiLM-ed Nature CNN (multi-game Atari).
+
+    The game id is the instruction: a learned embedding of it is the FiLM generator's input, so
+    every conv of one shared network gets game-specific gains and biases (Kirkpatrick et al.,
+    2017). Give the policy ``normalize_images=True`` so frames arrive in [0, 1], as SB3's
+    ``CnnPolicy`` sees them.
+
+    :param observation_space: the :class:`film_rl.tasks.atari_envs.MultiGameAtariEnv` space; ``game_id``'s
+        upper bound sets the number of games.
+    :param conditioning: ``film`` | ``scale`` | ``bias`` | ``gate`` | ``concat`` | ``none``.
+    :param channels: widths of the three Nature convs.
+    :param instruction_dim: game embedding width.
+    :param features_dim: output width (Nature: 512).
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        conditioning: str = "film",
+        channels: tuple[int, ...] | list[int] = (32, 64, 64),
+        instruction_dim: int = 64,
+        features_dim: int = 512,
+    ) -> None:
+        super().__init__(observation_space, features_dim)
+        frames, side, _ = observation_space["image"].shape  # type: ignore[misc]
+        n_games = int(observation_space["game_id"].high.max()) + 1  # type: ignore[attr-defined]
+        cnn = NatureFiLMCNN(frames, channels, conditioning, side)
+        self.assemble(cnn, conditioning, lambda: GameEncoder(n_games, instruction_dim))
+        self.linear = nn.Sequential(nn.Linear(self.cnn.out_dim, features_dim), nn.ReLU())
+        self.foldable = cnn.foldable
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        image, game_id = observations["image"], observations["game_id"]
+        if self.generator is not None and self.foldable and torch.is_grad_enabled():
+            # training: each game's modulation goes into the conv weights (same result, ~20% cheaper)
+            games = int(torch.unique(game_id).numel())
+            if image.shape[0] >= FOLD_MIN_PER_GAME * games:
+                return self.linear(self.cnn.forward_by_game(image, game_id, self.film_params))  # type: ignore[attr-defined]
+        return self.linear(self.cnn(image, self.film_params(game_id)))
+
+
+class _FilmPolicyMixin:
+    """What both FiLM policies add to their SB3 base: the FiLM extractor by default, raw symbolic
+    cells (ids, not pixels, so no division by 255), and FiLM layers that start as identities.
+
+    Atari runs pass ``features_extractor_class=GameFeatures`` and ``normalize_images=True``."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        **kwargs: Any,
+    ):
+        kwargs.setdefault("features_extractor_class", InstructionFeatures)
+        kwargs.setdefault("normalize_images", False)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)  # type: ignore[call-arg]
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        super()._build(lr_schedule)  # type: ignore[misc]
+        self.features_extractor.reset_film_head()  # type: ignore[attr-defined]
+        self.features_extractor.follow(self.optimizer)  # type: ignore[attr-defined]
+
+
+class FilmCnnPolicy(_FilmPolicyMixin, ActorCriticPolicy):
+    """Feed-forward actor-critic over :class:`InstructionFeatures`, for ``PPO``."""
+
+
+class FilmLstmPolicy(_FilmPolicyMixin, RecurrentActorCriticPolicy):
+    """:class:`InstructionFeatures` followed by an LSTM memory, for ``sb3_contrib.RecurrentPPO``.
+
+    Its sequence pass runs the LSTM once over every padded sequence where sb3-contrib steps it in a
+    Python loop: see :meth:`_process_sequence`.
+    """
+
+    def extract_features(  # type: ignore[override]
+        self, obs: dict[str, torch.Tensor], features_extractor: BaseFeaturesExtractor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Features of the real rows only; padding rows get zeros.
+
+        RecurrentPPO pads each minibatch's sequences to the longest one, which doubles the rows on
+        BabyAI levels; the loss masks padding out, so its features need not be computed. Padding
+        rows are the ones with ``instruction_length == 0`` (a real mission has words). Observations
+        without that key (Atari's ``{image, game_id}``) take sb3-contrib's path: every row.
+        """
+        length = obs.get("instruction_length") if isinstance(obs, dict) else None
+        real = None if length is None else length.reshape(-1) > 0
+        if real is None or bool(real.all()):
+            return super().extract_features(obs, features_extractor)  # type: ignore[misc,no-any-return]
+        kept = super().extract_features({k: v[real] for k, v in obs.items()}, features_extractor)  # type: ignore[misc]
+
+        def spread(features: torch.Tensor) -> torch.Tensor:
+            out = features.new_zeros(real.shape[0], features.shape[1])
+            out[real] = features
+            return out
+
+        return tuple(spread(f) for f in kept) if isinstance(kept, tuple) else spread(kept)  # type: ignore[return-value]
+
+    @staticmethod
+    def _process_sequence(
+        features: torch.Tensor,
+        lstm_states: tuple[torch.Tensor, torch.Tensor],
+        episode_starts: torch.Tensor,
+        lstm: nn.LSTM,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """sb3-contrib's sequence pass, with one fused LSTM call when episodes start only at t = 0.
+
+        RecurrentPPO cuts its rollout into sequences at every episode start, so in training an
+        episode can start only at a sequence's first step; padding follows the last step. Zeroing
+        those sequences' initial states and running the whole padded batch at once is then exactly
+        what sb3-contrib's step-by-step loop computes. Acting is the one-step case. Any other
+        pattern takes that loop.
+        """
+        n_seq = lstm_states[0].shape[1]
+        starts = episode_starts.reshape((n_seq, -1)).swapaxes(0, 1)
+        if bool(torch.any(starts[1:] != 0)):
+            return RecurrentActorCriticPolicy._process_sequence(features, lstm_states, episode_starts, lstm)
+        keep = (1.0 - starts[0]).view(1, n_seq, 1)
+        sequence = features.reshape((n_seq, -1, lstm.input_size)).swapaxes(0, 1)
+        with native_cpu_kernels(features.shape[0] <= SMALL_BATCH and features.device.type == "cpu"):
+            output, states = lstm(sequence, (keep * lstm_states[0], keep * lstm_states[1]))
+        return torch.flatten(output.transpose(0, 1), start_dim=0, end_dim=1), states

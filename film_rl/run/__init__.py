@@ -1,0 +1,1 @@
+"""One training run: its directory, training, resume, evaluation, callbacks and logging."""

@@ -1,0 +1,1 @@
+"""Many runs: sweeps over settings and seeds (locally or on Ray) and their reports."""

@@ -31,7 +31,7 @@ from film_rl.config import ExperimentConfig, compose
 from film_rl.errors import UserError
 from film_rl.files import write_json
 from film_rl.run.train import build_env, build_model, ppo_settings, train, use_subprocesses, validate
-from film_rl.tasks.instructions import Vocabulary
+from film_rl.tasks.registry import task_for
 
 #: BabyAI 1.0 (Chevalier-Boisvert et al., 2019, table 3): episodes of RL training to reach 99%
 #: success, lower and upper figures; BabyAI 1.1 (Hui et al., 2020) best model where reported.
@@ -67,6 +67,12 @@ class MinigridCNN(BaseFeaturesExtractor):
 
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         return self.linear(self.cnn(observations))
+
+
+def film_model(config: ExperimentConfig, device: str) -> BaseAlgorithm:
+    """A film-rl variant exactly as ``film-rl train`` builds it."""
+    task = task_for(config)
+    return build_model(config, task, build_env(config, task, config.seed), device)
 
 
 def bench_config(level: str, agent: str, overrides: list[str] | None = None, **raw: Any) -> ExperimentConfig:
@@ -149,13 +155,12 @@ def throughput(
 
     ``overrides`` apply to every variant (the reference takes the PPO settings and ``env.*``).
     """
-    vocab = Vocabulary.babyai()
 
     def build(variant: str) -> BaseAlgorithm:
         config = bench_config(level, _AGENT_OF.get(variant, "film-cnn"), [f"env.n_envs={n_envs}", *(overrides or [])])
         if variant == "reference":
             return reference_model(config)
-        return build_model(config, build_env(config, vocab, config.seed), device)
+        return film_model(config, device)
 
     samples = _alternate(THROUGHPUT_VARIANTS, build, timesteps, repeats, progress)
     medians = {v: statistics.median(s) for v, s in samples.items()}
@@ -256,14 +261,13 @@ def atari(
     device = resolve_device(configs["multigame"].device)
     if configs["multigame"].threads > 0:  # threads=1: on a loaded 2-core machine two threads contend
         torch.set_num_threads(configs["multigame"].threads)
-    vocab = Vocabulary.babyai()  # unused by Atari envs; build_env's signature
 
     def build(variant: str) -> BaseAlgorithm:
         config = configs[variant]
         if variant == "reference":
             config.device = device
             return atari_reference_model(game, config)
-        return build_model(config, build_env(config, vocab, config.seed), device)
+        return film_model(config, device)
 
     samples = _alternate(ATARI_VARIANTS, build, timesteps, repeats, progress)
     medians = {v: statistics.median(s) for v, s in samples.items()}

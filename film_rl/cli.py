@@ -89,6 +89,7 @@ def _print_games(result: Any) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from film_rl.run import run_dir as runs
     from film_rl.run.evaluate import evaluate
+    from film_rl.tasks.registry import task_for
 
     if args.episodes <= 0:
         raise UserError("--episodes must be positive")
@@ -100,11 +101,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         writable_folder(Path(args.video), "--video")  # before the episodes are played, not after
     run_dir, model_path = runs.locate(args.target)
     config = runs.read_config(run_dir)
-    if config.env.kind == "atari" and args.episodes < len(config.env.levels):
-        raise UserError(
-            f"--episodes {args.episodes}: this run plays {len(config.env.levels)} games, one episode each at least"
-        )
     vocab = runs.read_vocab(run_dir)
+    task = task_for(config, vocab)
+    if args.episodes < task.min_episodes():
+        plays = f"{task.min_episodes()} {task.level_noun}s"
+        raise UserError(f"--episodes {args.episodes}: this run plays {plays}, one episode each at least")
     model = runs.load_model(config, model_path, device=args.device)
     deterministic = config.eval.deterministic if args.deterministic is None else args.deterministic
     reward_model = None
@@ -118,8 +119,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         load_reward_model(reward_model, saved)
     result = evaluate(
         model,
-        config.env,
-        vocab,
+        task,
         episodes=args.episodes,
         seed=args.seed,
         deterministic=deterministic,
@@ -229,14 +229,14 @@ def _size(n_bytes: int) -> str:
 
 def cmd_goals_make(args: argparse.Namespace) -> int:
     from film_rl.agile.goals import make_goals
-    from film_rl.tasks.babyai_envs import check_levels
+    from film_rl.tasks.babyai_envs import check_bot_levels
     from film_rl.tasks.instructions import Vocabulary
 
     if args.episodes <= 0:
         raise UserError("--episodes must be positive")
     if args.seed < 0:
         raise UserError("--seed must be 0 or more (numpy and gymnasium take unsigned seeds)")
-    check_levels(args.env)
+    check_bot_levels(args.env)
     out = Path(args.out)
     if out.is_dir():
         raise UserError(f"--out {out} is a directory; name a file, e.g. {out / 'goals.npz'}")

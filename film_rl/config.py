@@ -424,7 +424,20 @@ def recipe_dirs(kind: str, experiment_path: Path | None) -> list[Path]:
     return list(dict.fromkeys(dirs))
 
 
-def _load_recipe(kind: str, name: str, experiment_path: Path | None) -> dict[str, Any]:
+def _load_recipe(kind: str, name: str, experiment_path: Path | None, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A recipe's keys, its ``base:`` recipe's first (recursively), this recipe's own over them."""
+    if name in seen:
+        raise UserError(f"{kind[:-1]} recipe '{name}' inherits from itself: {' -> '.join([*seen, name])}")
+    data = _find_recipe(kind, name, experiment_path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise UserError(f"{kind[:-1]} recipe '{name}': base must be a recipe name, got {base!r}")
+    return merge(_load_recipe(kind, base, experiment_path, (*seen, name)), data)
+
+
+def _find_recipe(kind: str, name: str, experiment_path: Path | None) -> dict[str, Any]:
     if name.endswith((".yaml", ".yml")):
         return read_yaml(Path(name))
     dirs = recipe_dirs(kind, experiment_path)
@@ -434,6 +447,14 @@ def _load_recipe(kind: str, name: str, experiment_path: Path | None) -> dict[str
             return read_yaml(path)
     known = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.yaml")})
     raise UserError(f"unknown {kind[:-1]} recipe '{name}'{did_you_mean(name, known)} (looked in {dirs[0]})")
+
+
+def merge(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """``own`` over ``base``, section by section: a recipe states only what differs from its base."""
+    out = dict(base)
+    for key, value in own.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -485,9 +506,29 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     path = Path(path)
     if not path.exists():
         raise UserError(f"no such experiment file: {path}")
-    raw = read_yaml(path)
+    raw = _experiment_with_base(path)
     raw.setdefault("name", path.stem)
     return compose(raw, overrides or [], path)
+
+
+def _experiment_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """An experiment file over its ``base:`` experiment (a name in the same folder, or a path);
+    the base's ``name`` and ``sweep`` are its own and are not inherited."""
+    if path.resolve() in seen:
+        raise UserError(f"experiment {path} inherits from itself")
+    raw = read_yaml(path)
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise UserError(f"{path}: base must be an experiment name, got {base!r}")
+    base_path = Path(base) if base.endswith((".yaml", ".yml")) else path.parent / f"{base}.yaml"
+    if not base_path.is_file():
+        raise UserError(f"{path}: no base experiment {base_path}")
+    inherited = _experiment_with_base(base_path, (*seen, path.resolve()))
+    for own in ("name", "sweep"):
+        inherited.pop(own, None)
+    return merge(inherited, raw)
 
 
 def save_config(config: ExperimentConfig, path: Path) -> None:

@@ -97,7 +97,7 @@ def _trainer(bias: float) -> RewardModelTrainer:
 def test_reward_model_reward_replaces_the_level_reward_and_keeps_the_true_success(bias):
     trainer = _trainer(bias)
     venv = RewardModelReward(
-        make_vec_env([LEVEL], trainer.train_goals.vocab, 2, seed=0, done_action_ends=True), trainer, DONE
+        make_vec_env([LEVEL], trainer.train_goals.vocab, 2, seed=0, done_action_ends=True), trainer
     )
     venv.reset()
     rng = np.random.default_rng(0)
@@ -122,7 +122,7 @@ def test_an_untrained_reward_model_rewards_nothing():
     trainer = _trainer(8.0)
     trainer.steps = 0
     venv = RewardModelReward(
-        make_vec_env([LEVEL], trainer.train_goals.vocab, 2, seed=0, done_action_ends=True), trainer, DONE
+        make_vec_env([LEVEL], trainer.train_goals.vocab, 2, seed=0, done_action_ends=True), trainer
     )
     venv.reset()
     for _ in range(20):

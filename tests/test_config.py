@@ -86,3 +86,61 @@ def test_every_shipped_experiment_composes():
     for path in experiments:
         config = load_experiment(path)
         assert config.env.levels and config.agent_recipe and config.env_recipe, path
+
+
+def _project(tmp_path: Path) -> Path:
+    """A project folder of its own: experiments/, agents/ and envs/ beside each other."""
+    for folder in ("experiments", "agents", "envs"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "envs" / "room.yaml").write_text("levels: [BabyAI-GoToLocal-v0]\nn_envs: 4\n")
+    (tmp_path / "agents" / "plain.yaml").write_text("channels: [8, 8]\nalgorithm:\n  n_steps: 64\n  gamma: 0.9\n")
+    return tmp_path
+
+
+def test_a_recipe_states_only_what_differs_from_its_base(tmp_path):
+    root = _project(tmp_path)
+    (root / "agents" / "memory.yaml").write_text("base: plain\npolicy: lstm\nalgorithm:\n  n_steps: 32\n")
+    (root / "experiments" / "e.yaml").write_text("env: room\nagent: memory\n")
+    agent = load_experiment(root / "experiments" / "e.yaml").agent
+    assert agent.policy == "lstm" and agent.channels == [8, 8]  # the base's, where the recipe is silent
+    assert agent.algorithm.n_steps == 32 and agent.algorithm.gamma == 0.9  # sections merge key by key
+
+
+def test_shipped_recipes_inherit_what_they_say(tmp_path):
+    film, lstm = (load_experiment(QUICKSTART, [f"agent={a}"]).agent for a in ("film-cnn", "agile-film-lstm"))
+    assert lstm.policy == "lstm" and lstm.reward_model.enabled and not lstm.algorithm.normalize_advantage
+    assert (lstm.channels, lstm.encoder, lstm.algorithm.learning_rate) == (
+        film.channels,
+        film.encoder,
+        film.algorithm.learning_rate,
+    )
+
+
+def test_an_experiment_inherits_from_another_but_not_its_name_or_sweep(tmp_path):
+    root = _project(tmp_path)
+    (root / "experiments" / "parent.yaml").write_text(
+        "env: room\nagent: plain\nseed: 7\nbudget:\n  timesteps: 5000\nsweep:\n  seeds: 3\n"
+    )
+    (root / "experiments" / "child.yaml").write_text("base: parent\nbudget:\n  timesteps: 900\n")
+    config = load_experiment(root / "experiments" / "child.yaml")
+    assert config.name == "child" and config.seed == 7 and config.budget.timesteps == 900
+    from film_rl.sweep.runner import declared_sweep
+
+    assert declared_sweep(root / "experiments" / "child.yaml") == {}
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"agents/a.yaml": "base: b\n", "agents/b.yaml": "base: a\n"}, "inherits from itself: a -> b -> a"),
+        ({"agents/a.yaml": "base: nothing\n"}, "unknown agent recipe 'nothing'"),
+        ({"agents/a.yaml": "base: [plain]\n"}, "base must be a recipe name"),
+    ],
+)
+def test_a_broken_base_is_named(tmp_path, files, message):
+    root = _project(tmp_path)
+    for name, text in files.items():
+        (root / name).write_text(text)
+    (root / "experiments" / "e.yaml").write_text("env: room\nagent: a\n")
+    with pytest.raises(UserError, match=message.replace("[", r"\[")):
+        load_experiment(root / "experiments" / "e.yaml")

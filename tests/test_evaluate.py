@@ -2,11 +2,13 @@
 
 from stable_baselines3 import PPO
 
-from film_rl.config import EnvConfig
+from film_rl.config import EnvConfig, ExperimentConfig
 from film_rl.model.policies import FilmCnnPolicy
-from film_rl.run.evaluate import Episode, evaluate, summarize
+from film_rl.run.evaluate import Episode, evaluate
+from film_rl.tasks.babyai import summarize
 from film_rl.tasks.babyai_envs import make_vec_env
 from film_rl.tasks.instructions import Vocabulary, instruction_kind
+from film_rl.tasks.registry import task_for
 
 
 def test_instruction_kinds_follow_the_babyai_grammar():
@@ -40,9 +42,9 @@ def test_evaluation_is_reproducible_for_a_seed_and_covers_each_level():
     levels = ["BabyAI-GoToLocal-v0", "BabyAI-PickupLoc-v0"]
     venv = make_vec_env(levels, vocab, 1, seed=0)
     model = PPO(FilmCnnPolicy, venv, n_steps=16, batch_size=16, seed=0, device="cpu")
-    config = EnvConfig(levels=levels)
-    a = evaluate(model, config, vocab, episodes=12, seed=5, deterministic=False)
-    b = evaluate(model, config, vocab, episodes=12, seed=5, deterministic=False)
+    task = task_for(ExperimentConfig(env=EnvConfig(levels=levels)), vocab)
+    a = evaluate(model, task, episodes=12, seed=5, deterministic=False)
+    b = evaluate(model, task, episodes=12, seed=5, deterministic=False)
     assert a == b
     assert set(levels) <= set(a.per_kind) and a.episodes == 12
     venv.close()

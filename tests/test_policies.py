@@ -10,9 +10,8 @@ from conftest import ROOT
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 
-from film_rl.bench import bench_config
+from film_rl.bench import bench_config, film_model
 from film_rl.model.policies import FilmCnnPolicy, FilmLstmPolicy, InstructionFeatures
-from film_rl.run.train import build_env, build_model
 from film_rl.tasks.babyai_envs import make_vec_env
 from film_rl.tasks.instructions import Vocabulary
 
@@ -143,10 +142,10 @@ def test_padding_rows_are_skipped_without_changing_the_loss():
 
 
 def test_training_takes_adams_fused_kernel_with_the_same_updates():
-    """build_model asks for Adam's fused kernel (a CPU minibatch's optimizer step, ~1.3 of 9.4 ms);
+    """training asks for Adam's fused kernel (a CPU minibatch's optimizer step, ~1.3 of 9.4 ms);
     it must be the same algorithm: parameters match the per-tensor loop's after a few updates."""
     config = bench_config("BabyAI-GoToLocal-v0", "film-cnn", ["env.n_envs=2"])
-    model = build_model(config, build_env(config, Vocabulary.babyai(), 0), "cpu")
+    model = film_model(config, "cpu")
     optimizer = model.policy.optimizer
     assert isinstance(optimizer, torch.optim.Adam) and optimizer.defaults["fused"] is True
     assert optimizer.defaults["eps"] == config.agent.algorithm.adam_eps
@@ -173,6 +172,6 @@ def test_advantage_normalisation_reaches_sb3(normalize):
     config = bench_config(
         "BabyAI-GoToLocal-v0", "film-cnn", ["env.n_envs=2", f"agent.algorithm.normalize_advantage={normalize}"]
     )
-    model = build_model(config, build_env(config, Vocabulary.babyai(), 0), "cpu")
+    model = film_model(config, "cpu")
     assert model.normalize_advantage is normalize
     model.get_env().close()

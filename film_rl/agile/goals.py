@@ -44,6 +44,7 @@ import numpy as np
 from film_rl import __version__
 from film_rl.errors import UserError
 from film_rl.files import write_atomically
+from film_rl.tasks.babyai_envs import DEFAULT_MAX_INSTRUCTION_LENGTH, check_bot_levels, make_babyai_env
 from film_rl.tasks.instructions import Vocabulary, instruction_kind
 
 if TYPE_CHECKING:
@@ -288,18 +289,10 @@ def make_goals(
     :param max_length: tokens per instruction; ``None`` is the policy's default.
     :param progress: called after every episode with (episodes done, goal states kept).
     """
-    from film_rl.tasks.babyai_envs import (
-        DEFAULT_MAX_INSTRUCTION_LENGTH,
-        check_levels,
-        make_babyai_env,
-        silence_rejection_sampling,
-    )
-
     if episodes <= 0:
         raise UserError(f"episodes must be positive, got {episodes}")
     levels = list(dict.fromkeys(levels))  # a level named twice is still one level
-    check_levels(levels)
-    silence_rejection_sampling()
+    check_bot_levels(levels)
     length = DEFAULT_MAX_INSTRUCTION_LENGTH if max_length is None else max_length
     envs = [make_babyai_env([level], vocab, max_length=length) for level in levels]
     kept: list[tuple[dict[str, np.ndarray], str, int, int]] = []

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from minigrid.core.actions import Actions
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
@@ -114,14 +115,13 @@ class RewardModelReward(VecEnvWrapper):
 
     :param venv: workers built with ``done_action_ends`` (:class:`film_rl.tasks.babyai_envs.DoneActionEnds`).
     :param trainer: the reward model.
-    :param done_action: minigrid's ``done`` action id.
     :param scale: reward multiplier (``env.reward_scale``).
     """
 
-    def __init__(self, venv: VecEnv, trainer: RewardModelTrainer, done_action: int, scale: float = 1.0) -> None:
+    def __init__(self, venv: VecEnv, trainer: RewardModelTrainer, scale: float = 1.0) -> None:
         super().__init__(venv)
         self.trainer = trainer
-        self.done_action = done_action
+        self.done_action = int(Actions.done)  # AGILE needs BabyAI's bot, so its envs are minigrid's
         self.scale = scale
         self._actions = np.zeros(venv.num_envs, dtype=np.int64)
         #: episodes ended by ``done`` and those D rewarded, since :meth:`pop_counts`

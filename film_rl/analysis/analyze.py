@@ -43,8 +43,8 @@ from film_rl.errors import UserError
 from film_rl.files import write_json
 from film_rl.model.networks import FiLMGenerator
 from film_rl.run import run_dir as runs
-from film_rl.run.evaluate import rollout
 from film_rl.tasks.babyai_envs import check_levels, make_babyai_env
+from film_rl.tasks.episodes import rollout
 from film_rl.tasks.instructions import Vocabulary, instruction_kind, split_words
 
 ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -317,7 +317,7 @@ def substituted_film(generator: FiLMGenerator, params: torch.Tensor) -> Iterator
 
 class SeedList(gym.Wrapper[Any, Any, Any, Any]):
     """Roll-out episode ``i`` (reset with seed ``i``) plays seed ``seeds[i]``, so that
-    :func:`film_rl.run.evaluate.rollout` runs chosen episodes.
+    :func:`film_rl.tasks.episodes.rollout` runs chosen episodes.
 
     :param env: the wrapped env.
     :param seeds: the env seed of each episode.

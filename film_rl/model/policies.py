@@ -60,8 +60,9 @@ class InstructionFeatures(FiLMed, BaseFeaturesExtractor):
     ) -> None:
         super().__init__(observation_space, features_dim)
         vocab_size = int(observation_space["instruction"].high.max()) + 1  # type: ignore[attr-defined]
+        view_size = int(observation_space["image"].shape[-1])  # type: ignore[index]  # (3, V, V): minigrid's agent_view_size
         self.assemble(
-            GridFiLMCNN(channels, conditioning, embed_dim, kernel_size, pool, batch_norm),
+            GridFiLMCNN(channels, conditioning, embed_dim, kernel_size, pool, batch_norm, view_size),
             conditioning,
             lambda: InstructionEncoder(vocab_size, encoder, word_dim, instruction_dim),
         )

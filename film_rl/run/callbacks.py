@@ -1,150 +1,19 @@
-"""SB3 callbacks of a training run: instruction statistics, checkpoints, evaluation, stopping."""
+"""SB3 callbacks of a training run: checkpoints, periodic evaluation, stopping on signals and
+divergence. The statistics a task logs are its own (:meth:`film_rl.tasks.base.Task.training_stats`)."""
 
 from __future__ import annotations
 
 import signal
 import threading
-from collections import defaultdict, deque
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from film_rl.run.run_dir import CHECKPOINTS, checkpoints, save_atomically
-from film_rl.tasks.atari_scores import GameScores
-from film_rl.tasks.instructions import UNK, Vocabulary
-
-
-class InstructionStats(BaseCallback):
-    """Per-level success rates, unknown-word counts and BabyAI's episodes-to-99% metric.
-
-    SB3 already logs the overall ``rollout/success_rate`` from ``info["is_success"]``; this adds
-    ``rollout/success_rate/<level>`` (window ``window``), ``instructions/unknown_words`` (words
-    mapped to ``<unk>`` in the missions seen so far) and ``rollout/episodes``. The first episode
-    count at which the rolling success reaches each of ``thresholds`` is kept in
-    :attr:`episodes_to`.
-
-    :param vocab: the run's vocabulary (to recognise ``<unk>``).
-    :param window: episodes in the rolling success rates.
-    :param thresholds: success rates whose first crossing is recorded.
-    :param stop_at: end training once the rolling success reaches this rate.
-    """
-
-    def __init__(
-        self,
-        vocab: Vocabulary,
-        window: int = 100,
-        thresholds: tuple[float, ...] = (0.9, 0.99),
-        stop_at: float | None = None,
-    ) -> None:
-        super().__init__()
-        self.stop_at = stop_at
-        self.unk = vocab.stoi[UNK]
-        self.window = window
-        # the stopping rate is a threshold too, so the episode count it stopped at is recorded
-        self.thresholds = tuple(sorted({*thresholds, *([stop_at] if stop_at is not None else [])}))
-        self.per_level: dict[str, deque[bool]] = defaultdict(lambda: deque(maxlen=window))
-        self.recent: deque[bool] = deque(maxlen=window)
-        self.episodes = 0
-        self.unknown_words = 0
-        self.episodes_to: dict[float, int] = {}
-        self.curve: list[tuple[int, int, float]] = []  # (episodes, timesteps, rolling success)
-
-    def _on_training_start(self) -> None:
-        obs = self.model._last_obs
-        if isinstance(obs, dict):
-            self.unknown_words += int((obs["instruction"] == self.unk).sum())
-
-    def _on_step(self) -> bool:
-        dones = self.locals["dones"]
-        if not dones.any():
-            return True
-        for info in (i for i, d in zip(self.locals["infos"], dones, strict=True) if d):
-            if "is_success" not in info:
-                continue
-            success = bool(info["is_success"])
-            self.episodes += 1
-            self.recent.append(success)
-            self.per_level[str(info.get("level", "?"))].append(success)
-            if len(self.recent) == self.window:
-                rate = float(np.mean(self.recent))
-                for t in self.thresholds:
-                    if rate >= t and t not in self.episodes_to:
-                        self.episodes_to[t] = self.episodes
-        new_obs = self.locals["new_obs"]
-        if isinstance(new_obs, dict):  # the next episode's mission, already tokenized
-            self.unknown_words += int((new_obs["instruction"][dones] == self.unk).sum())
-        return not self.reached_target
-
-    def state(self) -> dict[str, Any]:
-        """What a resumed run needs to go on counting: BabyAI's metric counts every episode of the run."""
-        return {
-            "episodes": self.episodes,
-            "unknown_words": self.unknown_words,
-            "episodes_to": {str(t): n for t, n in self.episodes_to.items()},
-            "recent": list(self.recent),
-            "per_level": {level: list(outcomes) for level, outcomes in self.per_level.items()},
-        }
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self.episodes = int(state["episodes"])
-        self.unknown_words = int(state["unknown_words"])
-        self.episodes_to = {float(t): int(n) for t, n in state["episodes_to"].items()}
-        self.recent.extend(bool(x) for x in state["recent"])
-        for level, outcomes in state["per_level"].items():
-            self.per_level[level].extend(bool(x) for x in outcomes)
-
-    @property
-    def reached_target(self) -> bool:
-        return (
-            self.stop_at is not None and len(self.recent) == self.window and float(np.mean(self.recent)) >= self.stop_at
-        )
-
-    def _on_rollout_end(self) -> None:
-        for level, outcomes in self.per_level.items():
-            self.logger.record(f"rollout/success_rate/{level}", float(np.mean(outcomes)))
-        self.logger.record("rollout/episodes", self.episodes)
-        self.logger.record("instructions/unknown_words", self.unknown_words)
-        for t, n in self.episodes_to.items():
-            self.logger.record(f"rollout/episodes_to_{round(t * 100)}", n)
-        if self.recent:
-            self.curve.append((self.episodes, self.num_timesteps, float(np.mean(self.recent))))
-
-
-class GameStats(BaseCallback):
-    """Per-game returns of whole Atari games, unclipped, and their human-normalized scores.
-
-    Reads the ``info["episode"]`` that :class:`film_rl.tasks.atari_envs.GameMonitor` writes under the life-loss
-    and clipping wrappers, so each entry is a whole game's raw score. Logs, every rollout,
-    ``rollout/ep_return/<game>``, ``rollout/human_normalized/<game>``, their mean and median across
-    games (``rollout/human_normalized_mean`` / ``_median``), ``rollout/episodes/<game>`` and
-    ``rollout/episodes``; SB3's own ``rollout/ep_rew_mean`` mixes the games.
-
-    :param window: most recent games kept per game in the rolling means.
-    """
-
-    def __init__(self, window: int = 100) -> None:
-        super().__init__()
-        self.scores = GameScores(window)
-        self.episodes = 0
-        self.episodes_to: dict[float, int] = {}  # BabyAI's success metric has no Atari counterpart
-
-    def _on_step(self) -> bool:
-        for info in self.locals["infos"]:
-            episode = info.get("episode")
-            if episode is not None and "game" in episode:
-                self.scores.add(str(episode["game"]), float(episode["r"]))
-                self.episodes += 1
-        return True
-
-    def _on_rollout_end(self) -> None:
-        for key, value in self.scores.summary().items():
-            self.logger.record(f"rollout/{key}", value)
-        self.logger.record("rollout/episodes", self.episodes)
 
 
 class Checkpointer(BaseCallback):

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from minigrid.core.actions import Actions
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.utils import get_device
@@ -37,13 +36,11 @@ from film_rl.config import AlgorithmConfig, ExperimentConfig, check_ranges, load
 from film_rl.errors import UserError
 from film_rl.files import remove_stale_temporaries, write_error, write_json, write_text
 from film_rl.model.networks import fused_adam
-from film_rl.model.policies import FilmCnnPolicy, FilmLstmPolicy, GameFeatures
+from film_rl.model.policies import FilmCnnPolicy, FilmLstmPolicy
 from film_rl.run import run_dir as runs
 from film_rl.run.callbacks import (
     Checkpointer,
     Diverged,
-    GameStats,
-    InstructionStats,
     PeriodicEval,
     StopOnNonFinite,
     StopOnSignal,
@@ -51,8 +48,9 @@ from film_rl.run.callbacks import (
 )
 from film_rl.run.evaluate import EvalResult, evaluate
 from film_rl.run.tracking import check_wandb, finish_wandb, make_logger, start_wandb
-from film_rl.tasks.babyai_envs import check_levels, make_vec_env
+from film_rl.tasks.base import Task
 from film_rl.tasks.instructions import Vocabulary
+from film_rl.tasks.registry import task_for
 
 
 class TrainingInterrupted(Exception):
@@ -119,36 +117,13 @@ def use_subprocesses(config: ExperimentConfig) -> bool:
 
 
 def build_env(
-    config: ExperimentConfig, vocab: Vocabulary, seed: int, reward_model: RewardModelTrainer | None = None
+    config: ExperimentConfig, task: Task, seed: int, reward_model: RewardModelTrainer | None = None
 ) -> VecEnv:
     """The training VecEnv; with a reward model, AGILE's: episodes end at ``done``, D rewards them."""
-    if config.env.kind == "atari":
-        from film_rl.tasks.atari_envs import make_atari_vec_env
-
-        return make_atari_vec_env(
-            config.env.levels,
-            config.env.atari,
-            config.env.n_envs,
-            seed=seed,
-            sampling=config.env.sampling,
-            subprocess=use_subprocesses(config),
-        )
-    check_levels(config.env.levels)
-    venv = make_vec_env(
-        config.env.levels,
-        vocab,
-        config.env.n_envs,
-        seed=seed,
-        sampling=config.env.sampling,
-        max_length=config.env.max_instruction_length,
-        reward_scale=config.env.reward_scale,
-        subprocess=use_subprocesses(config),
-        done_action_ends=reward_model is not None or config.env.episode_end == "done",
-        reward_success_at_done=reward_model is None,
-    )
+    venv = task.training_env(seed, use_subprocesses(config), done_action_ends=reward_model is not None)
     if reward_model is None:
         return venv
-    return RewardModelReward(venv, reward_model, int(Actions.done), config.env.reward_scale)
+    return RewardModelReward(venv, reward_model, config.env.reward_scale)
 
 
 def ppo_settings(algo: AlgorithmConfig) -> dict[str, Any]:
@@ -170,23 +145,14 @@ def ppo_settings(algo: AlgorithmConfig) -> dict[str, Any]:
     }
 
 
-def build_model(config: ExperimentConfig, env: VecEnv, device: str) -> BaseAlgorithm:
-    """The SB3 algorithm with the FiLM policy the agent recipe describes."""
+def build_model(config: ExperimentConfig, task: Task, env: VecEnv, device: str) -> BaseAlgorithm:
+    """The SB3 algorithm with the FiLM policy the agent recipe describes, reading the task's observations."""
     agent, algo = config.agent, config.agent.algorithm
     policy_kwargs: dict[str, Any] = {
-        "features_extractor_kwargs": {**agent.grid_network(), "features_dim": agent.features_dim},
+        **task.policy_kwargs(),
         "net_arch": {"pi": list(agent.net_arch), "vf": list(agent.net_arch)},
         "optimizer_kwargs": {"eps": algo.adam_eps, "fused": fused_adam(get_device(device))},
     }
-    if config.env.kind == "atari":  # the FiLM-ed Nature CNN over [0, 1] frames, conditioned on the game id
-        policy_kwargs["features_extractor_class"] = GameFeatures
-        policy_kwargs["features_extractor_kwargs"] = {
-            "conditioning": agent.conditioning,
-            "channels": tuple(agent.channels),
-            "instruction_dim": agent.instruction_dim,
-            "features_dim": agent.features_dim,
-        }
-        policy_kwargs["normalize_images"] = True
     policy: type[FilmCnnPolicy] | type[FilmLstmPolicy] = FilmCnnPolicy
     if agent.policy == "lstm":
         policy = FilmLstmPolicy
@@ -203,19 +169,11 @@ def build_model(config: ExperimentConfig, env: VecEnv, device: str) -> BaseAlgor
 
 
 def validate(config: ExperimentConfig) -> None:
-    """What the config's declared ranges alone cannot express: levels, devices, combinations."""
+    """What the config's declared ranges alone cannot express: the task's ids and settings, devices,
+    combinations."""
     check_ranges(config)
     check_device(config.device)
-    if config.env.kind == "atari":
-        from film_rl.tasks.atari_envs import validate_atari
-
-        validate_atari(config)
-        if config.env.episode_end != "level":
-            raise UserError(
-                "env.episode_end: done is for BabyAI levels (minigrid's done action); Atari games end themselves"
-            )
-    else:
-        check_levels(config.env.levels)
+    task_for(config).validate()
     rm = config.agent.reward_model
     if rm.enabled and rm.batch_size % 2:
         raise UserError(f"agent.reward_model.batch_size must be even (half goal states), got {rm.batch_size}")
@@ -234,33 +192,29 @@ def _learn(
     model: BaseAlgorithm,
     config: ExperimentConfig,
     run_dir: Path,
-    vocab: Vocabulary,
-    device: str,
+    task: Task,
     reward_model: RewardModelTrainer | None = None,
     stats_state: dict[str, Any] | None = None,
     trained: bool = False,
 ) -> TrainResult:
     """Shared by fresh and resumed runs: learn to the budget, save, evaluate, log.
 
-    ``stats_state``: a resumed run's episode bookkeeping (:meth:`InstructionStats.state`).
+    ``stats_state``: a resumed run's episode bookkeeping (:meth:`TrainingStats.state`).
     ``trained``: the model is the run's finished ``model.zip``: only evaluate it.
     """
     for folder in (run_dir, run_dir / runs.CHECKPOINTS):
         remove_stale_temporaries(folder)  # left by a process killed while writing
     wandb_run = start_wandb(config, run_dir)
     model.set_logger(make_logger(run_dir, config.logging.tensorboard, wandb_run))
-    stats: InstructionStats | GameStats
-    if config.env.kind == "atari":
-        stats = GameStats(config.budget.success_window)
-    else:
-        stats = InstructionStats(vocab, config.budget.success_window, stop_at=config.budget.stop_at_success)
-        if stats_state is not None:
-            stats.restore(stats_state)
+    stats = task.training_stats()
+    if stats_state is not None:
+        stats.restore(stats_state)
 
     def save_extra(path: Path) -> None:
         """Beside every saved model: the episode bookkeeping, and AGILE's reward model."""
-        if isinstance(stats, InstructionStats):
-            write_json(runs.beside(path, runs.STATS), stats.state())
+        state = stats.state()
+        if state is not None:
+            write_json(runs.beside(path, runs.STATS), state)
         if reward_model is not None:
             save_reward_model(reward_model, runs.beside(path, REWARD_MODEL))
 
@@ -281,7 +235,7 @@ def _learn(
 
     def evaluate_now(episodes: int, seed: int) -> EvalResult:
         # held-out seeds: training resets start at config.seed, evaluations far above it
-        return evaluate(model, config.env, vocab, episodes, seed=seed, deterministic=config.eval.deterministic)  # type: ignore[arg-type]
+        return evaluate(model, task, episodes, seed=seed, deterministic=config.eval.deterministic)  # type: ignore[arg-type]
 
     if config.eval.freq > 0:
         callbacks.append(PeriodicEval(lambda: evaluate_now(config.eval.freq_episodes, 10_000), config.eval.freq))
@@ -390,10 +344,11 @@ def train(config: ExperimentConfig) -> TrainResult:
     save_config(config, run_dir / runs.CONFIG)
     vocab = Vocabulary.babyai()
     vocab.save(run_dir / runs.VOCAB)
+    task = task_for(config, vocab)
     reward_model = build_reward_model(config, vocab, run_dir, device) if config.agent.reward_model.enabled else None
-    env = build_env(config, vocab, config.seed, reward_model)
-    model = build_model(config, env, device)
-    return _learn(model, config, run_dir, vocab, device, reward_model)
+    env = build_env(config, task, config.seed, reward_model)
+    model = build_model(config, task, env, device)
+    return _learn(model, config, run_dir, task, reward_model)
 
 
 RESUMABLE_SECTIONS = ("budget.", "eval.", "checkpoint.", "logging.", "threads", "device")
@@ -491,8 +446,9 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> TrainResult:
         reward_model = build_reward_model(config, vocab, run_dir, device)
         load_reward_model(reward_model, runs.beside(latest.state.path, REWARD_MODEL))
     # fresh episodes, not a replay of the first leg's
-    model.set_env(build_env(config, vocab, config.seed + steps, reward_model))
-    return _learn(model, config, run_dir, vocab, device, reward_model, latest.stats, trained=finished)
+    task = task_for(config, vocab)
+    model.set_env(build_env(config, task, config.seed + steps, reward_model))
+    return _learn(model, config, run_dir, task, reward_model, latest.stats, trained=finished)
 
 
 def _evaluated(run_dir: Path) -> bool:

@@ -45,7 +45,8 @@ class RunFigures:
     #: final success rate (BabyAI) or mean human-normalized score (Atari)
     final: float
     #: an Atari run, scored by human-normalized score rather than success
-    atari: bool
+    #: the run reports scores (returns, human-normalized), not a success rate
+    scored: bool
     episodes_to: dict[float, int]
     fps: float
     frames: int
@@ -129,7 +130,7 @@ def read_run(trial: Trial, run_dir: Path) -> RunFigures:
         trial=trial,
         run_dir=run_dir,
         final=final,
-        atari="success_rate" not in evaluation,
+        scored="success_rate" not in evaluation,
         episodes_to=episodes_to,
         fps=_number(last.get("time/fps")),
         frames=int(max(_steps(last), 0)),
@@ -309,8 +310,8 @@ def report(folder: Path, out: Path | None = None, wandb_mode: str | None = None)
     figures, missing = collect(folder, spec)
     if not figures:
         raise UserError(f"{folder}: no finished trial to report yet ({len(missing)} not finished)")
-    atari = any(f.atari for f in figures)
-    metric = "human-normalized score" if atari else "success rate"
+    scored = any(f.scored for f in figures)
+    metric = "human-normalized score" if scored else "success rate"
     rows = aggregate(figures, spec)
     out = out or folder / "report"
     out.mkdir(parents=True, exist_ok=True)
@@ -326,7 +327,7 @@ def report(folder: Path, out: Path | None = None, wandb_mode: str | None = None)
         eps = [f.episodes_to.get(t, "") for t in THRESHOLDS]
         runs_table.append([f.trial.id, f.trial.setting, f.trial.seed, f.final, *eps, f.fps, f.frames, f.run_dir])
     write_csv(files["runs"], runs_table)
-    plot_curves(figures, spec, files["curves"], f"rolling training {metric}", bounded=not atari)
+    plot_curves(figures, spec, files["curves"], f"rolling training {metric}", bounded=not scored)
     log_to_wandb(spec, header, data, files, wandb_mode)
     return Report(rows, missing, files, text)
 

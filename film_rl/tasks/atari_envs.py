@@ -20,9 +20,9 @@ the frames itself. Training adds SB3's life-loss and reward-clipping wrappers on
 from __future__ import annotations
 
 import difflib
+import functools
 import re
-import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, SupportsFloat
 
 import ale_py
@@ -32,11 +32,11 @@ from gymnasium import spaces
 from gymnasium.wrappers import AtariPreprocessing
 from stable_baselines3.common.atari_wrappers import ClipRewardEnv, EpisodicLifeEnv
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+from stable_baselines3.common.vec_env import VecEnv
 
 from film_rl.config import AtariConfig, ExperimentConfig
 from film_rl.errors import UserError
-from film_rl.tasks.babyai_envs import worker_levels
+from film_rl.tasks.vec_env import make_vec_env, worker_levels
 
 ENV_ID = "film_rl/MultiGameAtari-v0"
 #: the full Atari action set: every game gets the same action head
@@ -292,16 +292,6 @@ def make_atari_env(
     return env
 
 
-def _env_factory(games: list[str], play: list[str], settings: AtariConfig, subprocess: bool) -> Callable[[], gym.Env]:
-    def make() -> gym.Env:
-        if subprocess:
-            # Ctrl-C is for the trainer, which saves a checkpoint and then closes the workers.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-        return make_atari_env(games, settings, play=play)
-
-    return make
-
-
 def make_atari_vec_env(
     games: Sequence[str],
     settings: AtariConfig,
@@ -312,9 +302,9 @@ def make_atari_vec_env(
     subprocess: bool = False,
 ) -> VecEnv:
     """``n_envs`` training workers seeded ``seed + i``; ``sampling`` as for BabyAI suites
-    (:func:`film_rl.tasks.babyai_envs.worker_levels`): ``worker`` pins game ``i mod n`` to worker ``i``."""
+    (:func:`film_rl.tasks.vec_env.worker_levels`): ``worker`` pins game ``i mod n`` to worker ``i``."""
     games = list(games)
-    factories = [_env_factory(games, play, settings, subprocess) for play in worker_levels(games, n_envs, sampling)]
-    venv: VecEnv = SubprocVecEnv(factories) if subprocess else DummyVecEnv(factories)
-    venv.seed(seed)
-    return venv
+    workers = [
+        functools.partial(make_atari_env, games, settings, play=play) for play in worker_levels(games, n_envs, sampling)
+    ]
+    return make_vec_env(workers, seed, subprocess)

@@ -11,18 +11,22 @@
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Sequence
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import minigrid  # noqa: F401  (registers the BabyAI levels)
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.registration import load_env_creator
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+from stable_baselines3.common.vec_env import VecEnv
 
+from film_rl.errors import UserError, did_you_mean
+from film_rl.tasks import vec_env
 from film_rl.tasks.instructions import Vocabulary
+from film_rl.tasks.vec_env import worker_levels
 
 #: how many words of a mission the policy reads; the longest BossLevel missions stay below it
 DEFAULT_MAX_INSTRUCTION_LENGTH = 48
@@ -50,18 +54,76 @@ def babyai_levels() -> list[str]:
     return sorted(k for k in gym.registry if k.startswith("BabyAI-"))
 
 
-def check_levels(levels: Sequence[str]) -> None:
-    """Every id must be a registered BabyAI level; a typo gets the closest ids suggested."""
-    from film_rl.errors import UserError, did_you_mean
+def mission_levels() -> list[str]:
+    """Every registered MiniGrid and BabyAI id: envs whose observations carry a mission."""
+    return sorted(k for k in gym.registry if k.startswith(("BabyAI-", "MiniGrid-")))
 
+
+#: what an env must observe for the language family to read it (minigrid's own observation)
+MISSION_KEYS = ("image", "direction", "mission")
+
+
+def make_level(level: str, render_mode: str | None = None) -> gym.Env:
+    """One env: a registered id (any MiniGrid or BabyAI level, or your own registered env), or a
+    ``package.module:Class`` entry point constructed with ``render_mode``."""
+    if level in gym.registry:
+        return gym.make(level, render_mode=render_mode)
+    return load_env_creator(level)(render_mode=render_mode)  # type: ignore[return-value]
+
+
+def check_levels(levels: Sequence[str]) -> None:
+    """Every id must make an env with minigrid's observation (a symbolic view, a direction and a
+    mission): a registered MiniGrid or BabyAI id, another registered id, or a
+    ``package.module:Class`` entry point. A typo gets the closest registered ids suggested."""
     if not levels:
-        raise UserError("env.levels is empty: name at least one BabyAI level")
-    known = babyai_levels()
+        raise UserError("env.levels is empty: name at least one BabyAI or MiniGrid level")
     for level in levels:
         if level.startswith("ALE/"):
             raise UserError(f"'{level}' is an Atari game: set env.kind=atari (or use an atari-* env recipe)")
-        if level not in known:
+        if level.startswith(("BabyAI-", "MiniGrid-")) or level in gym.registry:
+            if level not in gym.registry:
+                raise UserError(f"unknown env id '{level}'{did_you_mean(level, mission_levels())}")
+            if level.startswith(("BabyAI-", "MiniGrid-")):
+                continue  # minigrid's own: its observation is the one the family reads
+        elif ":" in level:
+            try:
+                load_env_creator(level)
+            except (ImportError, AttributeError, ValueError) as err:
+                raise UserError(f"env entry point '{level}' cannot be imported: {err}") from None
+        else:
+            raise UserError(
+                f"unknown env id '{level}'{did_you_mean(level, mission_levels())} "
+                "(a registered id, or a package.module:Class entry point)"
+            )
+        _check_observation(level)
+
+
+def _check_observation(level: str) -> None:
+    try:
+        env = make_level(level)
+    except Exception as err:  # a user's env that cannot be made is bad input, said in one line
+        raise UserError(f"cannot make env '{level}': {type(err).__name__}: {err}") from None
+    space = env.observation_space
+    env.close()
+    keys = list(space.spaces) if isinstance(space, spaces.Dict) else []
+    missing = [k for k in MISSION_KEYS if k not in keys]
+    if missing:
+        raise UserError(
+            f"env '{level}' observes {keys or type(space).__name__}, not minigrid's {{image, direction, mission}} "
+            f"(missing: {', '.join(missing)})"
+        )
+
+
+def check_bot_levels(levels: Sequence[str]) -> None:
+    """BabyAI levels only: BabyAI's bot, which makes goal states, plays nothing else."""
+    if not levels:
+        raise UserError("no level given: name at least one BabyAI level")
+    known = babyai_levels()
+    for level in levels:
+        if level not in gym.registry:
             raise UserError(f"unknown env id '{level}'{did_you_mean(level, known)}")
+        if level not in known:
+            raise UserError(f"'{level}' is not a BabyAI level: BabyAI's bot plays those only")
 
 
 class InstructionWrapper(gym.Wrapper[ObsDict, int, dict[str, Any], int], gym.utils.RecordConstructorArgs):
@@ -200,7 +262,7 @@ class MultiLevelEnv(gym.Env[Any, Any]):
 
     def __init__(self, levels: Sequence[str], render_mode: str | None = None) -> None:
         self.levels = list(levels)
-        self.envs = [gym.make(level, render_mode=render_mode) for level in self.levels]
+        self.envs = [make_level(level, render_mode=render_mode) for level in self.levels]
         self.observation_space = self.envs[0].observation_space
         self.action_space = self.envs[0].action_space
         self.render_mode = render_mode
@@ -265,7 +327,7 @@ def make_babyai_env(
     """
     silence_rejection_sampling()  # idempotent; here, because every BabyAI env is made here
     if len(levels) == 1:
-        env: gym.Env = gym.make(levels[0], render_mode=render_mode)
+        env: gym.Env = make_level(levels[0], render_mode=render_mode)
     else:
         env = MultiLevelEnv(levels, render_mode=render_mode)
     if done_action_ends:
@@ -276,42 +338,6 @@ def make_babyai_env(
     if reward_scale != 1.0:
         env = ScaleReward(env, reward_scale)
     return env
-
-
-def worker_levels(levels: Sequence[str], n_envs: int, sampling: str) -> list[list[str]]:
-    """Which levels each of ``n_envs`` workers plays.
-
-    ``episode``: every worker draws among all levels each episode. ``worker``: worker ``i``
-    plays ``levels[i % len(levels)]`` only, so every batch still mixes levels.
-    """
-    if sampling == "worker":
-        return [[levels[i % len(levels)]] for i in range(n_envs)]
-    return [list(levels) for _ in range(n_envs)]
-
-
-def _env_factory(
-    levels: list[str],
-    vocab: Vocabulary,
-    max_length: int,
-    reward_scale: float,
-    subprocess: bool,
-    done_action_ends: bool,
-    reward_success_at_done: bool,
-) -> Callable[[], gym.Env]:
-    def make() -> gym.Env:
-        if subprocess:
-            # Ctrl-C is for the trainer, which saves a checkpoint and then closes the workers.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-        return make_babyai_env(
-            levels,
-            vocab,
-            max_length=max_length,
-            reward_scale=reward_scale,
-            done_action_ends=done_action_ends,
-            reward_success_at_done=reward_success_at_done,
-        )
-
-    return make
 
 
 def make_vec_env(
@@ -328,10 +354,16 @@ def make_vec_env(
     reward_success_at_done: bool = False,
 ) -> VecEnv:
     """``n_envs`` BabyAI workers, in subprocesses or in this process, seeded ``seed + i``."""
-    factories = [
-        _env_factory(ls, vocab, max_length, reward_scale, subprocess, done_action_ends, reward_success_at_done)
+    workers = [
+        functools.partial(
+            make_babyai_env,
+            ls,
+            vocab,
+            max_length=max_length,
+            reward_scale=reward_scale,
+            done_action_ends=done_action_ends,
+            reward_success_at_done=reward_success_at_done,
+        )
         for ls in worker_levels(levels, n_envs, sampling)
     ]
-    venv: VecEnv = SubprocVecEnv(factories) if subprocess else DummyVecEnv(factories)
-    venv.seed(seed)
-    return venv
+    return vec_env.make_vec_env(workers, seed, subprocess)

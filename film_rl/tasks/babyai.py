@@ -1,0 +1,180 @@
+"""The language family: BabyAI and MiniGrid levels, whose instruction is the level's mission.
+
+Everything a run needs to know about these envs is here; the envs themselves (wrappers that
+tokenize missions, mark success, end episodes at ``done``) are :mod:`film_rl.tasks.babyai_envs`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict, deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from film_rl.tasks.babyai_envs import check_levels, make_babyai_env
+from film_rl.tasks.base import Task, TrainingStats
+from film_rl.tasks.episodes import Episode, EvalResult
+from film_rl.tasks.instructions import UNK, Vocabulary, instruction_kind
+from film_rl.tasks.video import write_episode_videos
+
+
+class BabyAITask(Task):
+    """BabyAI levels (several make a suite); the policy reads the mission, tokenized."""
+
+    kind = "babyai"
+
+    def validate(self) -> None:
+        check_levels(self.env.levels)
+
+    def worker(self, levels: list[str], *, done_action_ends: bool = False) -> Callable[[], gym.Env]:
+        # AGILE (done_action_ends): the reward model pays at `done`; otherwise, with episode_end=done,
+        # the level's own verdict pays a `done` said in a goal state
+        return functools.partial(
+            make_babyai_env,
+            levels,
+            self.vocab,
+            max_length=self.env.max_instruction_length,
+            reward_scale=self.env.reward_scale,
+            done_action_ends=done_action_ends or self.env.episode_end == "done",
+            reward_success_at_done=not done_action_ends,
+        )
+
+    def evaluation_env(self, render: bool = False) -> gym.Env:
+        """The level's own episodes: success ends them, ``done`` does nothing (AGILE runs too)."""
+        return make_babyai_env(
+            self.env.levels,
+            self.vocab,
+            max_length=self.env.max_instruction_length,
+            render_mode="rgb_array" if render else None,
+        )
+
+    def policy_kwargs(self) -> dict[str, Any]:
+        # FilmCnnPolicy / FilmLstmPolicy read the grid through InstructionFeatures by default
+        agent = self.config.agent
+        return {"features_extractor_kwargs": {**agent.grid_network(), "features_dim": agent.features_dim}}
+
+    def training_stats(self) -> InstructionStats:
+        budget = self.config.budget
+        return InstructionStats(self.vocab, budget.success_window, stop_at=budget.stop_at_success)
+
+    def summarize(self, episodes: list[Episode]) -> EvalResult:
+        return summarize(episodes, multi_level=len(self.env.levels) > 1)
+
+    def write_videos(self, episodes: list[Episode], out_dir: Path) -> list[Path]:
+        return write_episode_videos(episodes, out_dir)
+
+
+def summarize(episodes: list[Episode], multi_level: bool) -> EvalResult:
+    """Success overall, per instruction kind and, for a suite, per level."""
+    groups: dict[str, list[bool]] = defaultdict(list)
+    for ep in episodes:
+        groups[instruction_kind(ep.mission)].append(ep.success)
+        if multi_level:
+            groups[ep.level].append(ep.success)
+    return EvalResult(
+        success_rate=float(np.mean([e.success for e in episodes])),
+        mean_return=float(np.mean([e.ret for e in episodes])),
+        mean_episode_length=float(np.mean([e.length for e in episodes])),
+        episodes=len(episodes),
+        per_kind={k: float(np.mean(v)) for k, v in sorted(groups.items())},
+    )
+
+
+class InstructionStats(TrainingStats):
+    """Per-level success rates, unknown-word counts and BabyAI's episodes-to-99% metric.
+
+    SB3 already logs the overall ``rollout/success_rate`` from ``info["is_success"]``; this adds
+    ``rollout/success_rate/<level>`` (window ``window``), ``instructions/unknown_words`` (words
+    mapped to ``<unk>`` in the missions seen so far) and ``rollout/episodes``. The first episode
+    count at which the rolling success reaches each of ``thresholds`` is kept in
+    :attr:`episodes_to`.
+
+    :param vocab: the run's vocabulary (to recognise ``<unk>``).
+    :param window: episodes in the rolling success rates.
+    :param thresholds: success rates whose first crossing is recorded.
+    :param stop_at: end training once the rolling success reaches this rate.
+    """
+
+    def __init__(
+        self,
+        vocab: Vocabulary,
+        window: int = 100,
+        thresholds: tuple[float, ...] = (0.9, 0.99),
+        stop_at: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.stop_at = stop_at
+        self.unk = vocab.stoi[UNK]
+        self.window = window
+        # the stopping rate is a threshold too, so the episode count it stopped at is recorded
+        self.thresholds = tuple(sorted({*thresholds, *([stop_at] if stop_at is not None else [])}))
+        self.per_level: dict[str, deque[bool]] = defaultdict(lambda: deque(maxlen=window))
+        self.recent: deque[bool] = deque(maxlen=window)
+        self.episodes = 0
+        self.unknown_words = 0
+        self.episodes_to: dict[float, int] = {}
+        self.curve: list[tuple[int, int, float]] = []  # (episodes, timesteps, rolling success)
+
+    def _on_training_start(self) -> None:
+        obs = self.model._last_obs
+        if isinstance(obs, dict):
+            self.unknown_words += int((obs["instruction"] == self.unk).sum())
+
+    def _on_step(self) -> bool:
+        dones = self.locals["dones"]
+        if not dones.any():
+            return True
+        for info in (i for i, d in zip(self.locals["infos"], dones, strict=True) if d):
+            if "is_success" not in info:
+                continue
+            success = bool(info["is_success"])
+            self.episodes += 1
+            self.recent.append(success)
+            self.per_level[str(info.get("level", "?"))].append(success)
+            if len(self.recent) == self.window:
+                rate = float(np.mean(self.recent))
+                for t in self.thresholds:
+                    if rate >= t and t not in self.episodes_to:
+                        self.episodes_to[t] = self.episodes
+        new_obs = self.locals["new_obs"]
+        if isinstance(new_obs, dict):  # the next episode's mission, already tokenized
+            self.unknown_words += int((new_obs["instruction"][dones] == self.unk).sum())
+        return not self.reached_target
+
+    def state(self) -> dict[str, Any] | None:
+        """What a resumed run needs to go on counting: BabyAI's metric counts every episode of the run."""
+        return {
+            "episodes": self.episodes,
+            "unknown_words": self.unknown_words,
+            "episodes_to": {str(t): n for t, n in self.episodes_to.items()},
+            "recent": list(self.recent),
+            "per_level": {level: list(outcomes) for level, outcomes in self.per_level.items()},
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.episodes = int(state["episodes"])
+        self.unknown_words = int(state["unknown_words"])
+        self.episodes_to = {float(t): int(n) for t, n in state["episodes_to"].items()}
+        self.recent.extend(bool(x) for x in state["recent"])
+        for level, outcomes in state["per_level"].items():
+            self.per_level[level].extend(bool(x) for x in outcomes)
+
+    @property
+    def reached_target(self) -> bool:
+        return (
+            self.stop_at is not None and len(self.recent) == self.window and float(np.mean(self.recent)) >= self.stop_at
+        )
+
+    def _on_rollout_end(self) -> None:
+        for level, outcomes in self.per_level.items():
+            self.logger.record(f"rollout/success_rate/{level}", float(np.mean(outcomes)))
+        self.logger.record("rollout/episodes", self.episodes)
+        self.logger.record("instructions/unknown_words", self.unknown_words)
+        for t, n in self.episodes_to.items():
+            self.logger.record(f"rollout/episodes_to_{round(t * 100)}", n)
+        if self.recent:
+            self.curve.append((self.episodes, self.num_timesteps, float(np.mean(self.recent))))

@@ -1,0 +1,152 @@
+"""The seam between an environment family and everything that trains, evaluates or reports.
+
+A :class:`Task` holds what differs between families: validating the family's settings, building
+its training and evaluation envs, the features extractor its policies read observations with,
+the statistics it logs while training, and how it sums up an evaluation. Training, evaluation,
+sweeps and reports only talk to this interface; they never ask which family they run.
+
+Adding a family is one module with a ``Task`` subclass, registered by name in
+:data:`film_rl.tasks.registry.TASKS`, plus recipes (``envs/``, ``agents/``, ``experiments/``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import torch
+from sb3_contrib import RecurrentPPO
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnv
+
+from film_rl.config import ExperimentConfig
+from film_rl.tasks import vec_env
+from film_rl.tasks.episodes import Episode, EvalResult, rollout
+from film_rl.tasks.instructions import Vocabulary
+
+
+class TrainingStats(BaseCallback):
+    """A task's statistics during training, logged every rollout.
+
+    ``episodes_to``: the episode count at which BabyAI's rolling-success metric first reached each
+    threshold (empty where a family has no success verdict). :meth:`state` is saved beside every
+    checkpoint so that a resumed run goes on counting; ``None``: nothing to save.
+    """
+
+    episodes: int = 0
+    episodes_to: dict[float, int]
+
+    def state(self) -> dict[str, Any] | None:
+        return None
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state` of an earlier leg of the run."""
+
+
+class Task(ABC):
+    """One environment family, for one run's config.
+
+    :param config: the run's config (its ``env`` section names the family's levels or games).
+    :param vocab: the run's instruction vocabulary (saved with every run as ``vocab.json``).
+    """
+
+    #: the value of ``env.kind`` that selects this family
+    kind: ClassVar[str]
+    #: what the family calls the ids in ``env.levels`` (messages and reports)
+    level_noun: ClassVar[str] = "level"
+
+    def __init__(self, config: ExperimentConfig, vocab: Vocabulary) -> None:
+        self.config, self.env, self.vocab = config, config.env, vocab
+
+    # ------------------------------------------------------------------ settings
+
+    @abstractmethod
+    def validate(self) -> None:
+        """Refuse, as one-line UserErrors, settings this family cannot run (unknown ids, ...)."""
+
+    # ------------------------------------------------------------------ envs
+
+    @abstractmethod
+    def worker(self, levels: list[str], *, done_action_ends: bool = False) -> Callable[[], gym.Env]:
+        """A picklable constructor of one training worker playing ``levels``.
+
+        ``done_action_ends``: AGILE's episodes, ended by the policy's ``done`` (only families whose
+        envs have such an action accept it).
+        """
+
+    def training_env(self, seed: int, subprocess: bool, *, done_action_ends: bool = False) -> VecEnv:
+        """The training VecEnv: ``env.n_envs`` workers, levels assigned by ``env.sampling``."""
+        plan = vec_env.worker_levels(self.env.levels, self.env.n_envs, self.env.sampling)
+        workers = [self.worker(levels, done_action_ends=done_action_ends) for levels in plan]
+        return vec_env.make_vec_env(workers, seed, subprocess)
+
+    @abstractmethod
+    def evaluation_env(self, render: bool = False) -> gym.Env:
+        """One env as evaluation plays it: the true reward, whole episodes."""
+
+    def min_episodes(self) -> int:
+        """The fewest episodes an evaluation may play (every game of a suite at least once)."""
+        return 1
+
+    def episode_options(self, episode: int) -> dict[str, Any]:
+        """Reset options of evaluation episode ``episode`` (e.g. which game it plays)."""
+        return {}
+
+    # ------------------------------------------------------------------ model
+
+    @abstractmethod
+    def policy_kwargs(self) -> dict[str, Any]:
+        """The SB3 ``policy_kwargs`` that make the agent recipe's network read this family's
+        observations: features extractor class and kwargs, image normalisation."""
+
+    # ------------------------------------------------------------------ statistics and evaluation
+
+    @abstractmethod
+    def training_stats(self) -> TrainingStats:
+        """The callback that logs this family's statistics while training."""
+
+    @abstractmethod
+    def summarize(self, episodes: list[Episode]) -> EvalResult:
+        """An evaluation's figures from its finished episodes."""
+
+    def default_video_episodes(self) -> int:
+        """How many of an evaluation's first episodes ``--video`` records unless told."""
+        return 4
+
+    @abstractmethod
+    def write_videos(self, episodes: list[Episode], out_dir: Path) -> list[Path]:
+        """Videos of recorded episodes, with the instruction (mission or game) shown."""
+
+    def play(
+        self,
+        model: PPO | RecurrentPPO,
+        episodes: int,
+        seed: int,
+        deterministic: bool,
+        record: int = 0,
+    ) -> list[Episode]:
+        """Play ``episodes`` evaluation episodes; the first ``record`` keep their frames.
+
+        Sampled actions draw from torch's global generator: it is seeded for this call only, so the
+        same seed gives the same numbers in any process and training's own stream is untouched.
+        """
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            played = rollout(
+                model,
+                lambda: self.evaluation_env(render=record > 0),
+                episodes,
+                seed=seed,
+                deterministic=deterministic,
+                record=record,
+                options=self.episode_options,
+            )
+        return self.label(played)
+
+    def label(self, episodes: list[Episode]) -> list[Episode]:
+        """Give each played episode its level (game) name where the env does not report it."""
+        return episodes

@@ -1,0 +1,158 @@
+"""Playing a policy for N episodes, and the figures an evaluation reports.
+
+Shared by every task: a task supplies the env and turns the finished :class:`Episode` list into
+its :class:`EvalResult` (success per instruction kind and level, or returns per game).
+
+Episodes are assigned up front (episode ``i`` is reset with seed ``seed + i``) and run in a few
+parallel slots with one batched forward pass per step, so the result does not depend on which
+episodes happen to end first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from sb3_contrib import RecurrentPPO
+from stable_baselines3 import PPO
+
+
+@dataclass
+class EvalResult:
+    """An evaluation's figures; what does not apply to the env family (success on Atari, games on
+    BabyAI) is ``None`` or empty and left out of the JSON."""
+
+    #: BabyAI's verdict; ``None`` on Atari, where games have scores, not success
+    success_rate: float | None
+    #: raw (unclipped) returns; on Atari a mix of games' scales, see ``per_game`` instead
+    mean_return: float
+    #: in agent steps (on Atari, 4 emulator frames each)
+    mean_episode_length: float
+    episodes: int
+    #: success rate per instruction kind, and per level for multi-level suites
+    per_kind: dict[str, float] = field(default_factory=dict)
+    #: an AGILE run's reward model judged on the episodes' final states (``--reward-model``)
+    reward_model: dict[str, float] | None = None
+    #: Atari: per game ``episodes``, ``mean_return``, ``std_return``, ``mean_episode_length`` and
+    #: ``human_normalized`` (of the mean return; left out for games without reference scores)
+    per_game: dict[str, dict[str, float]] | None = None
+    #: Atari: ``mean`` and ``median`` across games of the per-game human-normalized scores
+    human_normalized: dict[str, float] | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None and v != {}}, indent=2)
+
+    def scalars(self) -> dict[str, float]:
+        """Flat numbers for a logger: ``success_rate/<kind>``, ``ep_return/<game>``,
+        ``human_normalized/<game>``, ``human_normalized_mean`` ... beside the headline figures."""
+        out: dict[str, float] = {"mean_return": self.mean_return, "mean_episode_length": self.mean_episode_length}
+        out["episodes"] = float(self.episodes)
+        if self.success_rate is not None:
+            out["success_rate"] = self.success_rate
+        out.update({f"success_rate/{kind}": rate for kind, rate in self.per_kind.items()})
+        for game, figures in (self.per_game or {}).items():
+            out[f"ep_return/{game}"] = figures["mean_return"]
+            if "human_normalized" in figures:
+                out[f"human_normalized/{game}"] = figures["human_normalized"]
+        out.update({f"human_normalized_{k}": v for k, v in (self.human_normalized or {}).items()})
+        out.update({f"reward_model/{k}": v for k, v in (self.reward_model or {}).items()})
+        return out
+
+
+@dataclass
+class Episode:
+    mission: str
+    level: str
+    success: bool
+    ret: float
+    length: int
+    frames: list[np.ndarray] = field(default_factory=list)
+    #: the observation the episode ended on: a goal state exactly when ``success``
+    final_obs: dict[str, np.ndarray] | None = None
+
+
+def stack(observations: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {key: np.stack([o[key] for o in observations]) for key in observations[0]}
+
+
+def rollout(
+    model: PPO | RecurrentPPO,
+    make_env: Any,
+    episodes: int,
+    seed: int = 0,
+    deterministic: bool = True,
+    slots: int = 16,
+    record: int = 0,
+    options: Callable[[int], dict[str, Any]] | None = None,
+) -> list[Episode]:
+    """Run ``episodes`` episodes; the first ``record`` keep their rendered frames.
+
+    :param make_env: zero-argument callable returning one wrapped env (``render_mode="rgb_array"``
+        when recording).
+    :param options: episode index -> its reset options, e.g. which Atari game it plays.
+    """
+    n = max(1, min(slots, episodes))
+    envs: list[gym.Env] = [make_env() for _ in range(n)]
+    queue = list(range(episodes))
+    current: list[int | None] = [None] * n
+    obs: list[dict[str, np.ndarray] | None] = [None] * n
+    running: list[Episode | None] = [None] * n
+    finished: dict[int, Episode] = {}
+    recurrent = isinstance(model, RecurrentPPO)
+    state: tuple[np.ndarray, ...] | None = None
+    starts = np.ones(n, dtype=bool)
+
+    def start(slot: int) -> None:
+        episode = queue.pop(0)
+        o, info = envs[slot].reset(seed=seed + episode, options=options(episode) if options else None)
+        current[slot], obs[slot], starts[slot] = episode, o, True
+        running[slot] = Episode(info.get("mission", ""), "", False, 0.0, 0)
+        if episode < record:
+            running[slot].frames.append(envs[slot].render())  # type: ignore[union-attr, arg-type]
+
+    for slot in range(n):
+        start(slot)
+    if recurrent:
+        layers, _, hidden = (int(v) for v in model.policy.lstm_hidden_state_shape)  # type: ignore[union-attr]
+        state = (np.zeros((layers, n, hidden), np.float32), np.zeros((layers, n, hidden), np.float32))
+
+    try:
+        while any(c is not None for c in current):
+            active = [i for i in range(n) if current[i] is not None]
+            batch = stack([obs[i] for i in active])  # type: ignore[misc]
+            if recurrent:
+                assert state is not None
+                sub = tuple(s[:, active] for s in state)
+                actions, new = model.predict(
+                    batch, state=sub, episode_start=starts[active], deterministic=deterministic
+                )
+                for s, ns in zip(state, new, strict=True):  # type: ignore[arg-type]
+                    s[:, active] = ns
+            else:
+                actions, _ = model.predict(batch, deterministic=deterministic)
+            starts[:] = False
+            for slot, action in zip(active, actions, strict=True):
+                o, reward, terminated, truncated, info = envs[slot].step(int(action))
+                ep = running[slot]
+                assert ep is not None
+                ep.ret += float(reward)
+                ep.length += 1
+                if current[slot] is not None and current[slot] < record:  # type: ignore[operator]
+                    ep.frames.append(envs[slot].render())  # type: ignore[arg-type]
+                obs[slot] = o
+                if terminated or truncated:
+                    ep.final_obs = o
+                    ep.success = bool(info.get("is_success", terminated and float(reward) > 0))
+                    ep.level = str(info.get("level", ep.level))
+                    finished[current[slot]] = ep  # type: ignore[index]
+                    current[slot] = None
+                    if queue:
+                        start(slot)
+    finally:
+        for env in envs:
+            env.close()
+    return [finished[i] for i in range(episodes)]

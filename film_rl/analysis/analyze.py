@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,10 @@ from film_rl.errors import UserError
 from film_rl.files import write_json
 from film_rl.model.networks import FiLMGenerator
 from film_rl.run import run_dir as runs
-from film_rl.tasks.babyai_envs import check_levels, make_babyai_env
+from film_rl.tasks.base import Task
 from film_rl.tasks.episodes import rollout
 from film_rl.tasks.instructions import Vocabulary, instruction_kind, split_words
+from film_rl.tasks.registry import task_for
 
 ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
 
@@ -112,15 +114,13 @@ class MissionScan:
     One scan samples the missions to analyse and then finds, for the interpolation and the
     analogies, seeds whose episodes carry a given mission.
 
-    :param levels: BabyAI level ids (several: :class:`film_rl.tasks.babyai_envs.MultiLevelEnv` draws per seed).
-    :param vocab: the run's vocabulary.
-    :param max_length: the run's instruction length.
+    :param task: the run's task, its levels those to scan (several: each seed draws one).
     :param seed: the first seed.
     """
 
-    def __init__(self, levels: Sequence[str], vocab: Vocabulary, max_length: int, seed: int) -> None:
-        self.levels = list(levels)
-        self.env = make_babyai_env(self.levels, vocab, max_length=max_length)
+    def __init__(self, task: Task, seed: int) -> None:
+        self.levels = list(task.env.levels)
+        self.env = task.evaluation_env()
         self.first_seed = self.next_seed = seed
         #: mission -> every seed found whose reset gives it, in order
         self.seeds: dict[str, list[int]] = {}
@@ -168,13 +168,6 @@ class MissionScan:
 
     def close(self) -> None:
         self.env.close()
-
-
-def game_instructions(games: Sequence[str]) -> list[Instruction]:
-    """Every game of an Atari run; its instruction is its index in the suite."""
-    from film_rl.tasks.atari_envs import game_name
-
-    return [Instruction(game_name(g), np.array([i], np.int64), {"game": game_name(g)}) for i, g in enumerate(games)]
 
 
 # --------------------------------------------------------------------------- the parameters
@@ -346,9 +339,7 @@ class GoalEpisodes:
     only by their parameters, and the policy's own parameters reproduce its own episodes exactly.
 
     :param model: the trained policy.
-    :param levels: where the episodes come from (the scan's levels, so seeds mean the same episodes).
-    :param vocab: the run's vocabulary.
-    :param max_length: the run's instruction length.
+    :param task: where the episodes come from (the scan's, so seeds mean the same episodes).
     :param seed: seeds the action sampling of every call.
     :param deterministic: argmax actions instead of sampled ones.
     :param progress: called with the number of episodes each call played.
@@ -357,14 +348,12 @@ class GoalEpisodes:
     def __init__(
         self,
         model: PPO | RecurrentPPO,
-        levels: Sequence[str],
-        vocab: Vocabulary,
-        max_length: int,
+        task: Task,
         seed: int,
         deterministic: bool,
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        self.model, self.levels, self.vocab, self.max_length = model, list(levels), vocab, max_length
+        self.model, self.task = model, task
         self.generator = film_generator(model)
         self.seed, self.deterministic, self.progress = seed, deterministic, progress
 
@@ -372,7 +361,7 @@ class GoalEpisodes:
         """Success rate on ``mission``'s episodes for ``seeds``; ``params=None``: the policy's own."""
 
         def make_env() -> gym.Env:
-            return SeedList(make_babyai_env(self.levels, self.vocab, max_length=self.max_length), seeds)
+            return SeedList(self.task.evaluation_env(), seeds)
 
         substitution = nullcontext() if params is None else substituted_film(self.generator, params)
         with substitution, torch.random.fork_rng():
@@ -563,11 +552,15 @@ def analyze(
     config = runs.read_config(run_dir)
     conditioning = config.agent.conditioning
     check_analysable(conditioning)
-    atari = config.env.kind == "atari"
-    if atari and (pair or analogies or levels):
-        raise UserError("--pair, --analogy and --level are for BabyAI runs; an Atari run's instructions are its games")
+    vocab = runs.read_vocab(run_dir)
+    fixed = task_for(config, vocab).fixed_instructions()
+    if fixed is not None and (pair or analogies or levels):
+        raise UserError(
+            "--pair, --analogy and --level are for runs whose instructions are missions; "
+            f"this run's are its {task_for(config, vocab).instruction_noun}"
+        )
     levels = list(levels or config.env.levels)
-    vocab = runs.read_vocab(run_dir) if not atari else Vocabulary.babyai()
+    task = task_for(replace(config, env=replace(config.env, levels=levels)), vocab)
     _check_words(vocab, [*(pair or ()), *(text for row in analogies for text in row)])
     out = out if out is not None else run_dir / "analysis"
     out.mkdir(parents=True, exist_ok=True)
@@ -575,15 +568,15 @@ def analyze(
     model = runs.load_model(config, model_path, device=device)
     notes: list[str] = []
     scan: MissionScan | None = None
-    if atari:
-        instructions = game_instructions(levels)
+    if fixed is not None:
+        instructions = [Instruction(text, tokens, attributes) for text, tokens, attributes in fixed]
         notes.append(
-            "Atari run: every game's parameters are analysed; games have scores, not goals an episode reaches or "
-            "misses, so the interpolation and the arithmetic (BabyAI analyses) are skipped."
+            f"every one of the run's {task.instruction_noun} is analysed; they have scores, not goals an episode "
+            "reaches or misses, so the interpolation and the arithmetic are skipped."
         )
     else:
-        check_levels(levels)
-        scan = MissionScan(levels, vocab, config.env.max_instruction_length, seed)
+        task.validate()
+        scan = MissionScan(task, seed)
         texts = scan.sample(n_instructions, limit=max(10_000, 50 * n_instructions))
         instructions = [
             Instruction(t, scan.tokens[t], {**mission_attributes(t), "level": scan.level[t]}) for t in texts
@@ -597,7 +590,8 @@ def analyze(
         raise UserError(f"--layer {layer}: this policy has {n_layers} conditioned layers (0..{n_layers - 1})")
     result = Analysis(
         run_dir=str(run_dir), model=str(model_path), out=str(out), conditioning=conditioning,
-        parameters=list(params.names), kind=config.env.kind, levels=levels, own_levels=levels == config.env.levels,
+        parameters=list(params.names), kind=task.kind, instruction_noun=task.instruction_noun,
+        levels=levels, own_levels=levels == config.env.levels,
         instructions=len(instructions), layer_sizes=params.sizes, resets=scan.resets if scan else 0,
         layer=layer % n_layers, feature_maps=_feature_maps(params, layer % n_layers, feature_maps),
         layer_stats=layer_stats(params), attribute_shares=attribute_shares(params), notes=notes,
@@ -614,8 +608,7 @@ def analyze(
     result.csv = str(outputs.write_csv(params, out / "film_params.csv"))
     result.figures = outputs.parameter_figures(params, result, projections, out, seed)
     if scan is not None and episodes > 0:
-        runner = GoalEpisodes(model, levels, vocab, config.env.max_instruction_length, seed,
-                              config.eval.deterministic if deterministic is None else deterministic)  # fmt: skip
+        runner = GoalEpisodes(model, task, seed, config.eval.deterministic if deterministic is None else deterministic)
         _play(params, result, scan, runner, vocab, config.env.max_instruction_length, pair, analogies,
               n_analogies, episodes, progress)  # fmt: skip
     elif scan is not None:

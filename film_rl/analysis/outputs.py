@@ -39,6 +39,10 @@ BABYAI_COLOURS = {
 #: how each parameter is written on an axis
 SYMBOLS = {"gamma": "γ", "beta": "β", "g": "gate g (the map is scaled by σ(g))"}
 SHORT = {"gamma": "γ", "beta": "β", "g": "gate g"}
+#: the instructions' attributes each drawn as a panel of the attribute scatter, and as a colouring
+#: of the projections, in this order (whichever a task's instructions have)
+PANELS = ("kind", "colour", "object", "location", "article", "game")
+COLOURINGS = ("kind", "level", "object", "colour", "article", "location", "game")
 #: the value at which a parameter leaves its feature map unchanged (gate has none: σ(g) < 1)
 IDENTITY = {"gamma": 1.0, "beta": 0.0}
 DPI = 110
@@ -262,13 +266,13 @@ def parameter_figures(
     title = f"{params.conditioning}: {_label(params.names)} of layer {index}"
     path = out / f"scatter_layer{index}.png"
     figures = {path.stem: layer_scatter(values, title, path, seed)}
-    babyai = result.kind == "babyai"
-    panels = ["kind", "colour", "object", "location", "article"] if babyai else ["game"]
+    attributes = set(params.instructions[0].attributes) if params.instructions else set()
+    panels = [a for a in PANELS if a in attributes]
     varied = {g: params.attribute(g) for g in panels if len(set(params.attribute(g))) > 1}
     path = out / f"scatter_layer{index}_attributes.png"
     by = varied or {panels[0]: params.attribute(panels[0])}
     figures[path.stem] = attribute_scatter(values, result.feature_maps, by, f"{title}: chosen feature maps", path, seed)
-    colourings = ["kind", "level", "object", "colour", "article", "location"] if babyai else ["game"]
+    colourings = [a for a in COLOURINGS if a in attributes]
     by = {g: params.attribute(g) for g in colourings if len(set(params.attribute(g))) > 1}
     by = dict(list(by.items())[:3]) or {colourings[0]: params.attribute(colourings[0])}
     texts = [i.text for i in params.instructions]
@@ -313,10 +317,8 @@ def _rate(x: float) -> str:
 
 def write_summary(result: Analysis, params: FilmParameters, path: Path) -> Path:
     names = _label(params.names)
-    source = "games" if result.kind == "atari" else "distinct missions"
-    where = ", ".join(result.levels) + (
-        "" if result.own_levels or result.kind == "atari" else " (not the run's own levels)"
-    )
+    source = result.instruction_noun
+    where = ", ".join(result.levels) + ("" if result.own_levels else " (not the run's own levels)")
     lines = [
         f"# FiLM analysis of `{result.run_dir}`",
         "",

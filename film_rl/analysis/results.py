@@ -132,7 +132,9 @@ class Analysis:
     conditioning: str
     #: which parameters the mechanism has: gamma and beta (film), or one of them, or the gate's g
     parameters: list[str]
+    #: the task family (``env.kind``), and what its instructions are called in reports
     kind: str
+    instruction_noun: str
     #: where the missions came from (Atari: the games), and whether those are the run's own
     levels: list[str]
     own_levels: bool

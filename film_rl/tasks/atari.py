@@ -30,6 +30,7 @@ class AtariTask(Task):
 
     kind = "atari"
     level_noun = "game"
+    instruction_noun = "games"
 
     def validate(self) -> None:
         validate_atari(self.config)
@@ -86,6 +87,11 @@ class AtariTask(Task):
 
     def write_videos(self, episodes: list[Episode], out_dir: Path) -> list[Path]:
         return write_game_videos(episodes, out_dir)
+
+    def fixed_instructions(self) -> list[tuple[str, np.ndarray, dict[str, str]]]:
+        """Every game of the suite; its instruction is its index in the suite."""
+        names = [game_name(g) for g in self.env.levels]
+        return [(name, np.array([i], np.int64), {"game": name}) for i, name in enumerate(names)]
 
 
 def summarize_per_game(episodes: list[Episode]) -> EvalResult:

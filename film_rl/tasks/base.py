@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
+import numpy as np
 import torch
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
@@ -58,6 +59,8 @@ class Task(ABC):
     kind: ClassVar[str]
     #: what the family calls the ids in ``env.levels`` (messages and reports)
     level_noun: ClassVar[str] = "level"
+    #: what ``film-rl analyze`` calls the instructions it studies
+    instruction_noun: ClassVar[str] = "distinct missions"
 
     def __init__(self, config: ExperimentConfig, vocab: Vocabulary) -> None:
         self.config, self.env, self.vocab = config, config.env, vocab
@@ -150,3 +153,12 @@ class Task(ABC):
     def label(self, episodes: list[Episode]) -> list[Episode]:
         """Give each played episode its level (game) name where the env does not report it."""
         return episodes
+
+    # ------------------------------------------------------------------ analysis
+
+    def fixed_instructions(self) -> list[tuple[str, np.ndarray, dict[str, str]]] | None:
+        """For ``film-rl analyze``: every instruction the run can be given, as (text, what the
+        generator reads, attributes to colour by), when they are a fixed set; ``None`` when they
+        are missions the levels generate, which analyze samples by resetting the evaluation env
+        and can play (interpolation and arithmetic towards a mission's goal)."""
+        return None

@@ -1,0 +1,117 @@
+"""`film-rl bench`: throughput, sample efficiency, the conditioning ablation, multi-game Atari."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from film_rl.cli.common import Parser
+from film_rl.errors import UserError
+
+
+def _print_bench(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    kind = result["benchmark"]
+    table = Table(title=f"film-rl bench {kind}: {result.get('level')} ({result['machine']})")
+    if kind in ("throughput", "atari"):
+        for column in ("variant", "steps/s (median)", "ratio to reference"):
+            table.add_column(column, justify="right")
+        for variant, sps in result["steps_per_second"].items():
+            ratio = result.get(f"ratio_{variant}", 1.0)
+            table.add_row(variant, f"{sps:.0f}", f"{ratio:.2f}")
+        table.caption = f"peak RSS {result['peak_rss_mb']:.0f} MB; {result['repeats']} alternated rounds"
+    elif kind == "efficiency":
+        for column in ("seed", "episodes to 0.99", "frames", "seconds", "final success"):
+            table.add_column(column, justify="right")
+        for run in result["runs"]:
+            table.add_row(
+                str(run["seed"]), str(run["episodes_to_99"] or "not reached"), str(run["frames"]),
+                str(run["seconds"]), f"{run['final_success_rate']:.3f}",
+            )  # fmt: skip
+        table.caption = f"median {result['median_episodes_to_99']}; BabyAI: {result['babyai'] or 'no figure'}"
+    else:
+        for column in ("conditioning", "episodes to 0.9", "episodes to 0.99", "final success"):
+            table.add_column(column, justify="right")
+        for name, run in result["results"].items():
+            table.add_row(name, str(run["episodes_to_90"] or "-"), str(run["episodes_to_99"] or "-"),
+                          f"{run['final_success_rate']:.3f}")  # fmt: skip
+    Console().print(table)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from film_rl import bench
+    from film_rl.tasks.babyai_envs import check_levels
+
+    for name in ("timesteps", "repeats", "n_envs", "seeds", "budget"):
+        if getattr(args, name, 1) <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be positive")
+    if args.kind == "atari":
+        result = bench.atari(
+            args.suite, args.game, args.n_envs, args.timesteps, args.repeats, progress=print, overrides=args.overrides
+        )
+        _print_bench(result)
+        bench.write_result(result, Path(args.out) if args.out else None)
+        if args.out:
+            print(f"wrote {args.out}")
+        return 0
+    level = getattr(args, "env", None) or args.level
+    check_levels([level])
+    if args.kind == "throughput":
+        result = bench.throughput(
+            level, args.n_envs, args.timesteps, args.repeats, progress=lambda s: print(s), overrides=args.overrides
+        )
+    else:
+        from film_rl.run.train import TrainingInterrupted, describe_interrupt
+
+        try:
+            if args.kind == "efficiency":
+                result = bench.efficiency(level, args.seeds, args.agent, args.budget, args.overrides, args.runs_dir)
+            else:
+                result = bench.conditioning(level, args.budget, args.agent, args.seed, args.overrides, args.runs_dir)
+        except TrainingInterrupted as err:  # the run in progress is saved and resumable like any other
+            print(describe_interrupt(err), file=sys.stderr)
+            return 128 + err.signum
+    _print_bench(result)
+    bench.write_result(result, Path(args.out) if args.out else None)
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("bench", help="measure throughput, sample efficiency and the conditioning ablation")
+    kinds = p.add_subparsers(dest="kind", required=True, parser_class=Parser)
+    t = kinds.add_parser(
+        "throughput", help="steps/s of FiLM policies against a plain SB3 CNN, medians of alternated runs"
+    )
+    t.add_argument("--env", default="BabyAI-GoToLocal-v0")
+    t.add_argument("--n-envs", type=int, default=8)
+    t.add_argument("--timesteps", type=int, default=20_000)
+    t.add_argument("--repeats", type=int, default=3)
+    e = kinds.add_parser("efficiency", help="episodes until the rolling success first reaches 0.99 (BabyAI's metric)")
+    e.add_argument("--level", required=True)
+    e.add_argument("--seeds", type=int, default=1)
+    e.add_argument("--budget", type=int, default=1_000_000, help="timesteps per seed at most")
+    a = kinds.add_parser(
+        "atari", help="steps/s of one FiLM policy over several Atari games against SB3's single-game Atari PPO"
+    )
+    a.add_argument("--suite", default="atari-4game", help="Atari env recipe (envs/NAME.yaml)")
+    a.add_argument("--game", help="the reference's game (default: the suite's first)")
+    a.add_argument("--n-envs", type=int, default=8)
+    a.add_argument("--timesteps", type=int, default=20_000)
+    a.add_argument("--repeats", type=int, default=3)
+    c = kinds.add_parser("conditioning", help="film / concat / bias / scale / gate / none at the same budget")
+    c.add_argument("--level", required=True)
+    c.add_argument("--budget", type=int, default=200_000)
+    c.add_argument("--seed", type=int, default=0)
+    for q in (e, c):
+        q.add_argument("--agent", default="film-cnn", help="agent recipe")
+        q.add_argument("--runs-dir", default="runs/bench")
+    for q in (t, e, c, a):
+        q.add_argument("overrides", nargs="*", help="key=value overrides of the experiment")
+        q.add_argument("--out", metavar="FILE", help="write the result as JSON")
+        q.set_defaults(func=cmd_bench)

@@ -1,0 +1,98 @@
+"""`film-rl evaluate`: roll a saved policy out and report its figures."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from film_rl.cli.common import print_games, writable_folder
+from film_rl.errors import UserError
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from film_rl.run import run_dir as runs
+    from film_rl.run.evaluate import evaluate
+    from film_rl.tasks.registry import task_for
+
+    if args.episodes <= 0:
+        raise UserError("--episodes must be positive")
+    if args.video_episodes is not None and args.video_episodes <= 0:
+        raise UserError("--video-episodes must be positive")
+    if args.seed < 0:
+        raise UserError("--seed must be 0 or more (numpy and gymnasium take unsigned seeds)")
+    if args.video:
+        writable_folder(Path(args.video), "--video")  # before the episodes are played, not after
+    run_dir, model_path = runs.locate(args.target)
+    config = runs.read_config(run_dir)
+    vocab = runs.read_vocab(run_dir)
+    task = task_for(config, vocab)
+    if args.episodes < task.min_episodes():
+        plays = f"{task.min_episodes()} {task.level_noun}s"
+        raise UserError(f"--episodes {args.episodes}: this run plays {plays}, one episode each at least")
+    model = runs.load_model(config, model_path, device=args.device)
+    deterministic = config.eval.deterministic if args.deterministic is None else args.deterministic
+    reward_model = None
+    if args.reward_model:
+        from film_rl.agile.training import REWARD_MODEL, build_reward_model, load_reward_model
+
+        saved = runs.beside(model_path, REWARD_MODEL)
+        if not config.agent.reward_model.enabled or not saved.exists():
+            raise UserError(f"--reward-model: {run_dir} is not an AGILE run (no {saved.name} beside {model_path.name})")
+        reward_model = build_reward_model(config, vocab, run_dir, args.device)
+        load_reward_model(reward_model, saved)
+    result = evaluate(
+        model,
+        task,
+        episodes=args.episodes,
+        seed=args.seed,
+        deterministic=deterministic,
+        video_dir=Path(args.video) if args.video else None,
+        video_episodes=args.video_episodes,
+        reward_model=reward_model,
+    )
+    if args.json:
+        print(result.to_json())
+        return 0
+    print(f"{model_path}: {result.episodes} episodes, {'deterministic' if deterministic else 'stochastic'} actions")
+    if result.per_game is not None:
+        print_games(result)
+        if args.video:
+            print(f"videos: {args.video}")
+        return 0
+    print(f"success_rate        {result.success_rate:.3f}")
+    print(f"mean_return         {result.mean_return:.3f}")
+    print(f"mean_episode_length {result.mean_episode_length:.1f}")
+    for kind, rate in result.per_kind.items():
+        print(f"  {kind:<18}{rate:.3f}")
+    if result.reward_model is not None:
+        judged = result.reward_model
+        print(
+            f"reward model on final states: precision {judged['precision']:.3f} recall {judged['recall']:.3f} "
+            f"accuracy {judged['accuracy']:.3f} (threshold {judged['threshold']})"
+        )
+    if args.video:
+        print(f"videos: {args.video}")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="roll out a saved policy and report success rates")
+    p.add_argument("target", help="a run directory, or a model / checkpoint zip inside one")
+    p.add_argument("--episodes", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--deterministic", dest="deterministic", action="store_true", default=None)
+    group.add_argument("--stochastic", dest="deterministic", action="store_false")
+    p.add_argument("--video", metavar="DIR", help="write mp4s of the first episodes, mission (or game) shown")
+    p.add_argument(
+        "--video-episodes", type=int, metavar="K", help="episodes to record (default 4; Atari: one per game)"
+    )
+    p.add_argument("--device", default="cpu", help="torch device for the policy (default cpu)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--reward-model",
+        action="store_true",
+        help="AGILE runs: also report the reward model's precision / recall on the episodes' final states",
+    )
+    p.set_defaults(func=cmd_evaluate)

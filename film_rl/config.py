@@ -134,7 +134,7 @@ class EnvConfig:
     sampling: Literal["episode", "worker"] = "episode"
     n_envs: int = bounded(8, 1, 1024)
     #: ``auto``: subprocesses when n_envs > 1 and the machine has at least 4 cores; on 2 cores the
-    #: pipes cost more than they save (quickstart: 2:55 in-process vs 5:24 in subprocesses)
+    #: pipes cost more than they save (docs/results.md, vector envs on 2 cores)
     vec_env: Literal["auto", "subproc", "dummy"] = "auto"
     max_instruction_length: int = bounded(48, 1, 1024)
     #: training reward multiplier (BabyAI's PPO used 20); logged returns stay unscaled
@@ -210,8 +210,7 @@ class AgentConfig:
     policy: Literal["cnn", "lstm"] = "cnn"
     conditioning: Conditioning = "film"
     encoder: Encoder = "gru"
-    #: [16, 32] trains 1.3x faster than [32, 64] and learns GoToLocal as well (0.685 vs 0.695
-    #: success after 250k steps, 200 episodes)
+    #: [16, 32]: faster than [32, 64] and learns GoToLocal as well (docs/results.md, conditioning)
     channels: list[int] = field(
         default_factory=lambda: [16, 32], metadata={"range": (1, 4096, False, False), "nonempty": True}
     )

@@ -545,7 +545,7 @@ def analyze(
     :param levels: sample missions from these BabyAI levels instead of the run's own.
     :param device: torch device of the policy.
     :param threads: torch's and t-SNE's threads. The policy acts on a few observations at a time,
-        where one thread is fastest; on a busy machine a second one only contends (~10x slower).
+        where one thread is fastest; on a busy machine a second one only contends.
     :param progress: ``(episodes played, episodes in all)`` after each batch of episodes.
     """
     run_dir, model_path = runs.locate(target)

@@ -78,7 +78,7 @@ class FiLM(Conditioning):
     def post(self, h: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         delta_gamma, beta = p.chunk(2, dim=1)
         # (1 + Δγ) ⊙ h + β as one fused pass over the feature maps (γ and β are per map, tiny): fewer
-        # full-size passes forward and backward than h + β + Δγ ⊙ h (Nature CNN layer 1: ~5-40%)
+        # full-size passes forward and backward than h + β + Δγ ⊙ h
         return torch.addcmul(_per_feature(beta, h), h, _per_feature(1.0 + delta_gamma, h))
 
     def fold(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:

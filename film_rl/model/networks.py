@@ -31,8 +31,9 @@ SMALL_BATCH = 16
 def native_cpu_kernels(active: bool) -> Iterator[None]:
     """Run convs and LSTMs with PyTorch's own CPU kernels instead of oneDNN's while ``active``.
 
-    oneDNN's kernels cost ~70 us a call however small the batch; PyTorch's own are about twice as
-    fast below ~16 samples, which is every call while acting in a few environments.
+    oneDNN's kernels have a fixed cost per call that dominates a tiny batch; PyTorch's own are
+    faster below :data:`SMALL_BATCH` samples, which is every call while acting in a few
+    environments (docs/benchmarks.md says how that was measured).
 
     Only the ``enabled`` flag is touched (``torch.backends.mkldnn.flags`` would also reset the
     user's deterministic and TF32 settings).
@@ -52,9 +53,9 @@ def fused_adam(device: torch.device) -> bool | None:
     """Adam's ``fused`` for ``device``: the fused kernel wherever PyTorch has one (CPU and CUDA),
     else ``None``, PyTorch's default.
 
-    Adam's usual loop costs a dozen small ops per parameter tensor; a FiLM policy has 22 tensors
-    and a 9.4 ms CPU minibatch, of which the fused step saves 1.3 ms. Same algorithm, same
-    hyperparameters; the updates differ only by float rounding order.
+    Adam's usual loop costs a dozen small ops per parameter tensor, and a FiLM policy has many
+    small tensors; the fused kernel does one pass. Same algorithm, same hyperparameters; the
+    updates differ only by float rounding order.
     """
     return True if device.type in ("cpu", "cuda") else None
 
@@ -112,7 +113,7 @@ class InstructionEncoder(nn.Module):
         assert self.rnn is not None
         if bool((lengths == tokens.shape[1]).all()):
             # no padding left (GoToLocal's missions are all five words): packing would only add
-            # its sorting and bookkeeping, ~15% of the GRU's forward and backward
+            # its sorting and bookkeeping
             _, h_n = self.rnn(words)  # (num_directions, B, hidden)
         else:
             packed = pack_padded_sequence(words, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
@@ -419,9 +420,9 @@ class NatureFiLMCNN(nn.Module):
         """:meth:`forward` for a training batch: the samples of each game go through convs whose
         weights carry that game's modulation (:meth:`ConditionedConv.forward_folded`).
 
-        The result is the same up to float rounding; on a 256-sample minibatch of 4 or 10 games it
-        costs what the unconditioned network costs, where FiLM on the feature maps costs ~20% more
-        (forward and backward, one CPU thread). Small batches (acting) are faster the plain way.
+        The result is the same up to float rounding, and the feature maps are never passed over
+        for the modulation, forward or backward: a training minibatch then costs what the
+        unconditioned network costs. Small batches (acting) are faster the plain way.
 
         :param params_of: distinct game ids ``(G, 1)`` -> every conv's parameters, ``(G, n_params)`` each.
         """

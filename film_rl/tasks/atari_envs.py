@@ -150,7 +150,7 @@ class MultiGameAtariEnv(gym.Env[ObsDict, np.int64]):
     :param settings: preprocessing (:class:`film_rl.config.AtariConfig`); ``None``: the defaults.
     :param render_mode: ``rgb_array`` to record the full-colour screen.
     :param preload: build the games of ``play`` now (training: every one is played soon, and an
-        ALE ROM load costs ~0.1 s) rather than when first played (evaluation, which names one game
+        ALE ROM load is slow) rather than when first played (evaluation, which names one game
         per episode).
     """
 

@@ -15,7 +15,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import torch
@@ -27,7 +27,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 from torch import nn
 
-from film_rl.config import ExperimentConfig, compose
+from film_rl.config import AtariEnvConfig, ExperimentConfig, compose
 from film_rl.errors import UserError
 from film_rl.files import write_json
 from film_rl.run.train import build_env, build_model, ppo_settings, train, use_subprocesses, validate
@@ -227,7 +227,7 @@ def atari_reference_model(game: str, config: ExperimentConfig) -> PPO:
     )
     return PPO(
         "CnnPolicy",
-        VecFrameStack(venv, config.env.atari.frame_stack),
+        VecFrameStack(venv, cast(AtariEnvConfig, config.env).atari.frame_stack),
         **ppo_settings(algo),
         seed=config.seed,
         device=config.device,
@@ -279,7 +279,7 @@ def atari(
         "games": games,
         "reference_game": game,
         "reference": "SB3 make_atari_env(ALE v5, frameskip=1) + VecFrameStack(4) + PPO CnnPolicy",
-        "frame_skip": configs["multigame"].env.atari.frame_skip,
+        "frame_skip": cast(AtariEnvConfig, configs["multigame"].env).atari.frame_skip,
         "n_envs": n_envs,
         "n_steps": settings.n_steps,
         "batch_size": settings.batch_size,

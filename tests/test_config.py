@@ -1,10 +1,19 @@
 """Composing recipes and overrides into a typed config; every mistake named precisely."""
 
+import re
 from pathlib import Path
 
 import pytest
 
-from film_rl.config import ExperimentConfig, compose, load_experiment, parse_override, save_config
+from film_rl.config import (
+    AtariAgentConfig,
+    ExperimentConfig,
+    GridAgentConfig,
+    compose,
+    load_experiment,
+    parse_override,
+    save_config,
+)
 from film_rl.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,3 +153,26 @@ def test_a_broken_base_is_named(tmp_path, files, message):
     (root / "experiments" / "e.yaml").write_text("env: room\nagent: a\n")
     with pytest.raises(UserError, match=message.replace("[", r"\[")):
         load_experiment(root / "experiments" / "e.yaml")
+
+
+@pytest.mark.parametrize(
+    ("experiment", "override", "message"),
+    [
+        ("atari-4game", "agent.encoder=bow", "unknown config key 'agent.encoder'"),
+        ("atari-4game", "env.reward_scale=20", "unknown config key 'env.reward_scale'"),
+        ("atari-4game", "agent.reward_model.enabled=true", "unknown config key 'agent.reward_model'"),
+        ("quickstart", "env.atari.frame_skip=2", "unknown config key 'env.atari'"),
+        ("quickstart", "env.kind=minigrd", "env.kind: 'minigrd' is not one of babyai, atari"),
+    ],
+)
+def test_a_setting_of_another_family_is_an_unknown_key(experiment, override, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_experiment(ROOT / "experiments" / f"{experiment}.yaml", [override])
+
+
+def test_each_family_has_its_own_sections_and_defaults():
+    babyai = load_experiment(QUICKSTART).agent
+    atari = load_experiment(ROOT / "experiments" / "atari-4game.yaml").agent
+    assert isinstance(babyai, GridAgentConfig) and babyai.channels == [16, 32]
+    assert isinstance(atari, AtariAgentConfig) and atari.channels == [32, 64, 64]
+    assert not hasattr(atari, "encoder") and not hasattr(atari, "reward_model")

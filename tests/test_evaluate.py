@@ -2,7 +2,7 @@
 
 from stable_baselines3 import PPO
 
-from film_rl.config import EnvConfig, ExperimentConfig
+from film_rl.config import BabyAIEnvConfig, ExperimentConfig
 from film_rl.model.policies import FilmCnnPolicy
 from film_rl.run.evaluate import Episode, evaluate
 from film_rl.tasks.babyai import summarize
@@ -42,7 +42,7 @@ def test_evaluation_is_reproducible_for_a_seed_and_covers_each_level():
     levels = ["BabyAI-GoToLocal-v0", "BabyAI-PickupLoc-v0"]
     venv = make_vec_env(levels, vocab, 1, seed=0)
     model = PPO(FilmCnnPolicy, venv, n_steps=16, batch_size=16, seed=0, device="cpu")
-    task = task_for(ExperimentConfig(env=EnvConfig(levels=levels)), vocab)
+    task = task_for(ExperimentConfig(env=BabyAIEnvConfig(levels=levels)), vocab)
     a = evaluate(model, task, episodes=12, seed=5, deterministic=False)
     b = evaluate(model, task, episodes=12, seed=5, deterministic=False)
     assert a == b

@@ -30,7 +30,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
 from film_rl.agile.goals import GoalDataset, load_goals, make_goals
 from film_rl.agile.reward_model import Discriminator, RewardModelTrainer
-from film_rl.config import ExperimentConfig
+from film_rl.config import ExperimentConfig, language_sections
 from film_rl.errors import UserError
 from film_rl.files import write_atomically
 from film_rl.tasks.instructions import Vocabulary
@@ -45,7 +45,8 @@ GOAL_SEED = 5_000_000
 
 def run_goals(config: ExperimentConfig, vocab: Vocabulary, run_dir: Path) -> GoalDataset:
     """The run's goal states: the configured file, or the run's own (made once, then reused on resume)."""
-    settings = config.agent.reward_model
+    env, agent = language_sections(config.env, config.agent)
+    settings = agent.reward_model
     if settings.goals:
         return load_goals(settings.goals, vocab)
     path = run_dir / GOALS
@@ -58,7 +59,7 @@ def run_goals(config: ExperimentConfig, vocab: Vocabulary, run_dir: Path) -> Goa
         settings.goal_episodes * len(levels),
         GOAL_SEED,
         vocab,
-        max_length=config.env.max_instruction_length,
+        max_length=env.max_instruction_length,
     )
     goals.save(path)
     return goals
@@ -68,7 +69,8 @@ def build_reward_model(
     config: ExperimentConfig, vocab: Vocabulary, run_dir: Path, device: str | torch.device = "cpu"
 ) -> RewardModelTrainer:
     """The run's reward-model trainer; its discriminator has the policy's architecture and its own weights."""
-    settings, agent = config.agent.reward_model, config.agent
+    _, agent = language_sections(config.env, config.agent)
+    settings = agent.reward_model
     network = agent.grid_network() | {"conditioning": settings.conditioning or agent.conditioning}
     model = Discriminator(len(vocab), **network)
     return RewardModelTrainer(
@@ -100,6 +102,13 @@ def load_reward_model(trainer: RewardModelTrainer, path: Path) -> None:
     except Exception as err:  # a truncated zip, pickled garbage, a state of another network
         reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
         raise UserError(f"cannot load the reward model {path}: {type(err).__name__}: {reason}") from None
+
+
+def with_learned_reward(venv: VecEnv, trainer: RewardModelTrainer, config: ExperimentConfig) -> VecEnv:
+    """AGILE's training env: the workers' episodes end at ``done`` and the reward model pays them,
+    scaled as the run's ``env.reward_scale`` scales rewards."""
+    env, _ = language_sections(config.env, config.agent)
+    return RewardModelReward(venv, trainer, env.reward_scale)
 
 
 def _stack(observations: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

@@ -7,9 +7,10 @@ instruction; PCA and t-SNE of the concatenated parameters; the policy run with p
 interpolated between two instructions; and analogies, FiLM(A) - FiLM(B) + FiLM(C), played in the
 environment to see whether the agent reaches the analogous goal.
 
-Instructions are the missions a run's BabyAI levels produce (sampled by resetting them with
-consecutive seeds), or every game of an Atari run. Parameters are reported as the layers use
-them: γ = 1 + Δγ (the generator outputs Δγ), β, and the gate's pre-sigmoid g.
+Instructions are the missions a run's levels produce (sampled by resetting them with
+consecutive seeds), or every instruction of a task that has a fixed set (the games of a suite).
+Parameters are reported as the layers use them: γ = 1 + Δγ (the generator outputs Δγ), β, and
+the gate's pre-sigmoid g.
 
 >>> mission_attributes("pick up the grey key on your left")
 {'kind': 'pick up', 'colour': 'grey', 'object': 'key', 'location': 'left', 'article': 'the'}
@@ -81,12 +82,12 @@ def check_analysable(conditioning: str) -> None:
 
 
 def mission_attributes(mission: str) -> dict[str, str]:
-    """The words of a BabyAI mission a plot can colour by.
+    """The words of a mission a plot can colour by (the grammar of film_rl.tasks.instructions).
 
     ``kind`` is the verb (go to / pick up / open / put next / sequence); ``colour``, ``object``
     and ``article`` describe the first object named, the one acted on ("put *the red ball* next to
     the blue key"); ``location`` is the first location word; ``any`` / ``none`` where there is
-    none. The article matters: BabyAI writes "the" for an object unique in the room, "a" otherwise.
+    none. The article matters: the levels write "the" for an object unique in the room, "a" otherwise.
 
     >>> mission_attributes("put a ball next to the blue key")
     {'kind': 'put next', 'colour': 'any', 'object': 'ball', 'location': 'none', 'article': 'a'}
@@ -332,7 +333,7 @@ class GoalEpisodes:
     The env of an episode "on A's goal" is the level's own episode for a seed whose reset gives
     mission A: the level's generator sets the layout, the goal and its verifier together, for any
     verb (go to, pick up, open, put next, sequences). Setting another goal on an existing instance
-    would need a parser from mission text to BabyAI's instruction objects, and could make layouts
+    would need a parser from mission text to the level's instruction objects, and could make layouts
     the level never produces (the goal object absent or ambiguous). The policy's instruction is
     left as A, but while parameters are substituted the generator never reads it. Every call
     replays the same seeds and the same action-sampling stream, so two parameter settings differ
@@ -534,7 +535,7 @@ def analyze(
     ``analysis.json`` to ``out`` (default ``RUN_DIR/analysis``); log them to the run's wandb run.
 
     :param target: a run directory, or a model / checkpoint zip inside one.
-    :param n_instructions: distinct missions to sample (Atari: every game, always).
+    :param n_instructions: distinct missions to sample (a fixed set, such as games: all of it, always).
     :param layer: the layer of the scatter plots (negative: from the last).
     :param feature_maps: the attribute scatter's feature maps (default: the 3 the instructions move most).
     :param episodes: per success rate of the interpolation and analogies; 0 skips both.
@@ -542,7 +543,7 @@ def analyze(
     :param deterministic: argmax actions (default: the run's ``eval.deterministic``).
     :param pair: the interpolation's A and B (default: two missions differing in a colour word).
     :param analogies: (A, B, C, expected) to evaluate; none: up to ``n_analogies`` found among the missions.
-    :param levels: sample missions from these BabyAI levels instead of the run's own.
+    :param levels: sample missions from these levels instead of the run's own.
     :param device: torch device of the policy.
     :param threads: torch's and t-SNE's threads. The policy acts on a few observations at a time,
         where one thread is fastest; on a busy machine a second one only contends.
@@ -609,8 +610,7 @@ def analyze(
     result.figures = outputs.parameter_figures(params, result, projections, out, seed)
     if scan is not None and episodes > 0:
         runner = GoalEpisodes(model, task, seed, config.eval.deterministic if deterministic is None else deterministic)
-        _play(params, result, scan, runner, vocab, config.env.max_instruction_length, pair, analogies,
-              n_analogies, episodes, progress)  # fmt: skip
+        _play(params, result, scan, runner, pair, analogies, n_analogies, episodes, progress)
     elif scan is not None:
         notes.append("--episodes 0: the interpolation and the arithmetic were skipped.")
     if scan is not None:
@@ -622,10 +622,16 @@ def analyze(
 
 
 def _play(
-    params: FilmParameters, result: Analysis, scan: MissionScan, runner: GoalEpisodes, vocab: Vocabulary,
-    max_length: int, pair: tuple[str, str] | None, analogies: Sequence[tuple[str, str, str, str]], n_analogies: int,
-    episodes: int, progress: Progress | None,
-) -> None:  # fmt: skip
+    params: FilmParameters,
+    result: Analysis,
+    scan: MissionScan,
+    runner: GoalEpisodes,
+    pair: tuple[str, str] | None,
+    analogies: Sequence[tuple[str, str, str, str]],
+    n_analogies: int,
+    episodes: int,
+    progress: Progress | None,
+) -> None:
     """The interpolation and the analogies, with their figures; every mission's seeds are found
     first, so the progress total is known from the start."""
     texts = [i.text for i in params.instructions]
@@ -657,7 +663,7 @@ def _play(
 
     def film(text: str) -> torch.Tensor:  # an analysed row, or the generator on the words given
         known = analysed.get(_key(text))
-        return known if known is not None else film_of(runner.generator, vocab.encode(text, max_length)[0])
+        return known if known is not None else film_of(runner.generator, runner.task.encode_instruction(text))
 
     out = Path(result.out)
     if pair is not None:

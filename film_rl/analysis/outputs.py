@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from film_rl.config import ExperimentConfig
 
 #: BabyAI's colour words drawn in their own colour, so a "colour" legend reads at a glance
-BABYAI_COLOURS = {
+COLOUR_WORDS = {
     "red": "tab:red",
     "green": "tab:green",
     "blue": "tab:blue",
@@ -56,9 +56,9 @@ def _figure(*grid: int, figsize: tuple[float, float], squeeze: bool = True) -> t
 
 
 def category_colours(attribute: str, categories: Sequence[str]) -> dict[str, Any]:
-    """A colour per category: BabyAI's own colours for the ``colour`` attribute, tab10/tab20 otherwise."""
-    if attribute == "colour" and all(c in BABYAI_COLOURS or c == "any" for c in categories):
-        return {c: BABYAI_COLOURS.get(c, "black") for c in categories}
+    """A colour per category: the colour words' own colours for the ``colour`` attribute, tab10/tab20 otherwise."""
+    if attribute == "colour" and all(c in COLOUR_WORDS or c == "any" for c in categories):
+        return {c: COLOUR_WORDS.get(c, "black") for c in categories}
     cmap = matplotlib.colormaps["tab10" if len(categories) <= 10 else "tab20"]
     return {c: cmap(i % cmap.N) for i, c in enumerate(categories)}
 

@@ -23,7 +23,7 @@ OFFSETS = {"gamma": 1.0, "beta": 0.0, "g": 0.0}
 
 @dataclass
 class Instruction:
-    """One instruction the generator is asked about: a mission, or an Atari game."""
+    """One instruction the generator is asked about: a mission, or a game of a suite."""
 
     text: str
     #: what the generator reads: padded token ids, or ``[game id]``

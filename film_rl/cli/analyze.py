@@ -117,7 +117,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--analogies", type=int, default=2, metavar="K", help="analogies to find when none is named")
     p.add_argument(
         "--level", action="append", metavar="LEVEL",
-        help="sample missions from this BabyAI level instead of the run's own (repeat for several)",
+        help="sample missions from this level instead of the run's own (repeat for several)",
     )  # fmt: skip
     p.add_argument("--device", default="cpu", help="torch device for the policy (default cpu)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the policy acts on small batches)")

@@ -1,4 +1,7 @@
-"""`film-rl bench`: throughput, sample efficiency, the conditioning ablation, multi-game Atari."""
+"""`film-rl bench`: throughput, sample efficiency, the conditioning ablation, multi-game Atari.
+
+The benchmarks are family-specific by purpose (BabyAI's sample-efficiency metric and papers,
+SB3's own Atari recipe as the multi-game reference), so this command names the families."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ def writable_folder(folder: Path, option: str) -> None:
 
 
 def print_games(result: Any) -> None:
-    """Atari: one line per game, then the human-normalized mean and median across games."""
+    """Per-game results: one line per game, then the human-normalized mean and median across games."""
     print(f"  {'game':<16}{'episodes':>9}{'mean_return':>13}{'std':>10}{'length':>9}{'human_normalized':>18}")
     for game, f in (result.per_game or {}).items():
         score = f"{f['human_normalized']:.3f}" if "human_normalized" in f else "-"

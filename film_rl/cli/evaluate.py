@@ -35,9 +35,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     reward_model = None
     if args.reward_model:
         from film_rl.agile.training import REWARD_MODEL, build_reward_model, load_reward_model
+        from film_rl.config import reward_model_settings
 
         saved = runs.beside(model_path, REWARD_MODEL)
-        if not config.agent.reward_model.enabled or not saved.exists():
+        if reward_model_settings(config.agent) is None or not saved.exists():
             raise UserError(f"--reward-model: {run_dir} is not an AGILE run (no {saved.name} beside {model_path.name})")
         reward_model = build_reward_model(config, vocab, run_dir, args.device)
         load_reward_model(reward_model, saved)
@@ -86,7 +87,7 @@ def add_parser(sub: Any) -> None:
     group.add_argument("--stochastic", dest="deterministic", action="store_false")
     p.add_argument("--video", metavar="DIR", help="write mp4s of the first episodes, mission (or game) shown")
     p.add_argument(
-        "--video-episodes", type=int, metavar="K", help="episodes to record (default 4; Atari: one per game)"
+        "--video-episodes", type=int, metavar="K", help="episodes to record (default 4, or one per game of a suite)"
     )
     p.add_argument("--device", default="cpu", help="torch device for the policy (default cpu)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

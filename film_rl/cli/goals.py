@@ -1,4 +1,6 @@
-"""`film-rl goals`: goal-state datasets for AGILE's reward model."""
+"""`film-rl goals`: goal-state datasets for AGILE's reward model.
+
+Goal states come from BabyAI's bot, which plays BabyAI levels only: this command names that family."""
 
 from __future__ import annotations
 

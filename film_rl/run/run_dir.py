@@ -6,7 +6,7 @@
         config.yaml          resolved config (recipes inlined)
         vocab.json           the instruction vocabulary the model was trained with
         model.zip            final model (PPO / RecurrentPPO zip)
-        stats.json           episode bookkeeping (episodes, BabyAI's episodes-to-0.9/0.99), for resuming
+        stats.json           episode bookkeeping (episodes, episodes to a rolling success of 0.9/0.99), for resuming
         reward_model.pt      AGILE runs: the reward model; goals.npz: the goal states it made
         checkpoints/         step_<timesteps>.zip (+ .stats.json, .reward_model.pt), the latest few
                              plus any interrupt
@@ -116,7 +116,7 @@ def read_stats(path: Path) -> dict[str, Any]:
 
 
 def read_eval(path: Path) -> dict[str, Any]:
-    """A run's ``eval.json``, checked: a success rate (BabyAI) or per-game scores (Atari)."""
+    """A run's ``eval.json``, checked: a success rate, or per-game scores (whatever its task reports)."""
     evaluation = read_json_object(path, {"episodes": int}, "evaluation file")
     rate = evaluation.get("success_rate")
     if not isinstance(rate, int | float) and not isinstance(evaluation.get("human_normalized"), dict):

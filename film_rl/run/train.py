@@ -31,8 +31,16 @@ from film_rl.agile.training import (
     build_reward_model,
     load_reward_model,
     save_reward_model,
+    with_learned_reward,
 )
-from film_rl.config import AlgorithmConfig, ExperimentConfig, check_ranges, load_saved_config, save_config
+from film_rl.config import (
+    AlgorithmConfig,
+    ExperimentConfig,
+    check_ranges,
+    load_saved_config,
+    reward_model_settings,
+    save_config,
+)
 from film_rl.errors import UserError
 from film_rl.files import remove_stale_temporaries, write_error, write_json, write_text
 from film_rl.model.networks import fused_adam
@@ -49,8 +57,7 @@ from film_rl.run.callbacks import (
 from film_rl.run.evaluate import EvalResult, evaluate
 from film_rl.run.tracking import check_wandb, finish_wandb, make_logger, start_wandb
 from film_rl.tasks.base import Task
-from film_rl.tasks.instructions import Vocabulary
-from film_rl.tasks.registry import task_for
+from film_rl.tasks.registry import task_class, task_for
 
 
 class TrainingInterrupted(Exception):
@@ -123,7 +130,7 @@ def build_env(
     venv = task.training_env(seed, use_subprocesses(config), done_action_ends=reward_model is not None)
     if reward_model is None:
         return venv
-    return RewardModelReward(venv, reward_model, config.env.reward_scale)
+    return with_learned_reward(venv, reward_model, config)
 
 
 def ppo_settings(algo: AlgorithmConfig) -> dict[str, Any]:
@@ -174,8 +181,8 @@ def validate(config: ExperimentConfig) -> None:
     check_ranges(config)
     check_device(config.device)
     task_for(config).validate()
-    rm = config.agent.reward_model
-    if rm.enabled and rm.batch_size % 2:
+    rm = reward_model_settings(config.agent)
+    if rm is not None and rm.batch_size % 2:
         raise UserError(f"agent.reward_model.batch_size must be even (half goal states), got {rm.batch_size}")
 
 
@@ -221,7 +228,8 @@ def _learn(
     checkpointer = Checkpointer(run_dir, config.checkpoint.freq, config.checkpoint.keep, save_extra)
     callbacks: list[Any] = [StopOnNonFinite(), stats, checkpointer]
     if reward_model is not None:
-        settings = config.agent.reward_model
+        settings = reward_model_settings(config.agent)
+        assert settings is not None
         env = model.get_env()
         updates = RewardModelUpdates(
             reward_model,
@@ -342,10 +350,10 @@ def train(config: ExperimentConfig) -> TrainResult:
     _set_threads(config)
     run_dir = runs.new_run_dir(config)
     save_config(config, run_dir / runs.CONFIG)
-    vocab = Vocabulary.babyai()
+    vocab = task_class(config.env.kind).vocabulary()
     vocab.save(run_dir / runs.VOCAB)
     task = task_for(config, vocab)
-    reward_model = build_reward_model(config, vocab, run_dir, device) if config.agent.reward_model.enabled else None
+    reward_model = build_reward_model(config, vocab, run_dir, device) if reward_model_settings(config.agent) else None
     env = build_env(config, task, config.seed, reward_model)
     model = build_model(config, task, env, device)
     return _learn(model, config, run_dir, task, reward_model)
@@ -368,7 +376,7 @@ def _open_state(config: ExperimentConfig, state: runs.SavedState, device: str) -
     model = runs.load_model(config, state.path, device=device)
     stats_path = runs.beside(state.path, runs.STATS)
     stats = runs.read_stats(stats_path) if stats_path.exists() else None
-    if config.agent.reward_model.enabled and not runs.beside(state.path, REWARD_MODEL).exists():
+    if reward_model_settings(config.agent) and not runs.beside(state.path, REWARD_MODEL).exists():
         raise UserError(f"{runs.beside(state.path, REWARD_MODEL)} is missing; the reward model cannot go on")
     return _Resumable(state, model, stats)
 
@@ -442,7 +450,7 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> TrainResult:
     if overrides:
         save_config(config, run_dir / runs.CONFIG)
     reward_model = None
-    if config.agent.reward_model.enabled:
+    if reward_model_settings(config.agent):
         reward_model = build_reward_model(config, vocab, run_dir, device)
         load_reward_model(reward_model, runs.beside(latest.state.path, REWARD_MODEL))
     # fresh episodes, not a replay of the first leg's

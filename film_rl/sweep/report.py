@@ -3,9 +3,9 @@
 Every figure is read back from the run directories, so a report can be made while a sweep still
 runs (it covers the finished trials) and remade after more seeds are added:
 
-- final success rate: the run's own evaluation (``eval.json``); on Atari, the mean human-normalized
+- final success rate: the run's own evaluation (``eval.json``); for tasks scored per game, the mean human-normalized
   score of that evaluation;
-- episodes to 0.9 / 0.99: BabyAI's metric, from the run's episode bookkeeping (``stats.json``);
+- episodes to 0.9 / 0.99: the rolling-success metric, from the run's episode bookkeeping (``stats.json``);
   the mean is over the seeds that got there, and the table says how many did;
 - fps: training steps per second of the run's last leg (SB3's ``time/fps``);
 - learning curves: the rolling training success (or score) against frames, each seed's curve

@@ -51,7 +51,7 @@ from typing import Any
 
 import yaml
 
-from film_rl.config import ExperimentConfig, compose, load_experiment, missing_keys, read_yaml
+from film_rl.config import ExperimentConfig, compose, drop_legacy, load_experiment, read_yaml, saved_missing_keys
 from film_rl.errors import UserError, did_you_mean
 from film_rl.files import write_json, write_yaml
 from film_rl.run import run_dir as runs
@@ -245,7 +245,9 @@ def load_spec(folder: Path, check_experiment: bool = True) -> SweepSpec:
     unknown = sorted(set(data) - set(_SPEC_TYPES))
     if unknown:
         raise UserError(f"{path} is not a sweep file: unknown key '{unknown[0]}'")
-    missing = missing_keys(ExperimentConfig, data["base"], "base")
+    if isinstance(data["base"], dict):  # written by the first release: keys of every family alike
+        data["base"] = drop_legacy(data["base"])
+    missing = saved_missing_keys(data["base"], "base")
     if missing:
         raise UserError(f"{path} is incomplete ({', '.join(missing[:3])} missing); it may have been truncated")
     spec = SweepSpec(**data)

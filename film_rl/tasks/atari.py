@@ -16,12 +16,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from film_rl.config import AtariAgentConfig, AtariEnvConfig, ExperimentConfig
 from film_rl.errors import UserError
 from film_rl.model.policies import GameFeatures
-from film_rl.tasks.atari_envs import game_name, make_atari_env, validate_atari
+from film_rl.tasks.atari_envs import check_games, game_name, make_atari_env
 from film_rl.tasks.atari_scores import GameScores, human_normalized
 from film_rl.tasks.base import Task, TrainingStats
 from film_rl.tasks.episodes import Episode, EvalResult
+from film_rl.tasks.instructions import Vocabulary
 from film_rl.tasks.video import write_game_videos
 
 
@@ -29,14 +31,37 @@ class AtariTask(Task):
     """Several ALE games, one policy; the game id, embedded, generates every conv's FiLM."""
 
     kind = "atari"
+    env: AtariEnvConfig
+    agent: AtariAgentConfig
     level_noun = "game"
     instruction_noun = "games"
 
+    def __init__(self, config: ExperimentConfig, vocab: Vocabulary) -> None:
+        super().__init__(config, vocab)
+        assert isinstance(self.env, AtariEnvConfig) and isinstance(self.agent, AtariAgentConfig)
+
     def validate(self) -> None:
-        validate_atari(self.config)
-        if self.env.episode_end != "level":
+        """Known games, one worker per game when pinned, every game in every evaluation."""
+        env, config = self.env, self.config
+        check_games(env.levels)
+        if env.sampling == "worker" and env.n_envs < len(env.levels):
             raise UserError(
-                "env.episode_end: done is for BabyAI levels (minigrid's done action); Atari games end themselves"
+                f"env.sampling=worker pins one game per worker, but {env.n_envs} workers cannot play "
+                f"{len(env.levels)} games; use env.n_envs >= {len(env.levels)} or env.sampling=episode"
+            )
+        if len(self.agent.channels) != 3:
+            raise UserError(f"agent.channels: the Nature CNN has 3 convs, got {len(self.agent.channels)} widths")
+        if config.budget.stop_at_success is not None:
+            raise UserError("budget.stop_at_success: Atari games report returns, not success; leave it unset")
+        if config.eval.episodes < len(env.levels):
+            raise UserError(
+                f"eval.episodes ({config.eval.episodes}) must be at least the number of games ({len(env.levels)}), "
+                "so that the evaluation plays every game"
+            )
+        if config.eval.freq > 0 and config.eval.freq_episodes < len(env.levels):
+            raise UserError(
+                f"eval.freq_episodes ({config.eval.freq_episodes}) must be at least the number of games "
+                f"({len(env.levels)}), so that every periodic evaluation plays every game"
             )
 
     def worker(self, levels: list[str], *, done_action_ends: bool = False) -> Callable[[], gym.Env]:
@@ -64,7 +89,7 @@ class AtariTask(Task):
 
     def policy_kwargs(self) -> dict[str, Any]:
         """The FiLM-ed Nature CNN over [0, 1] frames, conditioned on the game id."""
-        agent = self.config.agent
+        agent = self.agent
         return {
             "features_extractor_class": GameFeatures,
             "features_extractor_kwargs": {

@@ -34,7 +34,7 @@ from stable_baselines3.common.atari_wrappers import ClipRewardEnv, EpisodicLifeE
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecEnv
 
-from film_rl.config import AtariConfig, ExperimentConfig
+from film_rl.config import AtariConfig
 from film_rl.errors import UserError
 from film_rl.tasks.vec_env import make_vec_env, worker_levels
 
@@ -76,38 +76,6 @@ def check_games(games: Sequence[str]) -> None:
     for game in games:
         if list(games).count(game) > 1:
             raise UserError(f"env.levels lists {game} twice; every game needs its own id")
-
-
-def validate_atari(config: ExperimentConfig) -> None:
-    """What an Atari run needs beyond the config's types and ranges: known games, and no
-    BabyAI-only feature."""
-    env = config.env
-    check_games(env.levels)
-    if env.sampling == "worker" and env.n_envs < len(env.levels):
-        raise UserError(
-            f"env.sampling=worker pins one game per worker, but {env.n_envs} workers cannot play "
-            f"{len(env.levels)} games; use env.n_envs >= {len(env.levels)} or env.sampling=episode"
-        )
-    if len(config.agent.channels) != 3:
-        raise UserError(f"agent.channels: the Nature CNN has 3 convs, got {len(config.agent.channels)} widths")
-    if config.agent.reward_model.enabled:
-        raise UserError("agent.reward_model (AGILE) needs BabyAI's bot and verifier; it is not available on Atari")
-    if config.budget.stop_at_success is not None:
-        raise UserError("budget.stop_at_success: Atari games report returns, not success; leave it unset")
-    if env.reward_scale != 1.0:
-        raise UserError(
-            "env.reward_scale: Atari rewards are clipped to their sign (env.atari.clip_rewards), not scaled"
-        )
-    if config.eval.episodes < len(env.levels):
-        raise UserError(
-            f"eval.episodes ({config.eval.episodes}) must be at least the number of games ({len(env.levels)}), "
-            "so that the evaluation plays every game"
-        )
-    if config.eval.freq > 0 and config.eval.freq_episodes < len(env.levels):
-        raise UserError(
-            f"eval.freq_episodes ({config.eval.freq_episodes}) must be at least the number of games "
-            f"({len(env.levels)}), so that every periodic evaluation plays every game"
-        )
 
 
 def make_game(

@@ -15,6 +15,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from film_rl.config import BabyAIEnvConfig, ExperimentConfig, GridAgentConfig
 from film_rl.tasks.babyai_envs import check_levels, make_babyai_env
 from film_rl.tasks.base import Task, TrainingStats
 from film_rl.tasks.episodes import Episode, EvalResult
@@ -26,6 +27,12 @@ class BabyAITask(Task):
     """BabyAI levels (several make a suite); the policy reads the mission, tokenized."""
 
     kind = "babyai"
+    env: BabyAIEnvConfig
+    agent: GridAgentConfig
+
+    def __init__(self, config: ExperimentConfig, vocab: Vocabulary) -> None:
+        super().__init__(config, vocab)
+        assert isinstance(self.env, BabyAIEnvConfig) and isinstance(self.agent, GridAgentConfig)
 
     def validate(self) -> None:
         check_levels(self.env.levels)
@@ -54,8 +61,7 @@ class BabyAITask(Task):
 
     def policy_kwargs(self) -> dict[str, Any]:
         # FilmCnnPolicy / FilmLstmPolicy read the grid through InstructionFeatures by default
-        agent = self.config.agent
-        return {"features_extractor_kwargs": {**agent.grid_network(), "features_dim": agent.features_dim}}
+        return {"features_extractor_kwargs": {**self.agent.grid_network(), "features_dim": self.agent.features_dim}}
 
     def training_stats(self) -> InstructionStats:
         budget = self.config.budget
@@ -66,6 +72,9 @@ class BabyAITask(Task):
 
     def write_videos(self, episodes: list[Episode], out_dir: Path) -> list[Path]:
         return write_episode_videos(episodes, out_dir)
+
+    def encode_instruction(self, text: str) -> np.ndarray:
+        return self.vocab.encode(text, self.env.max_instruction_length)[0]
 
 
 def summarize(episodes: list[Episode], multi_level: bool) -> EvalResult:

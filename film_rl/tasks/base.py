@@ -25,6 +25,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv
 
 from film_rl.config import ExperimentConfig
+from film_rl.errors import UserError
 from film_rl.tasks import vec_env
 from film_rl.tasks.episodes import Episode, EvalResult, rollout
 from film_rl.tasks.instructions import Vocabulary
@@ -62,8 +63,14 @@ class Task(ABC):
     #: what ``film-rl analyze`` calls the instructions it studies
     instruction_noun: ClassVar[str] = "distinct missions"
 
+    @classmethod
+    def vocabulary(cls) -> Vocabulary:
+        """The instruction vocabulary a new run of this family saves (``vocab.json``); every family
+        saves one, so that every run directory reads back the same way."""
+        return Vocabulary.babyai()
+
     def __init__(self, config: ExperimentConfig, vocab: Vocabulary) -> None:
-        self.config, self.env, self.vocab = config, config.env, vocab
+        self.config, self.env, self.agent, self.vocab = config, config.env, config.agent, vocab
 
     # ------------------------------------------------------------------ settings
 
@@ -155,6 +162,10 @@ class Task(ABC):
         return episodes
 
     # ------------------------------------------------------------------ analysis
+
+    def encode_instruction(self, text: str) -> np.ndarray:
+        """The ids the generator reads for an instruction written out (``film-rl analyze --pair``)."""
+        raise UserError(f"this run's instructions are its {self.instruction_noun}, not text")
 
     def fixed_instructions(self) -> list[tuple[str, np.ndarray, dict[str, str]]] | None:
         """For ``film-rl analyze``: every instruction the run can be given, as (text, what the

@@ -1,0 +1,73 @@
+"""Typed configuration: the sections every family shares, each family's own env and agent
+sections, and composing experiments from recipes and overrides (:mod:`film_rl.config.experiment`)."""
+
+from film_rl.config.atari import AtariAgentConfig, AtariConfig, AtariEnvConfig
+from film_rl.config.babyai import BabyAIEnvConfig, GridAgentConfig, language_sections, reward_model_settings
+from film_rl.config.experiment import (
+    FAMILIES,
+    ExperimentConfig,
+    Family,
+    compose,
+    drop_legacy,
+    family,
+    load_experiment,
+    load_saved_config,
+    merge,
+    parse_override,
+    read_yaml,
+    recipe_dirs,
+    save_config,
+    saved_missing_keys,
+)
+from film_rl.config.fields import bounded, check_range, check_ranges, later, missing_keys
+from film_rl.config.sections import (
+    AgentConfig,
+    AlgorithmConfig,
+    BudgetConfig,
+    CheckpointConfig,
+    Conditioning,
+    Encoder,
+    EnvConfig,
+    EvalConfig,
+    LoggingConfig,
+    RewardModelConfig,
+)
+
+__all__ = [
+    "FAMILIES",
+    "AgentConfig",
+    "AlgorithmConfig",
+    "AtariAgentConfig",
+    "AtariConfig",
+    "AtariEnvConfig",
+    "BabyAIEnvConfig",
+    "BudgetConfig",
+    "CheckpointConfig",
+    "Conditioning",
+    "Encoder",
+    "EnvConfig",
+    "EvalConfig",
+    "ExperimentConfig",
+    "Family",
+    "GridAgentConfig",
+    "LoggingConfig",
+    "RewardModelConfig",
+    "bounded",
+    "check_range",
+    "check_ranges",
+    "compose",
+    "drop_legacy",
+    "family",
+    "language_sections",
+    "later",
+    "load_experiment",
+    "load_saved_config",
+    "merge",
+    "missing_keys",
+    "parse_override",
+    "read_yaml",
+    "recipe_dirs",
+    "reward_model_settings",
+    "save_config",
+    "saved_missing_keys",
+]

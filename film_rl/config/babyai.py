@@ -1,0 +1,85 @@
+"""The language family's config sections: BabyAI and MiniGrid levels, read by the grid CNN.
+
+These are the types that make a setting of this family a key error in another's run (and the
+other way round); :mod:`film_rl.tasks.babyai` is what the family does with them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from film_rl.config.fields import bounded, later
+from film_rl.config.sections import AgentConfig, Encoder, EnvConfig, RewardModelConfig
+from film_rl.errors import UserError
+
+
+@dataclass
+class BabyAIEnvConfig(EnvConfig):
+    """BabyAI and MiniGrid levels (or your own env observing minigrid's ``{image, direction, mission}``)."""
+
+    #: level ids, ``package.module:Class`` entry points, or other registered ids
+    levels: list[str] = field(default_factory=lambda: ["BabyAI-GoToRedBallGrey-v0"], metadata={"nonempty": True})
+    #: how many words of a mission the policy reads; the longest BossLevel missions stay below it
+    max_instruction_length: int = bounded(48, 1, 1024)
+    #: training reward multiplier (BabyAI's PPO used 20); logged returns stay unscaled
+    reward_scale: float = bounded(1.0, 0.0, 1e6, above=True)
+    #: training episodes: ``level``: the level ends them on success, with its own reward;
+    #: ``done``: AGILE's episodes, ended by minigrid's ``done`` action, paying 1 for ``done`` said in
+    #: a goal state (right after a step the level's verifier called a success; BabyAI's own rule):
+    #: the true-reward comparison for AGILE, whose runs always end this way. Evaluation always
+    #: plays the level's own episodes.
+    episode_end: Literal["level", "done"] = later("level")
+
+
+@dataclass
+class GridAgentConfig(AgentConfig):
+    """The FiLM-ed grid CNN over minigrid's symbolic view, its instruction encoder, and AGILE."""
+
+    encoder: Encoder = "gru"
+    #: conv block widths; [16, 32]: faster than [32, 64] and learns GoToLocal as well (docs/results.md)
+    channels: list[int] = field(
+        default_factory=lambda: [16, 32], metadata={"range": (1, 4096, False, False), "nonempty": True}
+    )
+    embed_dim: int = bounded(16, 1, 4096)
+    #: at most the agent's 7x7 view
+    kernel_size: int = bounded(2, 1, 7)
+    pool: Literal["flatten", "max"] = "flatten"
+    batch_norm: bool = False
+    word_dim: int = bounded(32, 1, 4096)
+    #: AGILE (film_rl.agile): a discriminator's judgement replaces the level's reward
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig, metadata={"later": True})
+
+    def grid_network(self) -> dict[str, Any]:
+        """The FiLM-ed grid network's settings, shared by the policy's features extractor and
+        AGILE's discriminator (which may swap the conditioning)."""
+        return {
+            "conditioning": self.conditioning,
+            "encoder": self.encoder,
+            "channels": tuple(self.channels),
+            "embed_dim": self.embed_dim,
+            "kernel_size": self.kernel_size,
+            "word_dim": self.word_dim,
+            "instruction_dim": self.instruction_dim,
+            "pool": self.pool,
+            "batch_norm": self.batch_norm,
+        }
+
+
+#: keys the first release saved in every run's config whatever its family; read back, they are dropped
+LEGACY_KEYS = {"env": ("atari",), "agent": ()}
+
+
+def reward_model_settings(agent: AgentConfig) -> RewardModelConfig | None:
+    """AGILE's settings when the agent has a reward model turned on; ``None`` otherwise (and for
+    families without AGILE, whose agents have no such section)."""
+    if isinstance(agent, GridAgentConfig) and agent.reward_model.enabled:
+        return agent.reward_model
+    return None
+
+
+def language_sections(env: EnvConfig, agent: AgentConfig) -> tuple[BabyAIEnvConfig, GridAgentConfig]:
+    """The sections of a language-family run, for what only that family has (AGILE)."""
+    if not isinstance(env, BabyAIEnvConfig) or not isinstance(agent, GridAgentConfig):
+        raise UserError("agent.reward_model (AGILE) needs BabyAI's bot and verifier: env.kind must be babyai")
+    return env, agent

@@ -1,0 +1,143 @@
+"""The config sections every family shares: the algorithm, the budget, evaluation, checkpoints,
+logging, AGILE's reward model, and the common part of the env and agent sections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from film_rl.config.fields import bounded, later
+
+Conditioning = Literal["film", "scale", "bias", "gate", "concat", "none"]
+Encoder = Literal["gru", "bigru", "bow", "conv"]
+
+
+@dataclass
+class AlgorithmConfig:
+    """PPO / RecurrentPPO hyperparameters (SB3 names)."""
+
+    n_steps: int = bounded(128, 1, 1_000_000)
+    batch_size: int = bounded(256, 2, 1_000_000)
+    n_epochs: int = bounded(4, 1, 1000)
+    learning_rate: float = bounded(5e-4, 0.0, 1e9, above=True)
+    gamma: float = bounded(0.99, 0.0, 1.0, above=True)
+    gae_lambda: float = bounded(0.95, 0.0, 1.0)
+    clip_range: float = bounded(0.2, 0.0, 10.0, above=True)
+    ent_coef: float = bounded(0.01, 0.0, 100.0)
+    vf_coef: float = bounded(0.5, 0.0, 100.0)
+    max_grad_norm: float = bounded(0.5, 0.0, 1e6, above=True)
+    adam_eps: float = bounded(1e-5, 0.0, 1.0, above=True)
+    target_kl: float | None = bounded(None, 0.0, 100.0, above=True)
+    #: standardise each minibatch's advantages (SB3's default). Off, a sparse reward's rare +1
+    #: keeps its size beside the entropy bonus instead of the many small negatives being blown up
+    normalize_advantage: bool = later(True)
+
+
+@dataclass
+class RewardModelConfig:
+    """AGILE: a FiLM discriminator's judgement replaces the level's reward (see :mod:`film_rl.agile.training`).
+
+    Episodes then end when the policy takes minigrid's ``done`` action, rewarded 1 when the
+    discriminator finds that state a goal state for the instruction.
+    """
+
+    enabled: bool = False
+    #: a goal-state file (``film-rl goals make``); none: the run makes one into RUN_DIR/goals.npz
+    goals: str | None = None
+    #: bot episodes per level when the run makes its own goal states
+    goal_episodes: int = bounded(2000, 1, 10_000_000)
+    #: the discriminator's conditioning (none: the policy's)
+    conditioning: Conditioning | None = None
+    #: reward 1 when D(instruction, state) is above this
+    threshold: float = bounded(0.5, 0.0, 1.0, above=True, below=True)
+    #: fraction of the policy's states D finds most goal-like left out of the negatives
+    rho: float = bounded(0.25, 0.0, 1.0, below=True)
+    #: fraction of the negatives that are goal states paired with another mission, which teach D
+    #: to read the instruction (see film_rl.agile.reward_model.RewardModelTrainer)
+    mismatched: float = bounded(0.5, 0.0, 1.0, later=True)
+    learning_rate: float = bounded(1e-3, 0.0, 1.0, above=True)
+    batch_size: int = bounded(64, 2, 1_000_000)
+    #: discriminator steps between two rollouts
+    updates_per_rollout: int = bounded(8, 1, 100_000)
+    #: extra discriminator steps after the first rollout, before its rewards mean anything
+    warmup_updates: int = bounded(100, 0, 10_000_000)
+    #: recent policy states kept as negatives
+    replay_capacity: int = bounded(10_000, 1, 100_000_000)
+
+
+@dataclass
+class EnvConfig:
+    """Which levels (games), how many workers; a family's own env settings are its subclass's
+    (:mod:`film_rl.config.babyai`, :mod:`film_rl.config.atari`)."""
+
+    #: the environment family: ``babyai`` (language missions: any MiniGrid or BabyAI env) or
+    #: ``atari`` (several ALE games, the game id as the instruction)
+    kind: str = later("babyai")
+    #: the family's env ids; several make a suite
+    levels: list[str] = field(default_factory=list, metadata={"nonempty": True})
+    #: ``episode``: each episode draws a level (game); ``worker``: worker i always plays level i mod n
+    sampling: Literal["episode", "worker"] = "episode"
+    n_envs: int = bounded(8, 1, 1024)
+    #: ``auto``: subprocesses when n_envs > 1 and the machine has at least 4 cores; on 2 cores the
+    #: pipes cost more than they save (docs/results.md, vector envs on 2 cores)
+    vec_env: Literal["auto", "subproc", "dummy"] = "auto"
+
+
+@dataclass
+class AgentConfig:
+    """The policy, its conditioning and the algorithm that trains it; the network's family-specific
+    settings (its CNN, its instruction encoder) are the family's subclass's."""
+
+    #: ``cnn``: feed-forward, trained by PPO; ``lstm``: CNN + LSTM memory, trained by RecurrentPPO
+    policy: Literal["cnn", "lstm"] = "cnn"
+    conditioning: Conditioning = "film"
+    #: width of the instruction vector: the language encoder's output, or the game embedding
+    instruction_dim: int = bounded(128, 1, 4096)
+    features_dim: int = bounded(128, 1, 65536)
+    #: hidden layers of the actor and critic heads after the features (or the LSTM)
+    net_arch: list[int] = field(default_factory=lambda: [64], metadata={"range": (1, 65536, False, False)})
+    lstm_hidden: int = bounded(128, 1, 65536)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+
+
+@dataclass
+class BudgetConfig:
+    timesteps: int = bounded(100_000, 1, 10**12)
+    #: stop early once the rolling training success rate reaches this (BabyAI's 0.99 criterion)
+    stop_at_success: float | None = bounded(None, 0.0, 1.0, above=True, later=True)
+    #: episodes in the rolling success rate (BabyAI uses 100)
+    success_window: int = bounded(100, 1, 1_000_000, later=True)
+
+
+@dataclass
+class EvalConfig:
+    #: episodes of the final evaluation written to eval.json
+    episodes: int = bounded(200, 1, 10_000_000)
+    #: argmax actions; off by default because a memoryless policy that sees the same view twice
+    #: then repeats itself forever (e.g. turning in place), which sampling escapes
+    deterministic: bool = False
+    #: timesteps between evaluations during training (0: only the final one)
+    freq: int = bounded(0, 0, 10**12)
+    freq_episodes: int = bounded(50, 1, 10_000_000)
+
+
+@dataclass
+class CheckpointConfig:
+    #: timesteps between checkpoints (Ctrl-C / SIGTERM always writes one)
+    freq: int = bounded(50_000, 0, 10**12)
+    #: how many periodic checkpoints to keep on disk
+    keep: int = bounded(3, 1, 1_000_000)
+
+
+@dataclass
+class LoggingConfig:
+    #: ``auto``: online when an API key is configured, offline otherwise
+    wandb: Literal["auto", "online", "offline", "disabled"] = "auto"
+    project: str = "film-rl"
+    entity: str | None = None
+    #: wandb group (empty: the experiment's name); a sweep groups its trials under its own name
+    group: str = later("")
+    #: extra wandb tags, e.g. a sweep trial's swept values
+    tags: list[str] = field(default_factory=list, metadata={"later": True})
+    tensorboard: bool = True
+    progress_bar: bool = True

@@ -2,3 +2,12 @@
 through FiLM (feature-wise linear modulation). Training goes through stable-baselines3."""
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    """``film_rl.load_policy``, imported when first used (importing film_rl stays light)."""
+    if name == "load_policy":
+        from film_rl.run.policy import load_policy
+
+        return load_policy
+    raise AttributeError(f"module 'film_rl' has no attribute {name!r}")

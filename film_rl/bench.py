@@ -30,7 +30,7 @@ from torch import nn
 from film_rl.config import AtariEnvConfig, ExperimentConfig, compose
 from film_rl.errors import UserError
 from film_rl.files import write_json
-from film_rl.run.train import build_env, build_model, ppo_settings, train, use_subprocesses, validate
+from film_rl.run.train import build_env, build_model, ppo_settings, torch_threads, train, use_subprocesses, validate
 from film_rl.tasks.registry import task_for
 
 #: BabyAI 1.0 (Chevalier-Boisvert et al., 2019, table 3): episodes of RL training to reach 99%
@@ -158,6 +158,9 @@ def throughput(
 
     def build(variant: str) -> BaseAlgorithm:
         config = bench_config(level, _AGENT_OF.get(variant, "film-cnn"), [f"env.n_envs={n_envs}", *(overrides or [])])
+        threads = torch_threads(config)  # every variant, the reference too, with the threads a run would take
+        if threads is not None:
+            torch.set_num_threads(threads)
         if variant == "reference":
             return reference_model(config)
         return film_model(config, device)
@@ -259,8 +262,9 @@ def atari(
     game = game or games[0]
     check_games([game])
     device = resolve_device(configs["multigame"].device)
-    if configs["multigame"].threads > 0:  # threads=1: on a loaded 2-core machine two threads contend
-        torch.set_num_threads(configs["multigame"].threads)
+    threads = torch_threads(configs["multigame"])
+    if threads is not None:  # auto: one thread on 2 cores, where two contend
+        torch.set_num_threads(threads)
 
     def build(variant: str) -> BaseAlgorithm:
         config = configs[variant]

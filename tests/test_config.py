@@ -176,3 +176,14 @@ def test_each_family_has_its_own_sections_and_defaults():
     assert isinstance(babyai, GridAgentConfig) and babyai.channels == [16, 32]
     assert isinstance(atari, AtariAgentConfig) and atari.channels == [32, 64, 64]
     assert not hasattr(atari, "encoder") and not hasattr(atari, "reward_model")
+
+
+def test_the_config_reference_is_generated_from_the_dataclasses_and_in_sync():
+    from film_rl.config.reference import reference_markdown
+
+    text = reference_markdown()
+    assert (ROOT / "docs" / "config.md").read_text() == text, "regenerate: film-rl config --write docs/config.md"
+    for key in ("`threads`", "`env.max_instruction_length`", "`env.atari.frame_skip`", "`agent.encoder`"):
+        assert key in text
+    undocumented = [line for line in text.splitlines() if line.startswith("| `") and line.endswith("|  |")]
+    assert not undocumented, undocumented  # every key says what it means

@@ -170,7 +170,10 @@ def test_report_aggregates_seeds_into_a_table_and_curves(local_sweep: Path, tmp_
         assert float(row["final_mean"]) == pytest.approx(statistics.mean(finals))
         assert float(row["final_ci95"]) == pytest.approx(12.706 * statistics.stdev(finals) / math.sqrt(2), abs=1e-3)
     assert len(list(csv.DictReader((out / "runs.csv").open()))) == 4
-    assert "| agent.conditioning=film | 2 |" in (out / "report.md").read_text()
+    table = (out / "report.md").read_text()
+    assert "| agent.conditioning=film | 2† |" in table and "† fewer than 3 seeds" in table  # n beside it
+    for row in rows:  # a success rate's interval stays a rate
+        assert 0.0 <= float(row["final_low"]) <= float(row["final_mean"]) <= float(row["final_high"]) <= 1.0
     png = (out / "curves.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5_000
     assert list((out / "wandb").glob("offline-run-*"))  # the table and curves, logged to wandb
@@ -180,6 +183,7 @@ def test_declared_sweep_and_command_line_grid() -> None:
     listed = run_cli("sweep", "experiments/conditioning-ablation.yaml", "--dry-run", "--seeds", "2")
     assert listed.returncode == 0, listed.stderr
     assert "12 trials" in listed.stdout and "agent.conditioning=gate,seed=1: pending" in listed.stdout
+    assert 'agent.conditioning="gate" seed=1' in listed.stdout  # the overrides each trial's run takes
     assert parse_grid(["agent.channels=[16,32],[32,64]", "seed_like=1,2"]) == {
         "agent.channels": [[16, 32], [32, 64]],
         "seed_like": [1, 2],
@@ -281,3 +285,12 @@ def test_resume_refuses_a_changed_experiment_but_not_a_newer_film_rl(tmp_path: P
     experiment.write_text(experiment.read_text().replace("1000", "2000"))
     changed = run_cli("sweep", "--resume", str(folder), "--dry-run")
     assert changed.returncode == 2 and "changed since the sweep started (budget)" in changed.stderr
+
+
+def test_intervals_are_cut_to_what_the_figure_can_be() -> None:
+    from film_rl.sweep.report import _ci
+
+    assert _ci(0.370, 2.414, 3, 0.0, 1.0) == "0.370 [0.000, 1.000]"  # not 0.370 ± 2.414
+    assert _ci(114.0, 578.0, 0, 0.0) == "114 [0, 692]"
+    assert _ci(0.5, float("nan"), 3, 0.0, 1.0) == "0.500"  # one seed: no interval at all
+    assert _ci(-0.3, 0.1, 3) == "-0.300 [-0.400, -0.200]"  # a score has no bounds

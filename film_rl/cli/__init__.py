@@ -10,12 +10,12 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from film_rl.cli import analyze, bench, evaluate, goals, report, sweep, train
+from film_rl.cli import analyze, bench, config, evaluate, goals, report, sweep, train
 from film_rl.cli.common import EXIT_USER_ERROR, Parser
 from film_rl.errors import UserError
 
 #: the commands, in the order ``film-rl --help`` lists them; each module adds its own arguments
-COMMANDS = (train, evaluate, analyze, bench, sweep, report, goals)
+COMMANDS = (train, evaluate, analyze, bench, sweep, report, goals, config)
 
 
 def _quiet_libraries() -> None:

@@ -42,9 +42,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         f"backend {args.backend}, in {folder}",
         highlight=False,
     )
-    if args.dry_run:
+    if args.dry_run:  # each trial's state, and the overrides its run will take
         for trial in spec.trials():
             console.print(f"  {trial.id}: {sweep.states[trial.id].state}", highlight=False)
+            console.print(f"    film-rl train {spec.experiment} {' '.join(spec.overrides + trial.overrides())}",
+                          highlight=False, markup=False, soft_wrap=True)  # fmt: skip
         return 0
     if args.backend == "ray":
         from film_rl.sweep.ray_backend import require_ray

@@ -36,16 +36,21 @@ class BabyAIEnvConfig(EnvConfig):
 class GridAgentConfig(AgentConfig):
     """The FiLM-ed grid CNN over minigrid's symbolic view, its instruction encoder, and AGILE."""
 
+    #: instruction encoder: gru, bigru (bidirectional), bow (bag of words), conv (width-3 conv over the words)
     encoder: Encoder = "gru"
     #: conv block widths; [16, 32]: faster than [32, 64] and learns GoToLocal as well (docs/results.md)
     channels: list[int] = field(
         default_factory=lambda: [16, 32], metadata={"range": (1, 4096, False, False), "nonempty": True}
     )
+    #: width of the embedding of each grid cell's (object, colour, state)
     embed_dim: int = bounded(16, 1, 4096)
     #: at most the agent's 7x7 view
     kernel_size: int = bounded(2, 1, 7)
+    #: how the last conv's maps become a vector: flatten, or max over the view (BabyAI's end-pooling)
     pool: Literal["flatten", "max"] = "flatten"
+    #: BatchNorm in every conv block
     batch_norm: bool = False
+    #: word embedding width
     word_dim: int = bounded(32, 1, 4096)
     #: AGILE (film_rl.agile): a discriminator's judgement replaces the level's reward
     reward_model: RewardModelConfig = field(default_factory=RewardModelConfig, metadata={"later": True})

@@ -47,21 +47,26 @@ class ExperimentConfig:
     ``env`` and ``agent`` are the family's own sections (:data:`FAMILIES`, chosen by ``env.kind``).
     """
 
+    #: the experiment's name: the runs' folder under runs_dir, and the wandb group
     name: str = "experiment"
     env: EnvConfig = field(default_factory=BabyAIEnvConfig)
     agent: AgentConfig = field(default_factory=GridAgentConfig)
+    #: seeds the networks, the action sampling and the envs (worker i: seed + i)
     seed: int = bounded(0, 0, 2**32 - 1)
     #: ``auto``: CUDA when available
     device: str = "auto"
-    #: torch threads in the trainer process (0: torch's default)
-    threads: int = bounded(0, 0, 1024)
+    #: torch threads in the trainer process: ``auto`` chooses from the cores and where the envs
+    #: step (film_rl.run.train.auto_threads; docs/results.md has the measurements); 0: torch's default
+    threads: Literal["auto"] | int = bounded("auto", 0, 1024)
+    #: where runs go: RUNS_DIR/NAME/RUN_ID/
     runs_dir: str = "runs"
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
-    #: the recipe names this config was composed from (tags on wandb)
+    #: the env recipe this config was composed from (a tag on wandb)
     env_recipe: str = ""
+    #: the agent recipe this config was composed from (a tag on wandb)
     agent_recipe: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,7 +128,15 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _coerce(value, args[0], key)
+        if len(args) == 1:
+            return _coerce(value, args[0], key)
+        for arg in args:  # the first reading that fits: `auto`, else a number
+            try:
+                return _coerce(value, arg, key)
+            except UserError:
+                continue
+        wanted = " or ".join(_describe(a) for a in args)
+        raise UserError(f"{key}: expected {wanted}, got {value!r}")
     if origin is list:
         (item,) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -152,6 +165,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise UserError(f"{key}: expected a string, got {value!r}")
     raise TypeError(f"unsupported config type {tp} for {key}")
+
+
+def _describe(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " or ".join(repr(c) for c in typing.get_args(tp))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
 
 
 def _number(value: Any) -> float | None:

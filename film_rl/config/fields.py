@@ -38,6 +38,8 @@ def check_range(value: Any, metadata: Any, key: str) -> None:
         return
     lo, hi, above, below = bounds
     for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str):  # a named setting beside the numbers, such as threads: auto
+            continue
         if item < lo or item > hi or (above and item == lo) or (below and item == hi):
             raise UserError(f"{key} must be in {_interval(lo, hi, above, below)}, got {item!r}")
 

@@ -16,17 +16,29 @@ Encoder = Literal["gru", "bigru", "bow", "conv"]
 class AlgorithmConfig:
     """PPO / RecurrentPPO hyperparameters (SB3 names)."""
 
+    #: steps per env in each rollout (rollout = n_steps x n_envs)
     n_steps: int = bounded(128, 1, 1_000_000)
+    #: minibatch size of each gradient step
     batch_size: int = bounded(256, 2, 1_000_000)
+    #: passes over each rollout
     n_epochs: int = bounded(4, 1, 1000)
+    #: Adam's learning rate
     learning_rate: float = bounded(5e-4, 0.0, 1e9, above=True)
+    #: discount factor
     gamma: float = bounded(0.99, 0.0, 1.0, above=True)
+    #: GAE's λ
     gae_lambda: float = bounded(0.95, 0.0, 1.0)
+    #: PPO's clipping of the probability ratio
     clip_range: float = bounded(0.2, 0.0, 10.0, above=True)
+    #: entropy bonus weight
     ent_coef: float = bounded(0.01, 0.0, 100.0)
+    #: value-loss weight
     vf_coef: float = bounded(0.5, 0.0, 100.0)
+    #: gradient norm clip
     max_grad_norm: float = bounded(0.5, 0.0, 1e6, above=True)
+    #: Adam's ε
     adam_eps: float = bounded(1e-5, 0.0, 1.0, above=True)
+    #: stop a rollout's epochs early past this KL divergence (null: never)
     target_kl: float | None = bounded(None, 0.0, 100.0, above=True)
     #: standardise each minibatch's advantages (SB3's default). Off, a sparse reward's rare +1
     #: keeps its size beside the entropy bonus instead of the many small negatives being blown up
@@ -41,6 +53,7 @@ class RewardModelConfig:
     discriminator finds that state a goal state for the instruction.
     """
 
+    #: turn AGILE on: the reward model's verdict replaces the level's reward
     enabled: bool = False
     #: a goal-state file (``film-rl goals make``); none: the run makes one into RUN_DIR/goals.npz
     goals: str | None = None
@@ -55,7 +68,9 @@ class RewardModelConfig:
     #: fraction of the negatives that are goal states paired with another mission, which teach D
     #: to read the instruction (see film_rl.agile.reward_model.RewardModelTrainer)
     mismatched: float = bounded(0.5, 0.0, 1.0, later=True)
+    #: Adam's learning rate
     learning_rate: float = bounded(1e-3, 0.0, 1.0, above=True)
+    #: minibatch size of each gradient step
     batch_size: int = bounded(64, 2, 1_000_000)
     #: discriminator steps between two rollouts
     updates_per_rollout: int = bounded(8, 1, 100_000)
@@ -77,6 +92,7 @@ class EnvConfig:
     levels: list[str] = field(default_factory=list, metadata={"nonempty": True})
     #: ``episode``: each episode draws a level (game); ``worker``: worker i always plays level i mod n
     sampling: Literal["episode", "worker"] = "episode"
+    #: environments stepped in parallel
     n_envs: int = bounded(8, 1, 1024)
     #: ``auto``: subprocesses when n_envs > 1 and the machine has at least 4 cores; on 2 cores the
     #: pipes cost more than they save (docs/results.md, vector envs on 2 cores)
@@ -90,18 +106,23 @@ class AgentConfig:
 
     #: ``cnn``: feed-forward, trained by PPO; ``lstm``: CNN + LSTM memory, trained by RecurrentPPO
     policy: Literal["cnn", "lstm"] = "cnn"
+    #: how the instruction modulates the network: film (γ⊙x+β), scale (γ⊙x), bias (x+β),
+    #: gate (σ(g)⊙x), concat, none (language-blind)
     conditioning: Conditioning = "film"
     #: width of the instruction vector: the language encoder's output, or the game embedding
     instruction_dim: int = bounded(128, 1, 4096)
+    #: width of the features the actor and critic heads read
     features_dim: int = bounded(128, 1, 65536)
     #: hidden layers of the actor and critic heads after the features (or the LSTM)
     net_arch: list[int] = field(default_factory=lambda: [64], metadata={"range": (1, 65536, False, False)})
+    #: LSTM memory width (policy: lstm)
     lstm_hidden: int = bounded(128, 1, 65536)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
 
 
 @dataclass
 class BudgetConfig:
+    #: agent steps to train for (summed over the envs)
     timesteps: int = bounded(100_000, 1, 10**12)
     #: stop early once the rolling training success rate reaches this (BabyAI's 0.99 criterion)
     stop_at_success: float | None = bounded(None, 0.0, 1.0, above=True, later=True)
@@ -118,6 +139,7 @@ class EvalConfig:
     deterministic: bool = False
     #: timesteps between evaluations during training (0: only the final one)
     freq: int = bounded(0, 0, 10**12)
+    #: episodes of each periodic evaluation
     freq_episodes: int = bounded(50, 1, 10_000_000)
 
 
@@ -133,11 +155,15 @@ class CheckpointConfig:
 class LoggingConfig:
     #: ``auto``: online when an API key is configured, offline otherwise
     wandb: Literal["auto", "online", "offline", "disabled"] = "auto"
+    #: wandb project
     project: str = "film-rl"
+    #: wandb entity (team or user; null: your default)
     entity: str | None = None
     #: wandb group (empty: the experiment's name); a sweep groups its trials under its own name
     group: str = later("")
     #: extra wandb tags, e.g. a sweep trial's swept values
     tags: list[str] = field(default_factory=list, metadata={"later": True})
+    #: also write TensorBoard event files to RUN_DIR/tensorboard/
     tensorboard: bool = True
+    #: show progress: a bar on a terminal, plain lines in a log file
     progress_bar: bool = True

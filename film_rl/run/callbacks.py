@@ -3,8 +3,11 @@ divergence. The statistics a task logs are its own (:meth:`film_rl.tasks.base.Ta
 
 from __future__ import annotations
 
+import math
 import signal
+import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -56,6 +59,73 @@ class Checkpointer(BaseCallback):
             self.save()
             self._next = self.num_timesteps + self.freq
         return True
+
+
+class Progress(BaseCallback):
+    """Training progress, to the budget and never past it: a bar on a terminal; plain lines when
+    output goes to a file, a pipe or CI (every ``1/lines`` of the budget: steps, steps/s, the
+    task's headline figure, time left).
+
+    Lines are due by steps, not by time, so the same run prints the same lines on any machine.
+
+    :param budget: the run's ``budget.timesteps`` (the bar's end, whatever a rollout overshoots).
+    :param headline: the task's figure to show (:meth:`film_rl.tasks.base.TrainingStats.headline`).
+    :param tty: draw a bar (default: whether stdout is a terminal).
+    """
+
+    def __init__(self, budget: int, headline: Callable[[], str], tty: bool | None = None, lines: int = 20) -> None:
+        super().__init__()
+        self.budget, self.headline, self.lines = budget, headline, lines
+        self.tty = sys.stdout.isatty() if tty is None else tty
+        self._bar: Any = None
+        self._start_steps = 0
+        self._started = 0.0
+        self._next = 0
+
+    def _on_training_start(self) -> None:
+        self._start_steps, self._started = self.num_timesteps, time.perf_counter()
+        step = max(1, self.budget // self.lines)
+        self._next = (self.num_timesteps // step + 1) * step
+        if self.tty:
+            from tqdm.rich import tqdm
+
+            self._bar = tqdm(total=self.budget, initial=min(self.num_timesteps, self.budget), unit="step")
+
+    def _on_step(self) -> bool:
+        done = min(self.num_timesteps, self.budget)
+        if self._bar is not None:
+            self._bar.update(done - self._bar.n)
+        elif self.num_timesteps >= self._next:
+            step = max(1, self.budget // self.lines)
+            self._next = (self.num_timesteps // step + 1) * step
+            print(self.line(), flush=True)
+        return True
+
+    def line(self) -> str:
+        done = min(self.num_timesteps, self.budget)
+        elapsed = max(time.perf_counter() - self._started, 1e-9)
+        fps = (self.num_timesteps - self._start_steps) / elapsed
+        left = (self.budget - done) / fps if fps > 0 else math.inf
+        parts = [f"{done:,}/{self.budget:,} steps ({done / self.budget:.0%})", f"{fps:,.0f} steps/s"]
+        headline = self.headline()
+        if headline:
+            parts.append(headline)
+        if math.isfinite(left):
+            parts.append(f"{_clock(left)} left")
+        return "  ".join(parts)
+
+    def _on_training_end(self) -> None:
+        if self._bar is not None:
+            self._bar.update(min(self.num_timesteps, self.budget) - self._bar.n)
+            self._bar.close()
+        elif self.num_timesteps < self._next:  # the last line, unless one was just printed
+            print(self.line(), flush=True)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class PeriodicEval(BaseCallback):

@@ -50,6 +50,7 @@ from film_rl.run.callbacks import (
     Checkpointer,
     Diverged,
     PeriodicEval,
+    Progress,
     StopOnNonFinite,
     StopOnSignal,
     first_non_finite,
@@ -227,6 +228,8 @@ def _learn(
 
     checkpointer = Checkpointer(run_dir, config.checkpoint.freq, config.checkpoint.keep, save_extra)
     callbacks: list[Any] = [StopOnNonFinite(), stats, checkpointer]
+    if config.logging.progress_bar:
+        callbacks.append(Progress(config.budget.timesteps, stats.headline))
     if reward_model is not None:
         settings = reward_model_settings(config.agent)
         assert settings is not None
@@ -258,7 +261,7 @@ def _learn(
                     model.learn(
                         remaining,
                         callback=CallbackList([*callbacks, stopper]),
-                        progress_bar=config.logging.progress_bar,
+                        progress_bar=False,  # film-rl's Progress ends at the budget, prints lines off a tty
                         reset_num_timesteps=start_steps == 0,
                         tb_log_name="ppo",
                     )
@@ -339,9 +342,30 @@ def _raise_on_signal() -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def auto_threads(cores: int, n_envs: int, subprocess: bool) -> int:
+    """Torch threads for ``threads: auto``.
+
+    Envs stepping in this process take a core of their own between the network's calls, and
+    subprocess workers take one core each: torch gets what is left, at least one thread and at
+    most four (the policies' minibatches are small; more threads mostly wait on each other). On 2
+    cores this is one thread, which docs/results.md measured faster than torch's default and far
+    steadier on a loaded machine.
+    """
+    free = cores - (n_envs if subprocess else cores // 2)
+    return max(1, min(4, free))
+
+
+def torch_threads(config: ExperimentConfig) -> int | None:
+    """The torch threads a run takes (``None``: torch's default, ``threads: 0``)."""
+    if config.threads == "auto":
+        return auto_threads(os.cpu_count() or 1, config.env.n_envs, use_subprocesses(config))
+    return int(config.threads) or None
+
+
 def _set_threads(config: ExperimentConfig) -> None:
-    if config.threads > 0:
-        torch.set_num_threads(config.threads)
+    threads = torch_threads(config)
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 def train(config: ExperimentConfig) -> TrainResult:

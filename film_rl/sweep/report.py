@@ -215,42 +215,73 @@ def aggregate(figures: list[RunFigures], spec: SweepSpec) -> list[SettingRow]:
     return rows
 
 
-def _pm(mean: float, half: float, digits: int) -> str:
+#: seeds below which a 95% interval says little (Student's t with 1 degree of freedom is 12.7 s/√n)
+FEW_SEEDS = 3
+
+
+def interval(mean: float, half: float, low: float = -math.inf, high: float = math.inf) -> tuple[float, float]:
+    """The 95% interval ``mean ± half``, cut to what the quantity can be (a rate to [0, 1])."""
+    return max(low, mean - half), min(high, mean + half)
+
+
+def _ci(mean: float, half: float, digits: int, low: float = -math.inf, high: float = math.inf) -> str:
+    """``mean [low, high]``; the mean alone where there is no interval (one seed)."""
     if math.isnan(mean):
         return "-"
     text = f"{mean:,.{digits}f}"
-    return text if math.isnan(half) else f"{text} ± {half:,.{digits}f}"
+    if math.isnan(half):
+        return text
+    lo, hi = interval(mean, half, low, high)
+    return f"{text} [{lo:,.{digits}f}, {hi:,.{digits}f}]"
 
 
-def markdown(rows: list[SettingRow], spec: SweepSpec, missing: list[Trial], metric: str) -> str:
+def markdown(rows: list[SettingRow], spec: SweepSpec, missing: list[Trial], metric: str, bounded: bool) -> str:
+    """The table: each figure as mean [95% interval] over the n seeds of its setting, intervals cut
+    to what the quantity can be (a success rate to [0, 1], counts and speeds to 0 and above)."""
     lines = [
         f"# Sweep {spec.name}",
         "",
-        f"Experiment `{spec.experiment}`; mean ± 95% CI (Student t) across seeds {spec.seeds}.",
-        "Episodes to a threshold average the seeds that reached it (reached/seeds in brackets).",
+        f"Experiment `{spec.experiment}`; mean [95% CI, Student t] across the seeds of each setting "
+        f"(n: the seeds finished, of {', '.join(map(str, spec.seeds))}).",
+        "Episodes to a threshold average the seeds that reached it (reached/n beside it).",
         "",
-        f"| setting | seeds | {metric} | episodes to 0.9 | episodes to 0.99 | frames | fps |",
+        f"| setting | n | {metric} | episodes to 0.9 | episodes to 0.99 | frames | fps |",
         "|---|---|---|---|---|---|---|",
     ]
+    rate = (0.0, 1.0) if bounded else (-math.inf, math.inf)
+    few = False
     for r in rows:
-        eps = [f"{_pm(m, h, 0)} ({n}/{r.seeds})" for m, h, n in (r.episodes_to[t] for t in THRESHOLDS)]
-        cells = [r.setting, str(r.seeds), _pm(*r.final, 3), *eps, f"{r.frames:,.0f}", _pm(*r.fps, 0)]
+        eps = [f"{_ci(m, h, 0, 0.0)} ({n}/{r.seeds})" for m, h, n in (r.episodes_to[t] for t in THRESHOLDS)]
+        n = f"{r.seeds}" + ("†" if r.seeds < FEW_SEEDS else "")
+        few = few or r.seeds < FEW_SEEDS
+        cells = [r.setting, n, _ci(*r.final, 3, *rate), *eps, f"{r.frames:,.0f}", _ci(*r.fps, 0, 0.0)]
         lines.append("| " + " | ".join(cells) + " |")
+    if few:
+        lines += [
+            "",
+            f"† fewer than {FEW_SEEDS} seeds: the interval is too wide to say anything (with 2 seeds "
+            "Student's t multiplies their spread by 12.7); run more seeds with `film-rl sweep --resume` "
+            "after raising `--seeds`, or read the mean alone.",
+        ]
     if missing:
         lines += ["", f"Not finished ({len(missing)}): " + ", ".join(t.id for t in missing)]
     return "\n".join(lines) + "\n"
 
 
-def csv_rows(rows: list[SettingRow]) -> tuple[list[str], list[list[Any]]]:
+def csv_rows(rows: list[SettingRow], bounded: bool = True) -> tuple[list[str], list[list[Any]]]:
+    """The table's numbers: means, 95% half-widths, and the final figure's interval cut to what it
+    can be (``final_low`` / ``final_high``; a success rate stays in [0, 1])."""
     keys = list(rows[0].values) if rows else []
-    header = ["setting", *keys, "seeds", "final_mean", "final_ci95"]
+    header = ["setting", *keys, "seeds", "final_mean", "final_ci95", "final_low", "final_high"]
     for t in THRESHOLDS:
         tag = f"episodes_to_{round(t * 100)}"
         header += [f"{tag}_mean", f"{tag}_ci95", f"{tag}_reached"]
     header += ["fps_mean", "fps_ci95", "frames"]
     data = []
     for r in rows:
-        line: list[Any] = [r.setting, *(r.values[k] for k in keys), r.seeds, *r.final]
+        bounds = (0.0, 1.0) if bounded else (-math.inf, math.inf)
+        low, high = interval(*r.final, *bounds) if not math.isnan(r.final[1]) else (math.nan, math.nan)
+        line: list[Any] = [r.setting, *(r.values[k] for k in keys), r.seeds, *r.final, low, high]
         for t in THRESHOLDS:
             line += list(r.episodes_to[t])
         data.append([*line, *r.fps, r.frames])
@@ -274,7 +305,7 @@ def plot_curves(figures: list[RunFigures], spec: SweepSpec, path: Path, ylabel: 
         grid = np.linspace(start, end, 200) if end > start else np.array([start])
         ys = np.stack([np.interp(grid, c[:, 0], c[:, 1]) for c in curves])
         mean = ys.mean(axis=0)
-        (line,) = ax.plot(grid, mean, label=f"{setting} ({len(curves)})")
+        (line,) = ax.plot(grid, mean, label=f"{setting} (n={len(curves)})")
         if len(curves) > 1:
             half = stats.t.ppf(0.975, len(curves) - 1) * ys.std(axis=0, ddof=1) / math.sqrt(len(curves))
             low, high = mean - half, mean + half
@@ -286,9 +317,10 @@ def plot_curves(figures: list[RunFigures], spec: SweepSpec, path: Path, ylabel: 
     ax.set_title(f"{spec.name}: mean and 95% CI across seeds")
     ax.grid(alpha=0.3)
     if ax.lines:  # a sweep whose progress files hold no curve yet still gets its (empty) axes
-        ax.legend(fontsize=7, loc="best")
+        # beside the axes, never over the curves: (n) after each setting is its seeds
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
-    write_atomically(path, fig.savefig)
+    write_atomically(path, lambda target: fig.savefig(target, bbox_inches="tight"))
 
 
 @dataclass
@@ -315,10 +347,10 @@ def report(folder: Path, out: Path | None = None, wandb_mode: str | None = None)
     rows = aggregate(figures, spec)
     out = out or folder / "report"
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown(rows, spec, missing, metric)
+    text = markdown(rows, spec, missing, metric, bounded=not scored)
     files = {"markdown": out / TABLE_MD, "csv": out / TABLE_CSV, "runs": out / RUNS_CSV, "curves": out / CURVES}
     write_text(files["markdown"], text)
-    header, data = csv_rows(rows)
+    header, data = csv_rows(rows, bounded=not scored)
     write_csv(files["csv"], [header, *data])
     runs_table: list[list[Any]] = [
         ["trial", "setting", "seed", "final", "episodes_to_90", "episodes_to_99", "fps", "frames", "run"]

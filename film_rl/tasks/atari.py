@@ -174,6 +174,11 @@ class GameStats(TrainingStats):
                 self.episodes += 1
         return True
 
+    def headline(self) -> str:
+        summary = self.scores.summary()
+        mean = summary.get("human_normalized_mean")
+        return "" if mean is None else f"human-normalized {mean:.2f}"
+
     def _on_rollout_end(self) -> None:
         for key, value in self.scores.summary().items():
             self.logger.record(f"rollout/{key}", value)

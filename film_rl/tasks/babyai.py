@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from film_rl.config import BabyAIEnvConfig, ExperimentConfig, GridAgentConfig
-from film_rl.tasks.babyai_envs import check_levels, make_babyai_env
+from film_rl.tasks.babyai_envs import check_levels, make_babyai_env, policy_input
 from film_rl.tasks.base import Task, TrainingStats
 from film_rl.tasks.episodes import Episode, EvalResult
 from film_rl.tasks.instructions import UNK, Vocabulary, instruction_kind
@@ -75,6 +75,11 @@ class BabyAITask(Task):
 
     def encode_instruction(self, text: str) -> np.ndarray:
         return self.vocab.encode(text, self.env.max_instruction_length)[0]
+
+    def policy_input(self, observation: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Minigrid's ``{image, direction, mission}``, the mission tokenized with the run's vocabulary."""
+        tokens, length = self.vocab.encode(str(observation["mission"]), self.env.max_instruction_length)
+        return policy_input(observation, tokens, length)
 
 
 def summarize(episodes: list[Episode], multi_level: bool) -> EvalResult:
@@ -171,6 +176,9 @@ class InstructionStats(TrainingStats):
         self.recent.extend(bool(x) for x in state["recent"])
         for level, outcomes in state["per_level"].items():
             self.per_level[level].extend(bool(x) for x in outcomes)
+
+    def headline(self) -> str:
+        return f"success {float(np.mean(self.recent)):.2f}" if self.recent else ""
 
     @property
     def reached_target(self) -> bool:

@@ -126,6 +126,17 @@ def check_bot_levels(levels: Sequence[str]) -> None:
             raise UserError(f"'{level}' is not a BabyAI level: BabyAI's bot plays those only")
 
 
+def policy_input(obs: dict[str, Any], tokens: np.ndarray, length: int) -> ObsDict:
+    """Minigrid's observation as the policy reads it: the image channels-first, the direction,
+    the mission's token ids (see :meth:`Vocabulary.encode`) and its length."""
+    return {
+        "image": np.ascontiguousarray(np.asarray(obs["image"]).transpose(2, 0, 1), dtype=np.uint8),
+        "direction": np.array([obs["direction"]], np.int64),
+        "instruction": tokens.copy(),
+        "instruction_length": np.array([length], np.int64),
+    }
+
+
 class InstructionWrapper(gym.Wrapper[ObsDict, int, dict[str, Any], int], gym.utils.RecordConstructorArgs):
     """Turn minigrid's ``{image, direction, mission}`` into integer arrays a network can read.
 
@@ -156,12 +167,7 @@ class InstructionWrapper(gym.Wrapper[ObsDict, int, dict[str, Any], int], gym.uti
         self._length = 0
 
     def _observe(self, obs: dict[str, Any]) -> ObsDict:
-        return {
-            "image": np.ascontiguousarray(obs["image"].transpose(2, 0, 1), dtype=np.uint8),
-            "direction": np.array([obs["direction"]], np.int64),
-            "instruction": self._tokens.copy(),
-            "instruction_length": np.array([self._length], np.int64),
-        }
+        return policy_input(obs, self._tokens, self._length)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

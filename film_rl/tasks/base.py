@@ -45,6 +45,10 @@ class TrainingStats(BaseCallback):
     def state(self) -> dict[str, Any] | None:
         return None
 
+    def headline(self) -> str:
+        """The one figure a progress line shows (e.g. ``success 0.53``); empty before any episode."""
+        return ""
+
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`state` of an earlier leg of the run."""
 
@@ -162,6 +166,11 @@ class Task(ABC):
         return episodes
 
     # ------------------------------------------------------------------ analysis
+
+    def policy_input(self, observation: dict[str, Any]) -> dict[str, np.ndarray]:
+        """One observation of the family's own env, as the policy reads it (what the training
+        wrappers make of it); used by :func:`film_rl.load_policy` outside film-rl's loops."""
+        return {key: np.asarray(value) for key, value in observation.items()}
 
     def encode_instruction(self, text: str) -> np.ndarray:
         """The ids the generator reads for an instruction written out (``film-rl analyze --pair``)."""

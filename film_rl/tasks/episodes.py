@@ -71,6 +71,8 @@ class Episode:
     ret: float
     length: int
     frames: list[np.ndarray] = field(default_factory=list)
+    #: the return so far at each recorded frame (0 at the reset), for a running score in videos
+    returns: list[float] = field(default_factory=list)
     #: the observation the episode ended on: a goal state exactly when ``success``
     final_obs: dict[str, np.ndarray] | None = None
 
@@ -113,6 +115,7 @@ def rollout(
         running[slot] = Episode(info.get("mission", ""), "", False, 0.0, 0)
         if episode < record:
             running[slot].frames.append(envs[slot].render())  # type: ignore[union-attr, arg-type]
+            running[slot].returns.append(0.0)  # type: ignore[union-attr]
 
     for slot in range(n):
         start(slot)
@@ -143,6 +146,7 @@ def rollout(
                 ep.length += 1
                 if current[slot] is not None and current[slot] < record:  # type: ignore[operator]
                     ep.frames.append(envs[slot].render())  # type: ignore[arg-type]
+                    ep.returns.append(ep.ret)
                 obs[slot] = o
                 if terminated or truncated:
                     ep.final_obs = o

@@ -81,6 +81,7 @@ class Progress(BaseCallback):
         self._start_steps = 0
         self._started = 0.0
         self._next = 0
+        self._shown = -1
 
     def _on_training_start(self) -> None:
         self._start_steps, self._started = self.num_timesteps, time.perf_counter()
@@ -98,6 +99,7 @@ class Progress(BaseCallback):
         elif self.num_timesteps >= self._next:
             step = max(1, self.budget // self.lines)
             self._next = (self.num_timesteps // step + 1) * step
+            self._shown = done
             print(self.line(), flush=True)
         return True
 
@@ -118,7 +120,7 @@ class Progress(BaseCallback):
         if self._bar is not None:
             self._bar.update(min(self.num_timesteps, self.budget) - self._bar.n)
             self._bar.close()
-        elif self.num_timesteps < self._next:  # the last line, unless one was just printed
+        elif self._shown < min(self.num_timesteps, self.budget):  # the last line, unless already shown
             print(self.line(), flush=True)
 
 

@@ -1,7 +1,9 @@
 """film-rl: one policy, many tasks; the task arrives as an instruction and modulates the policy
 through FiLM (feature-wise linear modulation). Training goes through stable-baselines3."""
 
-__version__ = "0.1.0"
+from film_rl.version import __version__
+
+__all__ = ["__version__", "load_policy"]
 
 
 def __getattr__(name: str) -> object:

@@ -41,11 +41,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from film_rl import __version__
 from film_rl.errors import UserError
 from film_rl.files import write_atomically
 from film_rl.tasks.babyai_envs import DEFAULT_MAX_INSTRUCTION_LENGTH, check_bot_levels, make_babyai_env
 from film_rl.tasks.instructions import Vocabulary, instruction_kind
+from film_rl.version import __version__
 
 if TYPE_CHECKING:
     import gymnasium as gym

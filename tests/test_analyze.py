@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import ROOT, TINY, run_cli
 
+from film_rl import cli
 from film_rl.analysis.analyze import analyze, film_generator, film_of, mix, substituted_film
 from film_rl.config import load_experiment
 from film_rl.errors import UserError
@@ -130,7 +131,8 @@ def test_alpha_0_and_1_act_exactly_as_the_policy_given_a_or_b(tiny_run):
 
 def test_a_single_mission_level_and_wandb_offline_get_what_applies(tiny_run, tmp_path):
     run = shutil.copytree(tiny_run, tmp_path / "run")
-    done = run_cli("analyze", str(run), "--episodes", "0", "--json", WANDB_MODE="offline")
+    level = ["--level", "BabyAI-GoToRedBallGrey-v0"]  # named: analysed as it is, one mission and all
+    done = run_cli("analyze", str(run), "--episodes", "0", "--json", *level, WANDB_MODE="offline")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["instructions"] == 1 and result["own_levels"] and result["wandb"] == "offline"
@@ -177,3 +179,16 @@ def test_bad_requests_are_one_line(tiny_run, tmp_path):
     assert "--episodes" in _error(run_cli("analyze", str(tiny_run), "--episodes", "-1"))
     with pytest.raises(UserError, match="--layer 2: this policy has 2 conditioned layers"):
         analyze(tiny_run, out=tmp_path, layer=2, episodes=0)
+
+
+def test_a_level_with_too_few_missions_is_analysed_through_a_related_level(tiny_run, tmp_path, capsys):
+    """The quickstart's level has one mission: by default analyze says so and studies the missions
+    of the one-room level of the same verb, where colours and objects vary."""
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    args = ["analyze", str(run), "--episodes", "0", "--instructions", "12", "--json"]
+    assert cli.main(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["levels"] == ["BabyAI-GoToLocal-v0"] and not result["own_levels"]
+    assert result["instructions"] == 12
+    assert any("gives 1 distinct mission" in note and "GoToLocal" in note for note in result["notes"])
+    assert "pca" in "".join(result["figures"]) and result["pca_explained"] is not None

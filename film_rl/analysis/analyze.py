@@ -40,6 +40,7 @@ from film_rl.analysis.results import (
     Instruction,
     Interpolation,
     Projection,
+    percent,
 )
 from film_rl.errors import UserError
 from film_rl.files import write_json
@@ -59,8 +60,11 @@ WORD_CLASSES = {"colour": COLOURS, "object": OBJECTS, "location": LOCATIONS}
 
 #: resets without a new mission after which a level is taken to have shown all of its missions
 SAMPLING_PATIENCE = 1000
-#: resets spent looking for one mission's episodes before giving up (~0.5 ms each)
+#: resets spent looking for one mission's episodes before giving up
 SEARCH_BUDGET = 50_000
+#: below this many distinct missions, a run's own levels are swapped for related ones
+#: (Task.related_levels) unless --level names some: a handful of points has no structure to show
+FEW_MISSIONS = 5
 
 Progress = Callable[[int, int], None]
 
@@ -264,7 +268,7 @@ def project(values: np.ndarray, seed: int) -> dict[str, Projection]:
     points = pca.fit_transform(values)
     ratios = np.pad(np.nan_to_num(pca.explained_variance_ratio_), (0, 2 - points.shape[1]))
     points = np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
-    labels = (f"PC1 ({ratios[0]:.0%} of the variance)", f"PC2 ({ratios[1]:.0%})")
+    labels = (f"PC1 ({percent(ratios[0])} of the variance)", f"PC2 ({percent(ratios[1])})")
     perplexity = min(30.0, max(1.0, (n - 1) / 3))
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca" if n > 2 else "random", random_state=seed)
     return {
@@ -560,6 +564,7 @@ def analyze(
             "--pair, --analogy and --level are for runs whose instructions are missions; "
             f"this run's are its {task_for(config, vocab).instruction_noun}"
         )
+    chosen_levels = levels
     levels = list(levels or config.env.levels)
     task = task_for(replace(config, env=replace(config.env, levels=levels)), vocab)
     _check_words(vocab, [*(pair or ()), *(text for row in analogies for text in row)])
@@ -579,6 +584,19 @@ def analyze(
         task.validate()
         scan = MissionScan(task, seed)
         texts = scan.sample(n_instructions, limit=max(10_000, 50 * n_instructions))
+        few = len(texts) < min(FEW_MISSIONS, n_instructions)  # the level ran out of missions, not the ask
+        related = task.related_levels(texts) if chosen_levels is None and few else None
+        if related:  # one mission says nothing about a representation: look where there are more
+            notes.append(
+                f"{', '.join(levels)} gives {len(texts)} distinct mission{'s' if len(texts) > 1 else ''}: the "
+                f"missions analysed are {', '.join(related)}'s, which the policy may never have seen "
+                "(--level names others)."
+            )
+            scan.close()
+            levels = related
+            task = task_for(replace(config, env=replace(config.env, levels=levels)), vocab)
+            scan = MissionScan(task, seed)
+            texts = scan.sample(n_instructions, limit=max(10_000, 50 * n_instructions))
         instructions = [
             Instruction(t, scan.tokens[t], {**mission_attributes(t), "level": scan.level[t]}) for t in texts
         ]

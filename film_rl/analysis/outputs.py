@@ -20,7 +20,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from film_rl.analysis.results import Analogy, Analysis, FilmParameters, Interpolation, Projection
+from film_rl.analysis.results import Analogy, Analysis, FilmParameters, Interpolation, Projection, percent
 from film_rl.files import write_atomically, write_text
 from film_rl.files import write_csv as write_csv_file
 
@@ -343,7 +343,7 @@ def write_summary(result: Analysis, params: FilmParameters, path: Path) -> Path:
         lines += ["", f"Share of the parameters' variance across instructions each attribute explains (η²): {shares}."]
     if result.pca_explained is not None:
         pc1, pc2 = result.pca_explained
-        lines += ["", f"PCA: the first two components hold {pc1:.0%} and {pc2:.0%} of the variance."]
+        lines += ["", f"PCA: the first two components hold {percent(pc1)} and {percent(pc2)} of the variance."]
     i = result.interpolation
     if i is not None:
         lines += ["", "## Interpolation", "", f"A = *{i.a}* ({i.episodes_a} episodes), B = *{i.b}* "

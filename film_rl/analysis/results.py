@@ -7,6 +7,7 @@ both read these types from here.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -159,3 +160,12 @@ class Analysis:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def percent(share: float) -> str:
+    """A share of the variance with the digits it needs: ``63.0%``, but ``99.960%`` and
+    ``0.040%`` where rounding to whole percents would say 100% and 0% of a visible difference."""
+    small = min(share, 1.0 - share) * 100.0
+    if small <= 0.0:
+        return f"{share:.0%}"
+    return f"{100.0 * share:.{max(1, 1 - math.floor(math.log10(small)))}f}%"

@@ -35,9 +35,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     bars: list[Any] = []
 
     def progress(done: int, total: int) -> None:
-        if not bars:  # made once the episodes to play are known; on stderr, so --json keeps stdout
+        if not bars and total > 0:  # made once the episodes to play are known; on stderr: --json keeps stdout
             bars.append(tqdm(total=total, unit="episode", options={"console": Console(stderr=True)}))
-        bars[0].update(done - bars[0].n)
+        if bars:
+            bars[0].update(done - bars[0].n)
 
     try:
         result = analyze(

@@ -22,6 +22,14 @@ from film_rl.tasks.episodes import Episode, EvalResult
 from film_rl.tasks.instructions import UNK, Vocabulary, instruction_kind
 from film_rl.tasks.video import write_episode_videos
 
+#: instruction kind -> a one-room BabyAI level whose missions of that kind vary colour and object
+RELATED_LEVEL = {
+    "go to": "BabyAI-GoToLocal-v0",
+    "pick up": "BabyAI-PickupLoc-v0",
+    "open": "BabyAI-Open-v0",
+    "put next": "BabyAI-PutNextLocal-v0",
+}
+
 
 class BabyAITask(Task):
     """BabyAI levels (several make a suite); the policy reads the mission, tokenized."""
@@ -75,6 +83,15 @@ class BabyAITask(Task):
 
     def encode_instruction(self, text: str) -> np.ndarray:
         return self.vocab.encode(text, self.env.max_instruction_length)[0]
+
+    def related_levels(self, missions: list[str]) -> list[str] | None:
+        """The one-room level of each verb the missions use: GoToRedBallGrey's single "go to the
+        red ball" becomes GoToLocal's colour-object missions, the same verb over many objects."""
+        related = [
+            RELATED_LEVEL[kind] for kind in dict.fromkeys(map(instruction_kind, missions)) if kind in RELATED_LEVEL
+        ]
+        related = [level for level in related if level not in self.env.levels]
+        return related or None
 
     def policy_input(self, observation: dict[str, Any]) -> dict[str, np.ndarray]:
         """Minigrid's ``{image, direction, mission}``, the mission tokenized with the run's vocabulary."""

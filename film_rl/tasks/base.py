@@ -176,6 +176,11 @@ class Task(ABC):
         """The ids the generator reads for an instruction written out (``film-rl analyze --pair``)."""
         raise UserError(f"this run's instructions are its {self.instruction_noun}, not text")
 
+    def related_levels(self, missions: list[str]) -> list[str] | None:
+        """Levels whose missions say more than ``missions`` (a run's own levels gave only these
+        few), for ``film-rl analyze``; ``None``: none known."""
+        return None
+
     def fixed_instructions(self) -> list[tuple[str, np.ndarray, dict[str, str]]] | None:
         """For ``film-rl analyze``: every instruction the run can be given, as (text, what the
         generator reads, attributes to colour by), when they are a fixed set; ``None`` when they

@@ -17,7 +17,6 @@ each one small piece here:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from film_rl.agile.reward_model import Discriminator, RewardModelTrainer
 from film_rl.config import ExperimentConfig, language_sections
 from film_rl.errors import UserError
 from film_rl.files import write_atomically
+from film_rl.tasks.episodes import stack
 from film_rl.tasks.instructions import Vocabulary
 
 #: the reward model's state beside a run's model.zip, and beside each checkpoint
@@ -111,10 +111,6 @@ def with_learned_reward(venv: VecEnv, trainer: RewardModelTrainer, config: Exper
     return RewardModelReward(venv, trainer, env.reward_scale)
 
 
-def _stack(observations: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {key: np.stack([obs[key] for obs in observations]) for key in observations[0]}
-
-
 class RewardModelReward(VecEnvWrapper):
     """Reward the step where the policy takes ``done`` with ``1[D(state) > threshold]`` (x ``scale``).
 
@@ -156,7 +152,7 @@ class RewardModelReward(VecEnvWrapper):
         # An untrained D's verdicts are noise (all or nothing, by its initial bias); rewarding them
         # teaches the policy to press done at once. D's judgement counts from its first update on.
         if claimed and self.trainer.steps > 0:
-            probs = self.trainer.probs(_stack([infos[i]["terminal_observation"] for i in claimed]))
+            probs = self.trainer.probs(stack([infos[i]["terminal_observation"] for i in claimed]))
             for i, prob in zip(claimed, probs, strict=True):
                 infos[i]["reward_model_prob"] = float(prob)
                 rewards[i] = self.scale * float(prob > self.trainer.threshold)

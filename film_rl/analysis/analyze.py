@@ -558,11 +558,12 @@ def analyze(
     conditioning = config.agent.conditioning
     check_analysable(conditioning)
     vocab = runs.read_vocab(run_dir)
-    fixed = task_for(config, vocab).fixed_instructions()
+    own_task = task_for(config, vocab)
+    fixed = own_task.fixed_instructions()
     if fixed is not None and (pair or analogies or levels):
         raise UserError(
             "--pair, --analogy and --level are for runs whose instructions are missions; "
-            f"this run's are its {task_for(config, vocab).instruction_noun}"
+            f"this run's are its {own_task.instruction_noun}"
         )
     chosen_levels = levels
     levels = list(levels or config.env.levels)

@@ -92,9 +92,6 @@ def add_parser(sub: Any) -> None:
         "throughput", help="steps/s of FiLM policies against a plain SB3 CNN, medians of alternated runs"
     )
     t.add_argument("--env", default="BabyAI-GoToLocal-v0")
-    t.add_argument("--n-envs", type=int, default=8)
-    t.add_argument("--timesteps", type=int, default=20_000)
-    t.add_argument("--repeats", type=int, default=3)
     e = kinds.add_parser("efficiency", help="episodes until the rolling success first reaches 0.99 (BabyAI's metric)")
     e.add_argument("--level", required=True)
     e.add_argument("--seeds", type=int, default=1)
@@ -104,9 +101,10 @@ def add_parser(sub: Any) -> None:
     )
     a.add_argument("--suite", default="atari-4game", help="Atari env recipe (envs/NAME.yaml)")
     a.add_argument("--game", help="the reference's game (default: the suite's first)")
-    a.add_argument("--n-envs", type=int, default=8)
-    a.add_argument("--timesteps", type=int, default=20_000)
-    a.add_argument("--repeats", type=int, default=3)
+    for q in (t, a):  # the throughput benches: alternated rounds of the same length
+        q.add_argument("--n-envs", type=int, default=8)
+        q.add_argument("--timesteps", type=int, default=20_000)
+        q.add_argument("--repeats", type=int, default=3)
     c = kinds.add_parser("conditioning", help="film / concat / bias / scale / gate / none at the same budget")
     c.add_argument("--level", required=True)
     c.add_argument("--budget", type=int, default=200_000)

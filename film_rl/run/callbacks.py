@@ -3,12 +3,13 @@ divergence. The statistics a task logs are its own (:meth:`film_rl.tasks.base.Ta
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -75,7 +76,8 @@ class Progress(BaseCallback):
 
     def __init__(self, budget: int, headline: Callable[[], str], tty: bool | None = None, lines: int = 20) -> None:
         super().__init__()
-        self.budget, self.headline, self.lines = budget, headline, lines
+        self.budget, self.headline = budget, headline
+        self._every = max(1, budget // lines)  #: steps between two lines
         self.tty = sys.stdout.isatty() if tty is None else tty
         self._bar: Any = None
         self._start_steps = 0
@@ -85,8 +87,7 @@ class Progress(BaseCallback):
 
     def _on_training_start(self) -> None:
         self._start_steps, self._started = self.num_timesteps, time.perf_counter()
-        step = max(1, self.budget // self.lines)
-        self._next = (self.num_timesteps // step + 1) * step
+        self._next = (self.num_timesteps // self._every + 1) * self._every
         if self.tty:
             from tqdm.rich import tqdm
 
@@ -97,8 +98,7 @@ class Progress(BaseCallback):
         if self._bar is not None:
             self._bar.update(done - self._bar.n)
         elif self.num_timesteps >= self._next:
-            step = max(1, self.budget // self.lines)
-            self._next = (self.num_timesteps // step + 1) * step
+            self._next = (self.num_timesteps // self._every + 1) * self._every
             self._shown = done
             print(self.line(), flush=True)
         return True
@@ -153,6 +153,24 @@ class PeriodicEval(BaseCallback):
                     self.logger.record(f"eval/{key}", value)
             self._next = self.num_timesteps + self.freq
         return True
+
+
+@contextlib.contextmanager
+def handling_signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """Ctrl-C and SIGTERM go to ``handler`` while the block runs, then back to what they were.
+
+    Only the main thread may set signal handlers; elsewhere (a sweep's trial thread) the block
+    runs with the process's handlers as they are.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 class StopOnSignal(BaseCallback):

@@ -7,12 +7,10 @@ algorithm with the FiLM policy, the loggers and callbacks, learns, saves ``model
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +52,7 @@ from film_rl.run.callbacks import (
     StopOnNonFinite,
     StopOnSignal,
     first_non_finite,
+    handling_signals,
 )
 from film_rl.run.evaluate import EvalResult, evaluate
 from film_rl.run.tracking import check_wandb, finish_wandb, make_logger, start_wandb
@@ -324,22 +323,13 @@ def _explain(err: Exception, model: BaseAlgorithm, config: ExperimentConfig, run
     )
 
 
-@contextmanager
-def _raise_on_signal() -> Iterator[None]:
+def _raise_on_signal() -> contextlib.AbstractContextManager[None]:
     """Ctrl-C / SIGTERM stop what runs at once (nothing in it needs saving)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
 
     def handler(signum: int, frame: Any) -> None:
         raise _EvaluationStopped(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    return handling_signals(handler)
 
 
 def auto_threads(cores: int, n_envs: int, subprocess: bool) -> int:

@@ -55,6 +55,7 @@ from film_rl.config import ExperimentConfig, compose, drop_legacy, load_experime
 from film_rl.errors import UserError, did_you_mean
 from film_rl.files import write_json, write_yaml
 from film_rl.run import run_dir as runs
+from film_rl.run.callbacks import handling_signals
 
 SPEC, SUMMARY, TRIALS, LOG = "sweep.yaml", "summary.json", "trials", "trial.log"
 SWEEP_KEYS = ("grid", "seeds", "retries", "gpus_per_trial")
@@ -482,21 +483,8 @@ def run_local(sweep: Sweep, max_concurrent: int | None) -> None:
                 with contextlib.suppress(ProcessLookupError):
                     child.send_signal(signal.SIGINT)
 
-    with _signals(forward), ThreadPoolExecutor(max_workers=concurrent, thread_name_prefix="trial") as pool:
+    with handling_signals(forward), ThreadPoolExecutor(max_workers=concurrent, thread_name_prefix="trial") as pool:
         list(pool.map(run, todo))
-
-
-@contextlib.contextmanager
-def _signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def run_in_process(sweep: Sweep, trial: Trial, extra: Sequence[str]) -> dict[str, float]:

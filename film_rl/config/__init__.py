@@ -20,6 +20,7 @@ from film_rl.config.experiment import (
     saved_missing_keys,
 )
 from film_rl.config.fields import bounded, check_range, check_ranges, later, missing_keys
+from film_rl.config.minatar import MinAtarAgentConfig, MinAtarConfig, MinAtarEnvConfig
 from film_rl.config.sections import (
     AgentConfig,
     AlgorithmConfig,
@@ -51,6 +52,9 @@ __all__ = [
     "Family",
     "GridAgentConfig",
     "LoggingConfig",
+    "MinAtarAgentConfig",
+    "MinAtarConfig",
+    "MinAtarEnvConfig",
     "RewardModelConfig",
     "bounded",
     "check_range",

@@ -24,10 +24,11 @@ from typing import Any, Literal
 
 import yaml
 
-from film_rl.config import atari, babyai
+from film_rl.config import atari, babyai, minatar
 from film_rl.config.atari import AtariAgentConfig, AtariEnvConfig
 from film_rl.config.babyai import BabyAIEnvConfig, GridAgentConfig
 from film_rl.config.fields import bounded, check_range, missing_keys
+from film_rl.config.minatar import MinAtarAgentConfig, MinAtarEnvConfig
 from film_rl.config.sections import (
     AgentConfig,
     BudgetConfig,
@@ -87,6 +88,7 @@ class Family:
 FAMILIES = {
     "babyai": Family(BabyAIEnvConfig, GridAgentConfig, babyai.LEGACY_KEYS),
     "atari": Family(AtariEnvConfig, AtariAgentConfig, atari.LEGACY_KEYS),
+    "minatar": Family(MinAtarEnvConfig, MinAtarAgentConfig, minatar.LEGACY_KEYS),
 }
 
 

@@ -85,8 +85,9 @@ class EnvConfig:
     """Which levels (games), how many workers; a family's own env settings are its subclass's
     (:mod:`film_rl.config.babyai`, :mod:`film_rl.config.atari`)."""
 
-    #: the environment family: ``babyai`` (language missions: any MiniGrid or BabyAI env) or
-    #: ``atari`` (several ALE games, the game id as the instruction)
+    #: the environment family: ``babyai`` (language missions: any MiniGrid or BabyAI env),
+    #: ``atari`` (several ALE games, the game id as the instruction) or ``minatar`` (MinAtar's
+    #: 10x10 games, the game id as the instruction)
     kind: str = later("babyai")
     #: the family's env ids; several make a suite
     levels: list[str] = field(default_factory=list, metadata={"nonempty": True})

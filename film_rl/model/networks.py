@@ -439,3 +439,59 @@ class NatureFiLMCNN(nn.Module):
                 h = block.forward_folded(h, fold[0][g], fold[1][g])
             features.append(h.flatten(1))
         return torch.cat(features).index_select(0, torch.argsort(order))
+
+
+class ConditionedLinear(nn.Module):
+    """A fully connected layer whose units the instruction modulates: ``relu(post(linear(pre(x))))``.
+
+    The same conditionings as :class:`ConditionedConv`, on a ``(batch, features)`` layer: FiLM scales
+    and shifts each unit, ``concat`` appends the instruction's projection to the layer's input.
+    """
+
+    def __init__(self, in_features: int, out_features: int, conditioning: str) -> None:
+        super().__init__()
+        self.cond: Conditioning = make_conditioning(conditioning, out_features)
+        self.linear = nn.Linear(in_features + self.cond.extra_in_channels, out_features)
+
+    def forward(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.cond.post(self.linear(self.cond.pre(x, p)), p))
+
+
+class MinAtarFiLMNet(nn.Module):
+    """MinAtar's network (Young & Tian, 2019) with a conditioning layer on the conv maps and on the
+    hidden layer: ``relu(FiLM(conv3x3(x)))`` per conv (unpadded, as MinAtar's), flattened, then
+    ``relu(FiLM(linear(x)))``. With ``none`` it is exactly MinAtar's DQN/AC torso.
+
+    :param in_channels: the observation's channels (the widest game's, others zero-padded).
+    :param channels: widths of the 3x3 convs (MinAtar: one of 16).
+    :param hidden: width of the conditioned hidden layer (MinAtar: 128); ``out_dim``.
+    :param conditioning: mechanism name, the same for every layer.
+    :param side: side of the square grid (MinAtar: 10).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: Sequence[int] = (16,),
+        hidden: int = 128,
+        conditioning: str = "film",
+        side: int = 10,
+    ) -> None:
+        super().__init__()
+        widths = [in_channels, *channels]
+        convs = [ConditionedConv(widths[i], widths[i + 1], conditioning, 3, padding=0) for i in range(len(channels))]
+        side -= 2 * len(channels)
+        if side < 1:
+            raise ValueError(f"{len(channels)} unpadded 3x3 convs shrink the grid to nothing")
+        dense = ConditionedLinear(channels[-1] * side * side, hidden, conditioning)
+        self.blocks = nn.ModuleList([*convs, dense])
+        #: what each layer asks of the generator
+        self.param_sizes = [*(conv.cond.n_params for conv in convs), dense.cond.n_params]
+        self.out_dim = hidden
+
+    def forward(self, grid: torch.Tensor, params: Sequence[torch.Tensor]) -> torch.Tensor:
+        x = grid
+        *convs, hidden = self.blocks
+        for block, p in zip(convs, params[:-1], strict=True):
+            x = block(x, p)
+        return cast(torch.Tensor, hidden(x.flatten(1), params[-1]))

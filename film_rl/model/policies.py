@@ -23,6 +23,7 @@ from film_rl.model.networks import (
     GameEncoder,
     GridFiLMCNN,
     InstructionEncoder,
+    MinAtarFiLMNet,
     NatureFiLMCNN,
     native_cpu_kernels,
 )
@@ -117,6 +118,38 @@ class GameFeatures(FiLMed, BaseFeaturesExtractor):
             if image.shape[0] >= FOLD_MIN_PER_GAME * games:
                 return self.linear(self.cnn.forward_by_game(image, game_id, self.film_params))  # type: ignore[attr-defined]
         return self.linear(self.cnn(image, self.film_params(game_id)))
+
+
+class MinAtarFeatures(FiLMed, BaseFeaturesExtractor):
+    """Dict observation ``{image, game_id}`` -> features, via MinAtar's network with every layer
+    conditioned on the game id (:class:`film_rl.model.networks.MinAtarFiLMNet`).
+
+    The conditioned hidden layer is the features: the actor and critic heads read it directly, as
+    MinAtar's own networks do. Cells are 0/1 already: give the policy ``normalize_images=False``.
+
+    :param observation_space: the :class:`film_rl.tasks.minatar_envs.MultiGameMinAtarEnv` space.
+    :param conditioning: ``film`` | ``scale`` | ``bias`` | ``gate`` | ``concat`` | ``none``.
+    :param channels: widths of the 3x3 convs (MinAtar: 16).
+    :param instruction_dim: game embedding width.
+    :param features_dim: width of the conditioned hidden layer (MinAtar: 128).
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        conditioning: str = "film",
+        channels: tuple[int, ...] | list[int] = (16,),
+        instruction_dim: int = 16,
+        features_dim: int = 128,
+    ) -> None:
+        super().__init__(observation_space, features_dim)
+        in_channels, side, _ = observation_space["image"].shape  # type: ignore[misc]
+        n_games = int(observation_space["game_id"].high.max()) + 1  # type: ignore[attr-defined]
+        net = MinAtarFiLMNet(in_channels, channels, features_dim, conditioning, side)
+        self.assemble(net, conditioning, lambda: GameEncoder(n_games, instruction_dim))
+
+    def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        return self.cnn(observations["image"], self.film_params(observations["game_id"]))
 
 
 class _FilmPolicyMixin:

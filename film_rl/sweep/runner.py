@@ -24,6 +24,9 @@ extend or replace::
     sweep:
       grid:
         agent.conditioning: [film, concat, bias, scale, gate, none]
+      settings:         # or named settings, each crossed with the grid (a comparison that is no product)
+        - {name: film, agent.conditioning: film}
+        - {name: specialist-breakout, env.levels: [MinAtar/Breakout-v0], agent.conditioning: none}
       seeds: 3          # or a list: [0, 1, 2]
       retries: 1        # a failed trial is run again (resumed) this many times
       gpus_per_trial: 0 # Ray only: 0.25 packs four trials on one GPU
@@ -58,7 +61,7 @@ from film_rl.run import run_dir as runs
 from film_rl.run.callbacks import handling_signals
 
 SPEC, SUMMARY, TRIALS, LOG = "sweep.yaml", "summary.json", "trials", "trial.log"
-SWEEP_KEYS = ("grid", "seeds", "retries", "gpus_per_trial")
+SWEEP_KEYS = ("grid", "settings", "seeds", "retries", "gpus_per_trial")
 #: exit statuses of `film-rl train` that mean "stopped by a signal, checkpoint saved": not a failure
 INTERRUPTED = {128 + signal.SIGINT, 128 + signal.SIGTERM}
 
@@ -69,17 +72,23 @@ class Trial:
 
     values: tuple[tuple[str, Any], ...]
     seed: int
+    #: the name of the declared setting (``sweep.settings``) the first ``named`` values come from
+    label: str = ""
+    named: int = 0
+
+    def _parts(self) -> list[str]:
+        shown = [f"{key}={_show(value)}" for key, value in self.values[self.named :]]
+        return [self.label, *shown] if self.label else shown
 
     @property
     def setting(self) -> str:
-        """The swept values without the seed: what a report averages over seeds."""
-        return ",".join(f"{key}={_show(value)}" for key, value in self.values) or "base"
+        """The swept values without the seed (a named setting by its name): what a report averages over seeds."""
+        return ",".join(self._parts()) or "base"
 
     @property
     def id(self) -> str:
         """A directory name: readable, and unique within the sweep."""
-        parts = [f"{key}={_show(value)}" for key, value in self.values] + [f"seed={self.seed}"]
-        return re.sub(r"[^A-Za-z0-9._=,+-]", "_", ",".join(parts))
+        return re.sub(r"[^A-Za-z0-9._=,+-]", "_", ",".join([*self._parts(), f"seed={self.seed}"]))
 
     def overrides(self) -> list[str]:
         return [f"{key}={json.dumps(value)}" for key, value in self.values] + [f"seed={self.seed}"]
@@ -97,6 +106,8 @@ class SweepSpec:
     #: the experiment file, absolute, so that trials find its recipes from any working directory
     experiment: str
     grid: dict[str, list[Any]] = field(default_factory=dict)
+    #: named settings (``{name: ..., dotted.key: value, ...}``), each crossed with the grid; none: the grid alone
+    settings: list[dict[str, Any]] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0])
     #: ``key=value`` overrides applied to every trial
     overrides: list[str] = field(default_factory=list)
@@ -108,8 +119,15 @@ class SweepSpec:
 
     def trials(self) -> list[Trial]:
         keys = list(self.grid)
-        combos = itertools.product(*(self.grid[k] for k in keys))
-        return [Trial(tuple(zip(keys, combo, strict=True)), seed) for combo in combos for seed in self.seeds]
+        combos = list(itertools.product(*(self.grid[k] for k in keys)))
+        trials = []
+        for named in self.settings or [{}]:
+            fixed = tuple((k, v) for k, v in named.items() if k != "name")
+            for combo in combos:
+                values = fixed + tuple(zip(keys, combo, strict=True))
+                label = str(named.get("name", ""))
+                trials += [Trial(values, seed, label, len(fixed) if label else 0) for seed in self.seeds]
+        return trials
 
     def config(self, trial: Trial, extra: Sequence[str] = ()) -> ExperimentConfig:
         return load_experiment(self.experiment, [*self.overrides, *trial.overrides(), *extra])
@@ -143,7 +161,25 @@ def declared_sweep(experiment: Path) -> dict[str, Any]:
     grid = section.get("grid") or {}
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise UserError(f"{experiment}: sweep.grid: expected a mapping of dotted keys to non-empty lists")
+    if not _valid_settings(section.get("settings") or []):
+        raise UserError(
+            f"{experiment}: sweep.settings: expected a list of mappings of dotted keys to values, "
+            "each with a distinct name, e.g. [{name: film, agent.conditioning: film}]"
+        )
     return section
+
+
+def _valid_settings(settings: Any) -> bool:
+    """A list of mappings, each with a string ``name`` (distinct) and string keys."""
+    if not isinstance(settings, list):
+        return False
+    names = [s.get("name") for s in settings if isinstance(s, dict)]
+    return (
+        len(names) == len(settings)
+        and all(isinstance(n, str) and n for n in names)
+        and len(set(names)) == len(names)
+        and all(all(isinstance(k, str) for k in s) for s in settings)
+    )
 
 
 def _seeds(value: Any, base: int) -> list[int]:
@@ -179,6 +215,7 @@ def make_spec(
         name=name or f"{base.name}-{time.strftime('%Y%m%d-%H%M%S')}",
         experiment=str(path),
         grid=full_grid,
+        settings=list(declared.get("settings") or []),
         seeds=_seeds(seeds if seeds is not None else declared.get("seeds", 1), base.seed),
         overrides=list(overrides),
         retries=retries,
@@ -223,6 +260,7 @@ _SPEC_TYPES: dict[str, Callable[[Any], bool]] = {
     "name": lambda v: isinstance(v, str) and bool(v),
     "experiment": lambda v: isinstance(v, str) and bool(v),
     "grid": lambda v: isinstance(v, dict) and all(isinstance(x, list) and x for x in v.values()),
+    "settings": _valid_settings,
     "seeds": lambda v: isinstance(v, list) and bool(v) and all(type(x) is int and x >= 0 for x in v),
     "overrides": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
     "retries": lambda v: type(v) is int and v >= 0,
@@ -238,6 +276,8 @@ def load_spec(folder: Path, check_experiment: bool = True) -> SweepSpec:
     if not path.is_file():
         raise UserError(f"{folder} is not a sweep directory (no {SPEC})")
     data = read_yaml(path)
+    if isinstance(data, dict):
+        data.setdefault("settings", [])  # a sweep saved before named settings existed
     for key, valid in _SPEC_TYPES.items():
         if key not in data:
             raise UserError(f"{path} is not a complete sweep file: '{key}' is missing")

@@ -31,11 +31,11 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.wrappers import AtariPreprocessing
 from stable_baselines3.common.atari_wrappers import ClipRewardEnv, EpisodicLifeEnv
-from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecEnv
 
 from film_rl.config import AtariConfig
 from film_rl.errors import UserError
+from film_rl.tasks.games import GameMonitor
 from film_rl.tasks.vec_env import make_vec_env, worker_levels
 
 ENV_ID = "film_rl/MultiGameAtari-v0"
@@ -226,17 +226,6 @@ def register_envs() -> None:
     gym.register_envs(ale_py)
     ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no emulator banner on every command's stderr
     gym.register(ENV_ID, entry_point="film_rl.tasks.atari_envs:MultiGameAtariEnv")
-
-
-class GameMonitor(Monitor):
-    """SB3's ``Monitor`` with the game's name in ``info["episode"]``: whole games, raw rewards.
-
-    It sits under the life-loss and clipping wrappers, so an episode it reports is a whole game
-    and its return is the game's own score.
-    """
-
-    def __init__(self, env: gym.Env) -> None:
-        super().__init__(env, info_keywords=("game",))
 
 
 def make_atari_env(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 #: (random, human) reference score per ALE game (the name in ``ALE/<Name>-v5``).
 #: Source: Badia et al. (2020), "Agent57: Outperforming the Atari Human Benchmark", appendix,
@@ -96,12 +96,19 @@ def _median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
-def summarize_games(returns: Mapping[str, Iterable[float]]) -> dict[str, float]:
+#: a game's mean return -> its normalized score (NaN: no reference for that game)
+Normalizer = Callable[[str, float], float]
+
+
+def summarize_games(
+    returns: Mapping[str, Iterable[float]], normalize: Normalizer | None = human_normalized
+) -> dict[str, float]:
     """Scalars for a logger from each game's episode returns (unclipped, whole games).
 
     Per game: ``ep_return/<game>`` (mean) and ``human_normalized/<game>``; across the games that
     have a reference score: ``human_normalized_mean`` and ``human_normalized_median`` (the
-    multi-game papers' headline figures). Games without episodes are left out.
+    multi-game papers' headline figures). Games without episodes are left out. ``normalize=None``:
+    returns only (a family without reference scores, such as MinAtar).
     """
     out: dict[str, float] = {}
     normalized = []
@@ -111,7 +118,7 @@ def summarize_games(returns: Mapping[str, Iterable[float]]) -> dict[str, float]:
             continue
         mean = sum(values) / len(values)
         out[f"ep_return/{game}"] = mean
-        score = human_normalized(game, mean)
+        score = normalize(game, mean) if normalize is not None else math.nan
         if not math.isnan(score):
             out[f"human_normalized/{game}"] = score
             normalized.append(score)
@@ -125,9 +132,11 @@ class GameScores:
     """Rolling per-game returns of finished episodes, for training-time logging.
 
     :param window: most recent episodes kept per game.
+    :param normalize: the family's normalized score (``None``: returns only).
     """
 
-    def __init__(self, window: int = 100) -> None:
+    def __init__(self, window: int = 100, normalize: Normalizer | None = human_normalized) -> None:
+        self.normalize = normalize
         self.returns: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
         self.episodes: dict[str, int] = defaultdict(int)
 
@@ -137,6 +146,6 @@ class GameScores:
 
     def summary(self) -> dict[str, float]:
         """:func:`summarize_games` over the window, plus ``episodes/<game>`` (all time)."""
-        out = summarize_games(self.returns)
+        out = summarize_games(self.returns, self.normalize)
         out.update({f"episodes/{game}": float(n) for game, n in sorted(self.episodes.items())})
         return out

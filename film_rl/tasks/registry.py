@@ -16,6 +16,7 @@ from film_rl.tasks.instructions import Vocabulary
 TASKS = {
     "babyai": "film_rl.tasks.babyai:BabyAITask",
     "atari": "film_rl.tasks.atari:AtariTask",
+    "minatar": "film_rl.tasks.minatar:MinAtarTask",
 }
 
 

@@ -119,8 +119,9 @@ def read_eval(path: Path) -> dict[str, Any]:
     """A run's ``eval.json``, checked: a success rate, or per-game scores (whatever its task reports)."""
     evaluation = read_json_object(path, {"episodes": int}, "evaluation file")
     rate = evaluation.get("success_rate")
-    if not isinstance(rate, int | float) and not isinstance(evaluation.get("human_normalized"), dict):
-        raise UserError(f"{path} is not a complete evaluation file (no success_rate or human_normalized)")
+    scored = isinstance(evaluation.get("human_normalized"), dict) or isinstance(evaluation.get("per_game"), dict)
+    if not isinstance(rate, int | float) and not scored:
+        raise UserError(f"{path} is not a complete evaluation file (no success_rate or per-game scores)")
     return evaluation
 
 

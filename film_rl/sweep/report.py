@@ -30,9 +30,11 @@ import numpy as np
 from film_rl.errors import UserError
 from film_rl.files import write_atomically, write_csv, write_text
 from film_rl.run import run_dir as runs
+from film_rl.sweep import games
 from film_rl.sweep.runner import SweepSpec, Trial, disk_state, load_spec
 
 TABLE_MD, TABLE_CSV, RUNS_CSV, CURVES = "report.md", "report.csv", "runs.csv", "curves.png"
+GAME_CSV, GAME_CURVES = "per-game.csv", "curves-per-game.png"
 THRESHOLDS = (0.9, 0.99)
 
 
@@ -52,6 +54,10 @@ class RunFigures:
     frames: int
     #: (frames, rolling success or score) rows of the training log
     curve: np.ndarray = field(repr=False)
+    #: multi-game runs: each game's final mean return (the run's evaluation)
+    per_game: dict[str, float] = field(default_factory=dict)
+    #: multi-game runs: each game's (frames of that game, rolling return) rows
+    game_curves: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
 
 def progress_rows(run_dir: Path) -> list[dict[str, str]]:
@@ -126,6 +132,11 @@ def read_run(trial: Trial, run_dir: Path) -> RunFigures:
             except ValueError:
                 raise UserError(f"{run_dir}: a training log holds a non-numeric {curve_key}") from None
     last = rows[-1] if rows else {}
+    per_game = evaluation.get("per_game") or {}
+    try:
+        returns = {str(g): float(v["mean_return"]) for g, v in per_game.items()}
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise UserError(f"{run_dir / runs.EVAL} is not a valid evaluation file (per_game)") from None
     return RunFigures(
         trial=trial,
         run_dir=run_dir,
@@ -135,6 +146,8 @@ def read_run(trial: Trial, run_dir: Path) -> RunFigures:
         fps=_number(last.get("time/fps")),
         frames=int(max(_steps(last), 0)),
         curve=np.array(points, dtype=float).reshape(-1, 2),
+        per_game=returns,
+        game_curves=games.game_curves(rows, STEPS) if returns else {},
     )
 
 
@@ -271,7 +284,7 @@ def markdown(rows: list[SettingRow], spec: SweepSpec, missing: list[Trial], metr
 def csv_rows(rows: list[SettingRow], bounded: bool = True) -> tuple[list[str], list[list[Any]]]:
     """The table's numbers: means, 95% half-widths, and the final figure's interval cut to what it
     can be (``final_low`` / ``final_high``; a success rate stays in [0, 1])."""
-    keys = list(rows[0].values) if rows else []
+    keys = list(dict.fromkeys(k for r in rows for k in r.values))  # named settings may set different keys
     header = ["setting", *keys, "seeds", "final_mean", "final_ci95", "final_low", "final_high"]
     for t in THRESHOLDS:
         tag = f"episodes_to_{round(t * 100)}"
@@ -281,14 +294,16 @@ def csv_rows(rows: list[SettingRow], bounded: bool = True) -> tuple[list[str], l
     for r in rows:
         bounds = (0.0, 1.0) if bounded else (-math.inf, math.inf)
         low, high = interval(*r.final, *bounds) if not math.isnan(r.final[1]) else (math.nan, math.nan)
-        line: list[Any] = [r.setting, *(r.values[k] for k in keys), r.seeds, *r.final, low, high]
+        line: list[Any] = [r.setting, *(r.values.get(k, "") for k in keys), r.seeds, *r.final, low, high]
         for t in THRESHOLDS:
             line += list(r.episodes_to[t])
         data.append([*line, *r.fps, r.frames])
     return header, data
 
 
-def plot_curves(figures: list[RunFigures], spec: SweepSpec, path: Path, ylabel: str, bounded: bool) -> None:
+def plot_curves(
+    figures: list[RunFigures], spec: SweepSpec, path: Path, ylabel: str, bounded: bool, xlabel: str = "frames"
+) -> None:
     """Mean curve and 95% band per setting, seeds interpolated onto one frame grid."""
     from matplotlib.figure import Figure  # outside pyplot's global state: Agg renders it to PNG
     from scipy import stats
@@ -312,7 +327,7 @@ def plot_curves(figures: list[RunFigures], spec: SweepSpec, path: Path, ylabel: 
             if bounded:  # a success rate's interval is cut to what a rate can be
                 low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
             ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.set_xlabel("frames")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(f"{spec.name}: mean and 95% CI across seeds")
     ax.grid(alpha=0.3)
@@ -343,12 +358,27 @@ def report(folder: Path, out: Path | None = None, wandb_mode: str | None = None)
     if not figures:
         raise UserError(f"{folder}: no finished trial to report yet ({len(missing)} not finished)")
     scored = any(f.scored for f in figures)
-    metric = "human-normalized score" if scored else "success rate"
+    metric, xlabel = ("human-normalized score" if scored else "success rate"), "frames"
+    references = games.specialist_returns(figures)
+    if scored and any(math.isnan(f.final) for f in figures) and references:
+        # no human references (MinAtar): the sweep's specialists are the yardstick
+        metric, xlabel = "specialist-normalized return", "frames per game"
+        for f in figures:
+            ratios = games.normalized(f.per_game, references)
+            f.final = float(np.mean(list(ratios.values()))) if ratios and len(ratios) == len(f.per_game) else math.nan
+            f.curve = games.normalized_curve(f.game_curves, references)
     rows = aggregate(figures, spec)
     out = out or folder / "report"
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(rows, spec, missing, metric, bounded=not scored)
     files = {"markdown": out / TABLE_MD, "csv": out / TABLE_CSV, "runs": out / RUNS_CSV, "curves": out / CURVES}
+    if any(f.per_game for f in figures):
+        order = list(dict.fromkeys(t.setting for t in spec.trials()))
+        names, cells = games.table(figures, order, references, mean_ci)
+        text += "\n" + games.markdown(names, cells, references)
+        files["per_game"], files["game_curves"] = out / GAME_CSV, out / GAME_CURVES
+        write_csv(files["per_game"], games.csv_rows(names, cells))
+        games.plot(figures, order, files["game_curves"], spec.name)
     write_text(files["markdown"], text)
     header, data = csv_rows(rows, bounded=not scored)
     write_csv(files["csv"], [header, *data])
@@ -359,7 +389,7 @@ def report(folder: Path, out: Path | None = None, wandb_mode: str | None = None)
         eps = [f.episodes_to.get(t, "") for t in THRESHOLDS]
         runs_table.append([f.trial.id, f.trial.setting, f.trial.seed, f.final, *eps, f.fps, f.frames, f.run_dir])
     write_csv(files["runs"], runs_table)
-    plot_curves(figures, spec, files["curves"], f"rolling training {metric}", bounded=not scored)
+    plot_curves(figures, spec, files["curves"], f"rolling training {metric}", bounded=not scored, xlabel=xlabel)
     log_to_wandb(spec, header, data, files, wandb_mode)
     return Report(rows, missing, files, text)
 

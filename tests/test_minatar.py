@@ -145,7 +145,8 @@ def test_declared_sweep_reports_every_game_normalised_by_its_specialists(tmp_pat
     )
     tiny = [t for t in TINY if not t.startswith("eval.freq")]
     two = "env.levels=[MinAtar/Breakout-v0,MinAtar/Asterix-v0]"
-    done = run_cli("sweep", str(experiment), f"runs_dir={tmp_path}", "--max-concurrent", "1", two, *tiny, "eval.episodes=2")
+    runs = f"runs_dir={tmp_path}"
+    done = run_cli("sweep", str(experiment), runs, "--max-concurrent", "1", two, *tiny, "eval.episodes=2")
     assert done.returncode == 0, done.stdout + done.stderr
     folder = next((tmp_path / "sweeps").iterdir())
     trials = sorted(p.name for p in (folder / "trials").iterdir())

@@ -16,7 +16,7 @@ from film_rl.config import AtariAgentConfig, AtariEnvConfig, ExperimentConfig
 from film_rl.errors import UserError
 from film_rl.model.policies import GameFeatures
 from film_rl.tasks.atari_envs import check_games, game_name, make_atari_env
-from film_rl.tasks.atari_scores import human_normalized
+from film_rl.tasks.atari_scores import Normalizer, human_normalized
 from film_rl.tasks.games import MultiGameTask
 from film_rl.tasks.instructions import Vocabulary
 
@@ -27,7 +27,6 @@ class AtariTask(MultiGameTask):
     kind = "atari"
     env: AtariEnvConfig
     agent: AtariAgentConfig
-    normalize = staticmethod(human_normalized)
 
     def __init__(self, config: ExperimentConfig, vocab: Vocabulary) -> None:
         super().__init__(config, vocab)
@@ -35,6 +34,9 @@ class AtariTask(MultiGameTask):
 
     def check_games(self) -> None:
         check_games(self.env.levels)
+
+    def normalizer(self) -> Normalizer:
+        return human_normalized
 
     def check_network(self) -> None:
         if len(self.agent.channels) != 3:

@@ -13,7 +13,7 @@ from abc import abstractmethod
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -42,8 +42,6 @@ class MultiGameTask(Task):
 
     level_noun = "game"
     instruction_noun = "games"
-    #: a game's mean return -> its normalized score; ``None``: the family has no reference scores
-    normalize: ClassVar[Normalizer | None] = None
 
     @abstractmethod
     def check_games(self) -> None:
@@ -59,6 +57,10 @@ class MultiGameTask(Task):
     ) -> gym.Env:
         """The suite's env as training (``play``: the games this worker draws from) or evaluation
         (whole games, raw rewards) sees it."""
+
+    def normalizer(self) -> Normalizer | None:
+        """A game's mean return -> its normalized score; ``None``: the family has no reference scores."""
+        return None
 
     def check_network(self) -> None:
         """Refuse network settings the family's network cannot take."""
@@ -108,10 +110,10 @@ class MultiGameTask(Task):
         return episodes
 
     def training_stats(self) -> GameStats:
-        return GameStats(self.config.budget.success_window, type(self).normalize)
+        return GameStats(self.config.budget.success_window, self.normalizer())
 
     def summarize(self, episodes: list[Episode]) -> EvalResult:
-        return summarize_per_game(episodes, type(self).normalize)
+        return summarize_per_game(episodes, self.normalizer())
 
     def default_video_episodes(self) -> int:
         return len(self.env.levels)  # one game each

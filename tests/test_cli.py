@@ -1,5 +1,6 @@
 """`film-rl train` / `film-rl evaluate` end to end, through the console entry point."""
 
+import csv
 import json
 import zipfile
 
@@ -21,6 +22,30 @@ def test_train_writes_a_complete_run_directory(tiny_run):
     header = (tiny_run / "progress.csv").read_text().splitlines()[0].split(",")
     for key in ("rollout/success_rate", "eval/success_rate", "instructions/unknown_words", "train/loss"):
         assert key in header, key
+
+
+def test_the_final_evaluation_reaches_tensorboard_and_the_csv_log(tiny_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = json.loads((tiny_run / "eval.json").read_text())
+    rows = list(csv.DictReader((tiny_run / "progress.csv").open()))
+    last = rows[-1]  # the final evaluation is the log's last row, at the run's last step
+    assert float(last["final_eval/success_rate"]) == pytest.approx(result["success_rate"])
+    assert float(last["time/total_timesteps"]) == 256
+    (events,) = {p.parent for p in (tiny_run / "tensorboard").rglob("events.out.tfevents.*")}
+    scalars = EventAccumulator(str(events)).Reload()
+    (point,) = scalars.Scalars("final_eval/success_rate")
+    assert point.step == 256 and point.value == pytest.approx(result["success_rate"])
+    assert "eval/success_rate" in scalars.Tags()["scalars"]  # the periodic evaluations, as before
+
+
+def test_evaluate_shows_progress_on_stderr_and_keeps_stdout_for_the_result(tiny_run):
+    done = run_cli("evaluate", str(tiny_run), "--episodes", "20", "--json")
+    assert done.returncode == 0, done.stderr
+    json.loads(done.stdout)  # stdout is the JSON alone
+    lines = [line for line in done.stderr.splitlines() if line.startswith("evaluation: ")]
+    assert [line.split()[1] for line in lines] == [f"{n}/20" for n in range(2, 21, 2)]
+    assert "episodes/s" in lines[-1] and "0:00 left" in lines[-1]
 
 
 def test_evaluate_json_has_exactly_the_documented_keys(tiny_run):

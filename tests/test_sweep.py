@@ -53,6 +53,9 @@ def local_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runs = tmp_path_factory.mktemp("runs")
     done = sweep(runs, "local")
     assert done.returncode == 0, done.stdout + done.stderr
+    # off a terminal, the sweep's progress is plain lines; the last one when every trial is done
+    lines = [line for line in done.stdout.splitlines() if line.startswith("sweep local: ") and " steps (" in line]
+    assert lines and " steps (100%)  4/4 trials done" in lines[-1], done.stdout
     return runs / "sweeps" / "local"
 
 

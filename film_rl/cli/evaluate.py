@@ -51,6 +51,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         video_dir=Path(args.video) if args.video else None,
         video_episodes=args.video_episodes,
         reward_model=reward_model,
+        progress=True,
     )
     if args.json:
         print(result.to_json())

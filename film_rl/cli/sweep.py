@@ -18,10 +18,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.max_concurrent is not None and args.max_concurrent <= 0:
         raise UserError("--max-concurrent must be positive")
     if args.resume is not None:
-        if args.experiment is not None or args.overrides or args.grid or args.seeds is not None:
-            raise UserError("--resume runs the sweep as it was saved; give no experiment, overrides, --grid or --seeds")
+        if args.experiment is not None or args.overrides or args.grid:
+            raise UserError("--resume runs the sweep as it was saved; give no experiment, overrides or --grid")
         folder = Path(args.resume)
         spec = load_spec(folder)
+        if args.seeds is not None:  # more seeds for the same sweep: the finished trials count
+            spec = spec.with_seeds(args.seeds)
     else:
         if args.experiment is None:
             raise UserError("name an experiment file (or --resume SWEEP_DIR)")
@@ -72,7 +74,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("experiment", nargs="?", help="experiments/NAME.yaml (its sweep: section is the default grid)")
     p.add_argument("overrides", nargs="*", help="key=value overrides applied to every trial")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="sweep KEY over values (repeat)")
-    p.add_argument("--seeds", type=int, metavar="K", help="seeds per setting: seed, seed+1, ... (default 1)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        metavar="K",
+        help="seeds per setting: seed, seed+1, ... (default 1); with --resume, raises the count",
+    )
     p.add_argument("--backend", choices=("local", "ray"), default="local")
     p.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster (auto: the running one)")
     p.add_argument("--max-concurrent", type=int, metavar="N", help="trials at once (local default: one per core)")

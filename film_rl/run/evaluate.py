@@ -3,6 +3,8 @@ asked, judges their final states beside the level's own verdict."""
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ def evaluate(
     video_dir: Path | None = None,
     video_episodes: int | None = None,
     reward_model: RewardModelTrainer | None = None,
+    progress: bool = False,
 ) -> EvalResult:
     """Evaluate on the true environment reward, in the task's evaluation episodes.
 
@@ -34,16 +37,44 @@ def evaluate(
     when the episode succeeded: its precision and recall go to ``EvalResult.reward_model``.
 
     ``video_episodes``: how many of the first episodes to record (default: the task's).
+    ``progress``: print a line on stderr every tenth of the episodes (stdout stays the result's).
     """
     wanted = task.default_video_episodes() if video_episodes is None else video_episodes
     record = min(wanted, episodes) if video_dir is not None else 0
-    played = task.play(model, episodes, seed, deterministic, record=record)
+    shown = EpisodeProgress(episodes) if progress and episodes >= EpisodeProgress.lines else None
+    played = task.play(model, episodes, seed, deterministic, record=record, progress=shown)
     if video_dir is not None:
         task.write_videos(played[:record], video_dir)
     result = task.summarize(played)
     if reward_model is not None:
         result.reward_model = judge_final_states(reward_model, played)
     return result
+
+
+class EpisodeProgress:
+    """An evaluation's progress as plain lines, one every tenth of its episodes: episodes done,
+    episodes per second and time left. Due by episodes, not time, so the same evaluation prints
+    the same lines on any machine."""
+
+    lines = 10
+
+    def __init__(self, episodes: int) -> None:
+        self.started = time.perf_counter()
+        self.every = max(1, episodes // self.lines)
+
+    def __call__(self, done: int, episodes: int) -> None:
+        if done % self.every and done != episodes:
+            return
+        elapsed = time.perf_counter() - self.started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        left = (episodes - done) / rate if rate > 0 else 0.0
+        minutes, seconds = divmod(round(left), 60)
+        print(
+            f"evaluation: {done:,}/{episodes:,} episodes ({100 * done // episodes}%)  "
+            f"{rate:,.1f} episodes/s  {minutes}:{seconds:02d} left",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def judge_final_states(reward_model: RewardModelTrainer, episodes: list[Episode]) -> dict[str, float]:

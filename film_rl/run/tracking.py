@@ -156,6 +156,15 @@ class WandbWriter(KVWriter):
         return None
 
 
+def record_final_evaluation(logger: Logger, scalars: dict[str, float], timesteps: int) -> None:
+    """The final evaluation's figures as ``final_eval/*`` at the run's last step, in every output
+    the run logs to (TensorBoard, progress.csv, wandb), beside the periodic ``eval/*``."""
+    for key, value in scalars.items():
+        logger.record(f"final_eval/{key}", value)
+    logger.record("time/total_timesteps", timesteps)
+    logger.dump(timesteps)
+
+
 def make_logger(run_dir: Path, tensorboard: bool, wandb_run: Any | None) -> Logger:
     """SB3 logger writing a CSV (never overwriting an earlier one), TensorBoard and wandb."""
     csv = run_dir / "progress.csv"

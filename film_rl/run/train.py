@@ -55,7 +55,7 @@ from film_rl.run.callbacks import (
     handling_signals,
 )
 from film_rl.run.evaluate import EvalResult, evaluate
-from film_rl.run.tracking import check_wandb, finish_wandb, make_logger, start_wandb
+from film_rl.run.tracking import check_wandb, finish_wandb, make_logger, record_final_evaluation, start_wandb
 from film_rl.tasks.base import Task
 from film_rl.tasks.registry import task_class, task_for
 
@@ -243,9 +243,10 @@ def _learn(
         )
         callbacks.append(updates)
 
-    def evaluate_now(episodes: int, seed: int) -> EvalResult:
+    def evaluate_now(episodes: int, seed: int, progress: bool = False) -> EvalResult:
         # held-out seeds: training resets start at config.seed, evaluations far above it
-        return evaluate(model, task, episodes, seed=seed, deterministic=config.eval.deterministic)  # type: ignore[arg-type]
+        deterministic = config.eval.deterministic
+        return evaluate(model, task, episodes, seed=seed, deterministic=deterministic, progress=progress)  # type: ignore[arg-type]
 
     if config.eval.freq > 0:
         callbacks.append(PeriodicEval(lambda: evaluate_now(config.eval.freq_episodes, 10_000), config.eval.freq))
@@ -280,8 +281,9 @@ def _learn(
             if stopper.received is not None:  # a signal while saving: the model is safe now
                 raise _EvaluationStopped(stopper.received)
             with _raise_on_signal():  # the model is safe: a signal may stop the evaluation anywhere
-                result = evaluate_now(config.eval.episodes, 1_000_000)
+                result = evaluate_now(config.eval.episodes, 1_000_000, progress=config.logging.progress_bar)
         write_text(run_dir / runs.EVAL, result.to_json())
+        record_final_evaluation(model.logger, result.scalars(), model.num_timesteps)
         if wandb_run is not None:
             wandb_run.summary.update({f"eval/{k}": v for k, v in result.scalars().items()})
         return TrainResult(

@@ -143,7 +143,7 @@ def read_run(trial: Trial, run_dir: Path) -> RunFigures:
         final=final,
         scored="success_rate" not in evaluation,
         episodes_to=episodes_to,
-        fps=_number(last.get("time/fps")),
+        fps=_number(next((r["time/fps"] for r in reversed(rows) if r.get("time/fps")), None)),
         frames=int(max(_steps(last), 0)),
         curve=np.array(points, dtype=float).reshape(-1, 2),
         per_game=returns,
@@ -273,8 +273,8 @@ def markdown(rows: list[SettingRow], spec: SweepSpec, missing: list[Trial], metr
         lines += [
             "",
             f"† fewer than {FEW_SEEDS} seeds: the interval is too wide to say anything (with 2 seeds "
-            "Student's t multiplies their spread by 12.7); run more seeds with `film-rl sweep --resume` "
-            "after raising `--seeds`, or read the mean alone.",
+            "Student's t multiplies their spread by 12.7); add seeds with `film-rl sweep --resume SWEEP_DIR "
+            "--seeds K`, or read the mean alone.",
         ]
     if missing:
         lines += ["", f"Not finished ({len(missing)}): " + ", ".join(t.id for t in missing)]

@@ -48,7 +48,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,16 +118,25 @@ class SweepSpec:
     base: dict[str, Any] = field(default_factory=dict)
 
     def trials(self) -> list[Trial]:
+        """Seed by seed, every setting within a seed: a sweep cut short (or a session that ends) has
+        compared every setting on its first seeds rather than one setting on all of them."""
         keys = list(self.grid)
         combos = list(itertools.product(*(self.grid[k] for k in keys)))
-        trials = []
+        settings = []
         for named in self.settings or [{}]:
             fixed = tuple((k, v) for k, v in named.items() if k != "name")
-            for combo in combos:
-                values = fixed + tuple(zip(keys, combo, strict=True))
-                label = str(named.get("name", ""))
-                trials += [Trial(values, seed, label, len(fixed) if label else 0) for seed in self.seeds]
-        return trials
+            label = str(named.get("name", ""))
+            settings += [
+                (fixed + tuple(zip(keys, combo, strict=True)), label, len(fixed) if label else 0) for combo in combos
+            ]
+        return [Trial(values, seed, label, named) for seed in self.seeds for values, label, named in settings]
+
+    def with_seeds(self, count: int) -> SweepSpec:
+        """The same sweep with ``count`` seeds: more seeds for a sweep already run (its finished trials stay)."""
+        if count < len(self.seeds):
+            raise UserError(f"--seeds {count}: this sweep already has {len(self.seeds)} seeds; seeds are only added")
+        start = max(self.seeds) + 1
+        return replace(self, seeds=[*self.seeds, *range(start, start + count - len(self.seeds))])
 
     def config(self, trial: Trial, extra: Sequence[str] = ()) -> ExperimentConfig:
         return load_experiment(self.experiment, [*self.overrides, *trial.overrides(), *extra])
@@ -362,14 +371,18 @@ def latest_progress(run_dir: Path | None) -> dict[str, str]:
         size = handle.seek(0, os.SEEK_END)
         handle.seek(max(len(first), size - 8192))
         tail = handle.read().decode(errors="replace").splitlines()
-    last = next((line for line in reversed(tail) if line.strip()), None)
-    if last is None:
+    newest = [line for line in reversed(tail) if line.strip()][:3]
+    if not newest:
         return {}
     try:  # a live display: a damaged log shows as no progress (report names it)
-        (keys,), (values,) = csv.reader([first.decode(errors="replace")]), csv.reader([last])
+        (keys,) = csv.reader([first.decode(errors="replace")])
+        rows = [dict(zip(keys, values, strict=False)) for values in csv.reader(newest)]
     except (csv.Error, ValueError):
         return {}
-    return dict(zip(keys, values, strict=False))
+    merged = rows[0]  # a finished run's last row holds its final evaluation: training figures are a row up
+    for older in rows[1:]:
+        merged.update({k: v for k, v in older.items() if merged.get(k) in (None, "")})
+    return merged
 
 
 # --------------------------------------------------------------------------- running trials
@@ -585,6 +598,46 @@ def progress_table(sweep: Sweep, budgets: dict[str, int]) -> Any:
     return table
 
 
+class SweepProgress:
+    """The whole sweep's progress as plain lines (a log, CI), one every ``1/lines`` of the steps of
+    every trial together: steps, trials done, the sweep's steps/s and time left. Lines are due by
+    steps, not time: a machine's speed changes when they appear, never what they say."""
+
+    def __init__(self, sweep: Sweep, budgets: dict[str, int], lines: int = 20) -> None:
+        self.sweep, self.budgets = sweep, budgets
+        self.total = max(1, sum(budgets.values()))
+        self.every = max(1, self.total // lines)
+        self.started, self.start_steps = time.perf_counter(), self.steps()
+        self.next = (self.start_steps // self.every + 1) * self.every
+
+    def steps(self) -> int:
+        """Steps done across the trials: a finished trial counts its budget, a running one its log."""
+        done = 0
+        for trial_id, s in self.sweep.states.items():
+            if s.state == "done":
+                done += self.budgets[trial_id]
+            elif s.run_dir is not None:
+                last = latest_progress(s.run_dir)
+                done += min(int(float(last.get("time/total_timesteps") or 0)), self.budgets[trial_id])
+        return done
+
+    def due(self) -> str | None:
+        steps = self.steps()
+        if steps < self.next:
+            return None
+        self.next = (steps // self.every + 1) * self.every
+        elapsed = time.perf_counter() - self.started
+        rate = (steps - self.start_steps) / elapsed if elapsed > 0 else 0.0
+        left = (self.total - steps) / rate if rate > 0 else 0.0
+        hours, rest = divmod(round(left), 3600)
+        trials = sum(s.state == "done" for s in self.sweep.states.values())
+        return (
+            f"sweep {self.sweep.spec.name}: {steps:,}/{self.total:,} steps ({100 * steps // self.total}%)  "
+            f"{trials}/{len(self.sweep.states)} trials done  {rate:,.0f} steps/s  "
+            f"{hours}:{rest // 60:02d}:{rest % 60:02d} left"
+        )
+
+
 @contextlib.contextmanager
 def watching(sweep: Sweep, budgets: dict[str, int], follow_disk: bool, console: Any) -> Iterator[None]:
     """Show the trials while they run: a live table on a terminal, one line per change in a log."""
@@ -592,6 +645,7 @@ def watching(sweep: Sweep, budgets: dict[str, int], follow_disk: bool, console: 
 
     seen = {trial_id: s.state for trial_id, s in sweep.states.items()}
     finished = threading.Event()
+    line = SweepProgress(sweep, budgets)
 
     def changes() -> None:
         if follow_disk:
@@ -603,6 +657,9 @@ def watching(sweep: Sweep, budgets: dict[str, int], follow_disk: bool, console: 
                 seen[trial_id] = s.state
                 where = f" ({s.run_dir})" if s.run_dir is not None and s.state != "running" else ""
                 console.print(f"{trial_id}: {s.state}{where}", highlight=False, soft_wrap=True)
+        due = line.due()
+        if due is not None:
+            console.print(due, highlight=False, soft_wrap=True)
 
     def loop() -> None:
         while not finished.wait(1.0):

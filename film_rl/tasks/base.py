@@ -142,6 +142,7 @@ class Task(ABC):
         seed: int,
         deterministic: bool,
         record: int = 0,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[Episode]:
         """Play ``episodes`` evaluation episodes; the first ``record`` keep their frames.
 
@@ -158,6 +159,7 @@ class Task(ABC):
                 deterministic=deterministic,
                 record=record,
                 options=self.episode_options,
+                progress=progress,
             )
         return self.label(played)
 

@@ -90,12 +90,14 @@ def rollout(
     slots: int = 16,
     record: int = 0,
     options: Callable[[int], dict[str, Any]] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[Episode]:
     """Run ``episodes`` episodes; the first ``record`` keep their rendered frames.
 
     :param make_env: zero-argument callable returning one wrapped env (``render_mode="rgb_array"``
         when recording).
     :param options: episode index -> its reset options, e.g. which Atari game it plays.
+    :param progress: called with (episodes finished, episodes) after every finished episode.
     """
     n = max(1, min(slots, episodes))
     envs: list[gym.Env] = [make_env() for _ in range(n)]
@@ -154,6 +156,8 @@ def rollout(
                     ep.level = str(info.get("level", ep.level))
                     finished[current[slot]] = ep  # type: ignore[index]
                     current[slot] = None
+                    if progress is not None:
+                        progress(len(finished), episodes)
                     if queue:
                         start(slot)
     finally:

@@ -102,6 +102,13 @@ def test_resume_skips_finished_trials_and_resumes_an_interrupted_one(
     again = run_cli("sweep", "--resume", str(folder))
     assert again.returncode == 0 and "(4 finished)" in again.stdout
 
+    # a third seed for the same sweep: the four finished trials count, the two new ones are pending
+    more = run_cli("sweep", "--resume", str(folder), "--seeds", "3", "--dry-run")
+    assert more.returncode == 0 and "6 trials (4 finished)" in more.stdout, more.stderr
+    assert "agent.conditioning=none,seed=2: pending" in more.stdout
+    fewer = run_cli("sweep", "--resume", str(folder), "--seeds", "1", "--dry-run")
+    assert fewer.returncode == 2 and "seeds are only added" in fewer.stderr
+
 
 @pytest.fixture
 def ray_cluster():
@@ -187,6 +194,9 @@ def test_declared_sweep_and_command_line_grid() -> None:
     assert listed.returncode == 0, listed.stderr
     assert "12 trials" in listed.stdout and "agent.conditioning=gate,seed=1: pending" in listed.stdout
     assert 'agent.conditioning="gate" seed=1' in listed.stdout  # the overrides each trial's run takes
+    # seed by seed: every setting's first seed runs before any setting's second
+    order = [line.split(":")[0].strip() for line in listed.stdout.splitlines() if line.endswith(": pending")]
+    assert [t.rsplit("seed=", 1)[1] for t in order] == ["0"] * 6 + ["1"] * 6, order
     assert parse_grid(["agent.channels=[16,32],[32,64]", "seed_like=1,2"]) == {
         "agent.channels": [[16, 32], [32, 64]],
         "seed_like": [1, 2],

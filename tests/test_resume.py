@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -41,6 +42,14 @@ def test_interrupt_saves_a_checkpoint_and_resume_continues(tmp_path, sig):
         cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )  # fmt: skip
+    # off a terminal too, the first line says where the run is, while it runs (not buffered to the end)
+    first: list[str] = []
+    reader = threading.Thread(target=lambda: first.append(proc.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout=120)
+    if not first:
+        proc.kill()
+    assert first and first[0].startswith(f"training in {tmp_path}"), first
     run_dir = _wait_for_updates(tmp_path, proc)
     if sig == signal.SIGINT:
         os.killpg(proc.pid, sig)  # Ctrl-C in a terminal reaches the whole process group

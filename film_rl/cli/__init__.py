@@ -6,6 +6,7 @@ exit with status 2; Ctrl-C during training saves a checkpoint first.
 
 from __future__ import annotations
 
+import io
 import sys
 import warnings
 from collections.abc import Sequence
@@ -34,6 +35,10 @@ def build_parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _quiet_libraries()
+    # a log file (nohup, CI, `> log`) sees each line when it is written, not a buffer's worth later
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(line_buffering=True)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # `key=value` overrides may also follow options (`sweep EXP --grid k=a,b seed=3`), which

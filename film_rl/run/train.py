@@ -365,6 +365,7 @@ def train(config: ExperimentConfig) -> TrainResult:
     device = check_before_writing(config)
     _set_threads(config)
     run_dir = runs.new_run_dir(config)
+    print(f"training in {run_dir}", flush=True)  # where to look, and what to --resume, from the start
     save_config(config, run_dir / runs.CONFIG)
     vocab = task_class(config.env.kind).vocabulary()
     vocab.save(run_dir / runs.VOCAB)

@@ -44,6 +44,7 @@ import numpy as np
 from film_rl.errors import UserError
 from film_rl.files import write_atomically
 from film_rl.tasks.babyai_envs import DEFAULT_MAX_INSTRUCTION_LENGTH, check_bot_levels, make_babyai_env
+from film_rl.tasks.holdout import Holdout
 from film_rl.tasks.instructions import Vocabulary, instruction_kind
 from film_rl.version import __version__
 
@@ -280,6 +281,7 @@ def make_goals(
     *,
     max_length: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    holdout: Holdout | None = None,
 ) -> GoalDataset:
     """Let BabyAI's bot play ``episodes`` episodes and keep the goal state of each one it solves.
 
@@ -288,13 +290,14 @@ def make_goals(
     :param vocab: the policy's vocabulary; the file records it, and a reader can insist on it.
     :param max_length: tokens per instruction; ``None`` is the policy's default.
     :param progress: called after every episode with (episodes done, goal states kept).
+    :param holdout: play only the missions training may see (a held-out one is redrawn).
     """
     if episodes <= 0:
         raise UserError(f"episodes must be positive, got {episodes}")
     levels = list(dict.fromkeys(levels))  # a level named twice is still one level
     check_bot_levels(levels)
     length = DEFAULT_MAX_INSTRUCTION_LENGTH if max_length is None else max_length
-    envs = [make_babyai_env([level], vocab, max_length=length) for level in levels]
+    envs = [make_babyai_env([level], vocab, max_length=length, holdout=holdout) for level in levels]
     kept: list[tuple[dict[str, np.ndarray], str, int, int]] = []
     errors = 0
     try:

@@ -33,7 +33,9 @@ from film_rl.config import ExperimentConfig, language_sections
 from film_rl.errors import UserError
 from film_rl.files import write_atomically
 from film_rl.tasks.episodes import stack
+from film_rl.tasks.holdout import Holdout
 from film_rl.tasks.instructions import Vocabulary
+from film_rl.tasks.splits import from_config
 
 #: the reward model's state beside a run's model.zip, and beside each checkpoint
 REWARD_MODEL = "reward_model.pt"
@@ -47,11 +49,10 @@ def run_goals(config: ExperimentConfig, vocab: Vocabulary, run_dir: Path) -> Goa
     """The run's goal states: the configured file, or the run's own (made once, then reused on resume)."""
     env, agent = language_sections(config.env, config.agent)
     settings = agent.reward_model
-    if settings.goals:
-        return load_goals(settings.goals, vocab)
-    path = run_dir / GOALS
-    if path.exists():
-        return load_goals(path, vocab)
+    holdout = from_config(env)
+    path = Path(settings.goals) if settings.goals else run_dir / GOALS
+    if settings.goals or path.exists():
+        return without_heldout(load_goals(path, vocab), holdout, path)
     levels = config.env.levels
     print(f"reward model: BabyAI's bot plays {settings.goal_episodes * len(levels)} episodes for goal states")
     goals = make_goals(
@@ -60,9 +61,22 @@ def run_goals(config: ExperimentConfig, vocab: Vocabulary, run_dir: Path) -> Goa
         GOAL_SEED,
         vocab,
         max_length=env.max_instruction_length,
+        holdout=holdout,  # the bot plays training missions only
     )
     goals.save(path)
     return goals
+
+
+def without_heldout(goals: GoalDataset, holdout: Holdout, path: Path) -> GoalDataset:
+    """A goal-state file made without the run's holdout, less its held-out missions: the reward
+    model must not learn what a held-out instruction's goal looks like either."""
+    held = np.array([holdout.held_out(str(m)) for m in goals.missions], dtype=bool)
+    if not held.any():
+        return goals
+    if held.all():
+        raise UserError(f"{path}: every goal state is of a held-out mission (env.holdout); none is left to train on")
+    print(f"reward model: left out {int(held.sum())} of {len(goals)} goal states of held-out missions in {path}")
+    return goals.subset(~held)
 
 
 def build_reward_model(

@@ -18,7 +18,7 @@ the gate's pre-sigmoid g.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -454,10 +454,14 @@ def default_pair(texts: Sequence[str], counts: dict[str, int]) -> tuple[str, str
     return (texts[0], texts[1]) if len(texts) >= 2 else None
 
 
-def default_analogies(texts: Sequence[str], counts: dict[str, int], k: int) -> list[tuple[str, str, str, str]]:
+def default_analogies(
+    texts: Sequence[str], counts: dict[str, int], k: int, towards: Collection[str] = ()
+) -> list[tuple[str, str, str, str]]:
     """Up to ``k`` analogies A - B + C = D among ``texts``: A and B differ in one word, B and C in
     another (object then colour preferred, "red ball - red key + blue key = blue ball"), D is A
-    with C's word, and D was analysed too. The most frequent instructions first.
+    with C's word, and D was analysed too. Those whose D is in ``towards`` (held-out missions:
+    parameters composed from trained ones, played on a mission never trained on) come first, then
+    the most frequent instructions.
 
     >>> texts = ["go to the red ball", "go to the red key", "go to the blue key", "go to the blue ball"]
     >>> default_analogies(texts, {}, 1)
@@ -486,7 +490,9 @@ def default_analogies(texts: Sequence[str], counts: dict[str, int], k: int) -> l
                     continue
                 preferred = (kind_ab, kind_bc) == ("object", "colour")
                 frequency = -min(counts.get(t, 0) for t in (a, b, c, d))
-                found.append(((not preferred, frequency, *(order[t] for t in (a, b, c))), (a, b, c, d)))
+                composed = d in towards and not {a, b, c} & set(towards)  # from trained missions only
+                rank = (not composed, not preferred, frequency, *(order[t] for t in (a, b, c)))
+                found.append((rank, (a, b, c, d)))
     chosen: list[tuple[str, str, str, str]] = []
     for _, (a, b, c, d) in sorted(found):  # each from another A, and not the mirror image of one chosen
         if len(chosen) < k and all(a != x[0] and {a, b, c, d} != set(x) for x in chosen):
@@ -495,6 +501,11 @@ def default_analogies(texts: Sequence[str], counts: dict[str, int], k: int) -> l
 
 
 # --------------------------------------------------------------------------- the command
+
+
+def _split(split: dict[str, str], text: str) -> dict[str, str]:
+    """A run with held-out instructions colours (and rings) them as ``split``: held out / trained."""
+    return {"split": split[text]} if split else {}
 
 
 def _check_words(vocab: Vocabulary, texts: Sequence[str]) -> None:
@@ -598,8 +609,11 @@ def analyze(
             task = task_for(replace(config, env=replace(config.env, levels=levels)), vocab)
             scan = MissionScan(task, seed)
             texts = scan.sample(n_instructions, limit=max(10_000, 50 * n_instructions))
+        own = task_for(config, vocab)  # the run's own holdout, whichever levels are analysed
+        split = {t: "held out" if own.is_held_out(t) else "trained" for t in texts} if own.splits() != ("all",) else {}
         instructions = [
-            Instruction(t, scan.tokens[t], {**mission_attributes(t), "level": scan.level[t]}) for t in texts
+            Instruction(t, scan.tokens[t], {**mission_attributes(t), "level": scan.level[t]} | _split(split, t))
+            for t in texts
         ]
         if len(texts) < n_instructions:
             notes.append(f"{', '.join(levels)} gave {len(texts)} distinct missions in {scan.resets:,} resets "
@@ -656,7 +670,8 @@ def _play(
     texts = [i.text for i in params.instructions]
     counts = {t: len(scan.seeds[t]) for t in texts}
     pair = pair or default_pair(texts, counts)
-    chosen = list(analogies) or default_analogies(texts, counts, n_analogies)
+    held = [i.text for i in params.instructions if i.attributes.get("split") == "held out"]
+    chosen = list(analogies) or default_analogies(texts, counts, n_analogies, towards=held)
     if pair is None:
         result.notes.append("The interpolation needs two instructions; this analysis has one.")
     if not chosen:

@@ -42,7 +42,7 @@ SHORT = {"gamma": "γ", "beta": "β", "g": "gate g"}
 #: the instructions' attributes each drawn as a panel of the attribute scatter, and as a colouring
 #: of the projections, in this order (whichever a task's instructions have)
 PANELS = ("kind", "colour", "object", "location", "article", "game")
-COLOURINGS = ("kind", "level", "object", "colour", "article", "location", "game")
+COLOURINGS = ("split", "kind", "level", "object", "colour", "article", "location", "game")
 #: the value at which a parameter leaves its feature map unchanged (gate has none: σ(g) < 1)
 IDENTITY = {"gamma": 1.0, "beta": 0.0}
 DPI = 110
@@ -164,13 +164,16 @@ def projection(
     title: str,
     path: Path,
     names: Sequence[str] | None = None,
+    held_out: Sequence[bool] | None = None,
 ) -> Path:
     """One point per instruction in a 2-D projection, one panel per way of colouring them.
 
     :param points: ``(instructions, 2)``.
     :param colourings: grouping name (kind, level, game, ...) -> each instruction's group.
     :param names: instruction texts, written beside the points when there are few of them.
+    :param held_out: instructions training never saw, ringed in black in every panel.
     """
+    ringed = np.asarray(held_out if held_out is not None else [False] * len(points), dtype=bool)
     panels = max(1, len(colourings))
     fig, axes = _figure(1, panels, figsize=(4.6 * panels, 4.2), squeeze=False)
     groupings = dict(colourings) or {"all": ["instruction"] * len(points)}
@@ -180,6 +183,9 @@ def projection(
         for category in categories:
             mask = np.array([label == category for label in labels])
             ax.scatter(points[mask, 0], points[mask, 1], color=colours[category], s=22, alpha=0.8, label=category)
+        if ringed.any():
+            ax.scatter(points[ringed, 0], points[ringed, 1], s=60, facecolors="none", edgecolors="black",
+                       linewidths=0.9, label="held out of training")  # fmt: skip
         if names is not None and len(points) <= 12:
             for (x, y), name in zip(points, names, strict=True):
                 ax.annotate(textwrap.shorten(name, 28), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
@@ -280,7 +286,8 @@ def parameter_figures(
         name = {"pca": "PCA", "tsne": "t-SNE"}[method]
         head = f"{name} of the concatenated FiLM parameters ({len(texts)} instructions x {params.raw.shape[1]})"
         path = out / f"projection_{method}.png"
-        figures[path.stem] = projection(p.points, p.axis_labels, by, head, path, texts)
+        held = [i.attributes.get("split") == "held out" for i in params.instructions]
+        figures[path.stem] = projection(p.points, p.axis_labels, by, head, path, texts, held)
     return {k: str(v) for k, v in figures.items()}
 
 
@@ -361,9 +368,13 @@ def write_summary(result: Analysis, params: FilmParameters, path: Path) -> Path:
                   "instruction relative to A's (0: on it, 1: no nearer than A).", "",
                   "| A - B + C → expected | A - B + C | FiLM(expected) | FiLM(A) | nearest | rank | distance ratio |",
                   "|---|---|---|---|---|---|---|"]  # fmt: skip
+        held = {i.text for i in params.instructions if i.attributes.get("split") == "held out"}
+        if held:
+            lines[-2:-2] = ["Instructions training never saw are marked (held out).", ""]
         for x in result.analogies:
+            a, b, c, expected = (t + (" (held out)" if t in held else "") for t in (x.a, x.b, x.c, x.expected))
             lines.append(
-                f"| {x.a} - {x.b} + {x.c} → {x.expected} | {_rate(x.arithmetic)} | {_rate(x.own)} | "
+                f"| {a} - {b} + {c} → {expected} | {_rate(x.arithmetic)} | {_rate(x.own)} | "
                 f"{_rate(x.control)} | {x.nearest or '-'} | {x.rank or '-'} | {x.distance_ratio:.2f} |"
             )
     lines += ["", "## Figures", ""] + [f"- `{Path(p).name}`" for p in result.figures.values()]

@@ -9,6 +9,12 @@ from typing import Any
 from film_rl.cli.common import print_games, writable_folder
 from film_rl.errors import UserError
 
+SPLIT_MEANING = {
+    "train": "missions training saw",
+    "heldout": "missions training never saw",
+    "all": "every mission of the levels",
+}
+
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from film_rl.run import run_dir as runs
@@ -52,6 +58,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         video_episodes=args.video_episodes,
         reward_model=reward_model,
         progress=True,
+        split=args.split,
     )
     if args.json:
         print(result.to_json())
@@ -62,11 +69,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.video:
             print(f"videos: {args.video}")
         return 0
-    print(f"success_rate        {result.success_rate:.3f}")
-    print(f"mean_return         {result.mean_return:.3f}")
-    print(f"mean_episode_length {result.mean_episode_length:.1f}")
-    for kind, rate in result.per_kind.items():
-        print(f"  {kind:<18}{rate:.3f}")
+    for name, figures in (result.splits or {"": result.headline()}).items():
+        if name:
+            print(f"{name} split ({figures['episodes']} episodes, {SPLIT_MEANING[name]}):")
+        print(f"success_rate        {figures['success_rate']:.3f}")
+        print(f"mean_return         {figures['mean_return']:.3f}")
+        print(f"mean_episode_length {figures['mean_episode_length']:.1f}")
+        for kind, rate in figures["per_kind"].items():
+            print(f"  {kind:<18}{rate:.3f}")
     if result.reward_model is not None:
         judged = result.reward_model
         print(
@@ -89,6 +99,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--video", metavar="DIR", help="write mp4s of the first episodes, mission (or game) shown")
     p.add_argument(
         "--video-episodes", type=int, metavar="K", help="episodes to record (default 4, or one per game of a suite)"
+    )
+    p.add_argument(
+        "--split",
+        choices=["train", "heldout", "all"],
+        help="a run with held-out instructions (env.holdout): play only these missions "
+        "(default: the train and heldout splits, --episodes each)",
     )
     p.add_argument("--device", default="cpu", help="torch device for the policy (default cpu)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -38,6 +38,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     for kind, rate in result.eval.per_kind.items():
         print(f"  {kind}: {rate:.3f}")
+    for name, figures in (result.eval.splits or {}).items():  # a run with held-out instructions
+        print(f"  {name} split ({figures['episodes']} episodes): success_rate={figures['success_rate']:.3f}")
     return 0
 
 

@@ -15,6 +15,31 @@ from film_rl.errors import UserError
 
 
 @dataclass
+class HeldOutCombination:
+    """A colour with an object type: every mission naming them together is held out, whatever its verb."""
+
+    color: Literal["red", "green", "blue", "purple", "yellow", "grey"]
+    object: Literal["ball", "box", "key", "door"]
+
+
+@dataclass
+class HoldoutConfig:
+    """Missions training never sees (``film-rl evaluate --split heldout`` plays them)."""
+
+    #: colour-object combinations, e.g. ``[{color: red, object: ball}]``
+    combinations: list[HeldOutCombination] = field(default_factory=list)
+    #: whole missions, by exact text, e.g. ``["go to the red ball"]``
+    missions: list[str] = field(default_factory=list)
+    #: this fraction of the levels' colour-object combinations as well, drawn with ``seed``
+    fraction: float = bounded(0.0, 0.0, 1.0, below=True)
+    #: the draw of ``fraction``: the same seed holds out the same combinations in every run
+    seed: int = bounded(0, 0, 2**31 - 1)
+
+    def __bool__(self) -> bool:
+        return bool(self.combinations or self.missions or self.fraction)
+
+
+@dataclass
 class BabyAIEnvConfig(EnvConfig):
     """BabyAI and MiniGrid levels (or your own env observing minigrid's ``{image, direction, mission}``)."""
 
@@ -30,6 +55,8 @@ class BabyAIEnvConfig(EnvConfig):
     #: the true-reward comparison for AGILE, whose runs always end this way. Evaluation always
     #: plays the level's own episodes.
     episode_end: Literal["level", "done"] = later("level")
+    #: missions held out of training, for zero-shot evaluation (``film-rl evaluate --split``)
+    holdout: HoldoutConfig = field(default_factory=HoldoutConfig, metadata={"later": True})
 
 
 @dataclass

@@ -200,6 +200,13 @@ def _from_dict(
             raise UserError(f"unknown config key '{dotted}'{did_you_mean(str(key), names)}")
         kwargs[key] = _coerce(value, hints[key], dotted)
         check_range(kwargs[key], fields[key].metadata, dotted)
+    required = [
+        name
+        for name, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and name not in kwargs
+    ]
+    if required:
+        raise UserError(f"{prefix or 'config'}: missing {', '.join(required)}")
     return cls(**kwargs)
 
 

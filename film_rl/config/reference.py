@@ -49,6 +49,9 @@ def _type_name(tp: Any) -> str:
         return f"list of {_type_name(typing.get_args(tp)[0])}"
     if tp is type(None):
         return "null"
+    if dataclasses.is_dataclass(tp):  # a mapping of its fields, e.g. {color: red \| ..., object: ...}
+        hints = typing.get_type_hints(tp)
+        return "{" + ", ".join(f"{f.name}: {_type_name(hints[f.name])}" for f in dataclasses.fields(tp)) + "}"
     return getattr(tp, "__name__", str(tp))
 
 

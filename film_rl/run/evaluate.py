@@ -12,8 +12,10 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 
 from film_rl.agile.reward_model import RewardModelTrainer
+from film_rl.errors import UserError
 from film_rl.tasks.base import Task
 from film_rl.tasks.episodes import Episode, EvalResult, stack
+from film_rl.tasks.holdout import Split
 
 __all__ = ["Episode", "EvalResult", "evaluate", "judge_final_states"]
 
@@ -28,6 +30,7 @@ def evaluate(
     video_episodes: int | None = None,
     reward_model: RewardModelTrainer | None = None,
     progress: bool = False,
+    split: Split | None = None,
 ) -> EvalResult:
     """Evaluate on the true environment reward, in the task's evaluation episodes.
 
@@ -38,16 +41,33 @@ def evaluate(
 
     ``video_episodes``: how many of the first episodes to record (default: the task's).
     ``progress``: print a line on stderr every tenth of the episodes (stdout stays the result's).
+    ``split``: of a run with held-out instructions, the missions to play (``train``, ``heldout``
+    or ``all``); by default ``episodes`` of each split, the training split's figures on top and
+    every split's in :attr:`EvalResult.splits` (videos of the held-out split in ``VIDEO_DIR/heldout``).
     """
+    held_out = task.splits() != ("all",)
+    if split is not None and split not in (*task.splits(), "all"):
+        raise UserError(f"--split {split}: this run holds no instruction out (set env.holdout to train one that does)")
+    splits = task.splits() if split is None else (split,)
     wanted = task.default_video_episodes() if video_episodes is None else video_episodes
     record = min(wanted, episodes) if video_dir is not None else 0
-    shown = EpisodeProgress(episodes) if progress and episodes >= EpisodeProgress.lines else None
-    played = task.play(model, episodes, seed, deterministic, record=record, progress=shown)
-    if video_dir is not None:
-        task.write_videos(played[:record], video_dir)
-    result = task.summarize(played)
+    results: dict[str, EvalResult] = {}
+    first: list[Episode] = []
+    for name in splits:
+        label = f"evaluation ({name})" if held_out else "evaluation"
+        shown = EpisodeProgress(episodes, label) if progress and episodes >= EpisodeProgress.lines else None
+        played = task.play(model, episodes, seed, deterministic, record=record, progress=shown, split=name)
+        if video_dir is not None:
+            task.write_videos(played[:record], video_dir if name == splits[0] else video_dir / name)
+        results[name] = task.summarize(played)
+        first = first or played
+    result = results[splits[0]]
+    if held_out:
+        result.split = splits[0]
+        result.splits = {name: r.headline() for name, r in results.items()}
+        result.heldout = task.held_out_instructions()
     if reward_model is not None:
-        result.reward_model = judge_final_states(reward_model, played)
+        result.reward_model = judge_final_states(reward_model, first)
     return result
 
 
@@ -58,9 +78,10 @@ class EpisodeProgress:
 
     lines = 10
 
-    def __init__(self, episodes: int) -> None:
+    def __init__(self, episodes: int, label: str = "evaluation") -> None:
         self.started = time.perf_counter()
         self.every = max(1, episodes // self.lines)
+        self.label = label
 
     def __call__(self, done: int, episodes: int) -> None:
         if done % self.every and done != episodes:
@@ -70,7 +91,7 @@ class EpisodeProgress:
         left = (episodes - done) / rate if rate > 0 else 0.0
         minutes, seconds = divmod(round(left), 60)
         print(
-            f"evaluation: {done:,}/{episodes:,} episodes ({100 * done // episodes}%)  "
+            f"{self.label}: {done:,}/{episodes:,} episodes ({100 * done // episodes}%)  "
             f"{rate:,.1f} episodes/s  {minutes}:{seconds:02d} left",
             file=sys.stderr,
             flush=True,

@@ -370,6 +370,8 @@ def train(config: ExperimentConfig) -> TrainResult:
     vocab = task_class(config.env.kind).vocabulary()
     vocab.save(run_dir / runs.VOCAB)
     task = task_for(config, vocab)
+    if task.held_out_instructions():
+        print(f"held out of training: {', '.join(task.held_out_instructions())}", flush=True)
     reward_model = build_reward_model(config, vocab, run_dir, device) if reward_model_settings(config.agent) else None
     env = build_env(config, task, config.seed, reward_model)
     model = build_model(config, task, env, device)

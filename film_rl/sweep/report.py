@@ -58,6 +58,8 @@ class RunFigures:
     per_game: dict[str, float] = field(default_factory=dict)
     #: multi-game runs: each game's (frames of that game, rolling return) rows
     game_curves: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    #: runs with held-out instructions: the final success rate of each split (train, heldout)
+    splits: dict[str, float] = field(default_factory=dict)
 
 
 def progress_rows(run_dir: Path) -> list[dict[str, str]]:
@@ -137,7 +139,12 @@ def read_run(trial: Trial, run_dir: Path) -> RunFigures:
         returns = {str(g): float(v["mean_return"]) for g, v in per_game.items()}
     except (AttributeError, KeyError, TypeError, ValueError):
         raise UserError(f"{run_dir / runs.EVAL} is not a valid evaluation file (per_game)") from None
+    try:
+        splits = {str(name): float(v["success_rate"]) for name, v in (evaluation.get("splits") or {}).items()}
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise UserError(f"{run_dir / runs.EVAL} is not a valid evaluation file (splits)") from None
     return RunFigures(
+        splits=splits,
         trial=trial,
         run_dir=run_dir,
         final=final,
@@ -338,6 +345,52 @@ def plot_curves(
     write_atomically(path, lambda target: fig.savefig(target, bbox_inches="tight"))
 
 
+#: the instruction splits a run with held-out instructions is evaluated on
+SPLITS = ("train", "heldout")
+
+
+def split_table(figures: list[RunFigures], order: list[str]) -> dict[str, dict[str, tuple[float, float, int]]]:
+    """Per setting: each split's success and held-out ÷ train, as (mean, 95% half-width, seeds);
+    empty when no run held instructions out."""
+    table = {}
+    for setting in order:
+        group = [f for f in figures if f.trial.setting == setting and all(s in f.splits for s in SPLITS)]
+        if not group:
+            continue
+        cells = {name: (*mean_ci([f.splits[name] for f in group]), len(group)) for name in SPLITS}
+        ratios = [f.splits["heldout"] / f.splits["train"] for f in group if f.splits["train"] > 0]
+        cells["ratio"] = (*mean_ci(ratios), len(ratios))
+        table[setting] = cells
+    return table
+
+
+def split_markdown(table: dict[str, dict[str, tuple[float, float, int]]]) -> str:
+    """Zero-shot generalisation: success on the training missions, on the held-out ones, and their
+    ratio (per seed, then averaged), each mean [95% CI]."""
+    lines = [
+        "## Held-out instructions",
+        "",
+        "Final evaluation on the missions training saw and on those it never saw; held-out ÷ train is "
+        "taken per seed, then averaged.",
+        "",
+        "| setting | n | train success | held-out success | held-out ÷ train |",
+        "|---|---|---|---|---|",
+    ]
+    for setting, cells in table.items():
+        n = cells["train"][2]
+        shown = f"{n}" + ("†" if n < FEW_SEEDS else "")
+        train, held = (_ci(m, h, 3, 0.0, 1.0) for m, h, _ in (cells["train"], cells["heldout"]))
+        ratio = _ci(cells["ratio"][0], cells["ratio"][1], 2, 0.0)
+        lines.append(f"| {setting} | {shown} | {train} | {held} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def _split_cells(cells: dict[str, tuple[float, float, int]] | None) -> list[float]:
+    if cells is None:
+        return [math.nan] * 2 * (len(SPLITS) + 1)
+    return [x for name in (*SPLITS, "ratio") for x in cells[name][:2]]
+
+
 @dataclass
 class Report:
     rows: list[SettingRow]
@@ -379,15 +432,24 @@ def report(folder: Path, out: Path | None = None, wandb_mode: str | None = None)
         files["per_game"], files["game_curves"] = out / GAME_CSV, out / GAME_CURVES
         write_csv(files["per_game"], games.csv_rows(names, cells))
         games.plot(figures, order, files["game_curves"], spec.name)
+    split_rows = split_table(figures, [r.setting for r in rows])
+    if split_rows:
+        text += "\n" + split_markdown(split_rows)
     write_text(files["markdown"], text)
     header, data = csv_rows(rows, bounded=not scored)
+    if split_rows:  # per split: mean and 95% half-width, and held-out / train
+        extra = [f"{name}_{stat}" for name in (*SPLITS, "ratio") for stat in ("mean", "ci95")]
+        header += extra
+        data = [[*line, *_split_cells(split_rows.get(str(line[0])))] for line in data]
     write_csv(files["csv"], [header, *data])
     runs_table: list[list[Any]] = [
         ["trial", "setting", "seed", "final", "episodes_to_90", "episodes_to_99", "fps", "frames", "run"]
+        + (list(SPLITS) if split_rows else [])
     ]
     for f in figures:
         eps = [f.episodes_to.get(t, "") for t in THRESHOLDS]
-        runs_table.append([f.trial.id, f.trial.setting, f.trial.seed, f.final, *eps, f.fps, f.frames, f.run_dir])
+        line = [f.trial.id, f.trial.setting, f.trial.seed, f.final, *eps, f.fps, f.frames, f.run_dir]
+        runs_table.append(line + ([f.splits.get(name, "") for name in SPLITS] if split_rows else []))
     write_csv(files["runs"], runs_table)
     plot_curves(figures, spec, files["curves"], f"rolling training {metric}", bounded=not scored, xlabel=xlabel)
     log_to_wandb(spec, header, data, files, wandb_mode)

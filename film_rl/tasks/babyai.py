@@ -19,7 +19,9 @@ from film_rl.config import BabyAIEnvConfig, ExperimentConfig, GridAgentConfig
 from film_rl.tasks.babyai_envs import check_levels, make_babyai_env, policy_input
 from film_rl.tasks.base import Task, TrainingStats
 from film_rl.tasks.episodes import Episode, EvalResult
+from film_rl.tasks.holdout import Holdout, Split
 from film_rl.tasks.instructions import UNK, Vocabulary, instruction_kind
+from film_rl.tasks.splits import from_config
 from film_rl.tasks.video import write_episode_videos
 
 #: instruction kind -> a one-room BabyAI level whose missions of that kind vary colour and object
@@ -44,6 +46,19 @@ class BabyAITask(Task):
 
     def validate(self) -> None:
         check_levels(self.env.levels)
+        if self.env.holdout:
+            _ = self.holdout  # its errors (a split left empty) are the config's
+
+    @functools.cached_property
+    def holdout(self) -> Holdout:
+        """The missions held out of training (none: an empty holdout)."""
+        return from_config(self.env)
+
+    def held_out_instructions(self) -> list[str]:
+        return self.holdout.describe()
+
+    def is_held_out(self, instruction: str) -> bool:
+        return self.holdout.held_out(instruction)
 
     def worker(self, levels: list[str], *, done_action_ends: bool = False) -> Callable[[], gym.Env]:
         # AGILE (done_action_ends): the reward model pays at `done`; otherwise, with episode_end=done,
@@ -56,15 +71,20 @@ class BabyAITask(Task):
             reward_scale=self.env.reward_scale,
             done_action_ends=done_action_ends or self.env.episode_end == "done",
             reward_success_at_done=not done_action_ends,
+            holdout=self.holdout,
+            split="train",
         )
 
-    def evaluation_env(self, render: bool = False) -> gym.Env:
-        """The level's own episodes: success ends them, ``done`` does nothing (AGILE runs too)."""
+    def evaluation_env(self, render: bool = False, split: Split = "all") -> gym.Env:
+        """The level's own episodes: success ends them, ``done`` does nothing (AGILE runs too);
+        with a holdout, only the missions of ``split``."""
         return make_babyai_env(
             self.env.levels,
             self.vocab,
             max_length=self.env.max_instruction_length,
             render_mode="rgb_array" if render else None,
+            holdout=self.holdout,
+            split=split,
         )
 
     def policy_kwargs(self) -> dict[str, Any]:
@@ -147,6 +167,7 @@ class InstructionStats(TrainingStats):
         self.recent: deque[bool] = deque(maxlen=window)
         self.episodes = 0
         self.unknown_words = 0
+        self.heldout_redraws = 0
         self.episodes_to: dict[float, int] = {}
         self.curve: list[tuple[int, int, float]] = []  # (episodes, timesteps, rolling success)
 
@@ -164,6 +185,7 @@ class InstructionStats(TrainingStats):
                 continue
             success = bool(info["is_success"])
             self.episodes += 1
+            self.heldout_redraws += int(info.get("heldout_redraws", 0))
             self.recent.append(success)
             self.per_level[str(info.get("level", "?"))].append(success)
             if len(self.recent) == self.window:
@@ -181,6 +203,7 @@ class InstructionStats(TrainingStats):
         return {
             "episodes": self.episodes,
             "unknown_words": self.unknown_words,
+            "heldout_redraws": self.heldout_redraws,
             "episodes_to": {str(t): n for t, n in self.episodes_to.items()},
             "recent": list(self.recent),
             "per_level": {level: list(outcomes) for level, outcomes in self.per_level.items()},
@@ -189,6 +212,7 @@ class InstructionStats(TrainingStats):
     def restore(self, state: dict[str, Any]) -> None:
         self.episodes = int(state["episodes"])
         self.unknown_words = int(state["unknown_words"])
+        self.heldout_redraws = int(state.get("heldout_redraws", 0))  # saved since holdouts exist
         self.episodes_to = {float(t): int(n) for t, n in state["episodes_to"].items()}
         self.recent.extend(bool(x) for x in state["recent"])
         for level, outcomes in state["per_level"].items():
@@ -208,6 +232,8 @@ class InstructionStats(TrainingStats):
             self.logger.record(f"rollout/success_rate/{level}", float(np.mean(outcomes)))
         self.logger.record("rollout/episodes", self.episodes)
         self.logger.record("instructions/unknown_words", self.unknown_words)
+        if self.heldout_redraws:
+            self.logger.record("instructions/heldout_redraws", self.heldout_redraws)
         for t, n in self.episodes_to.items():
             self.logger.record(f"rollout/episodes_to_{round(t * 100)}", n)
         if self.recent:

@@ -25,6 +25,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from film_rl.errors import UserError, did_you_mean
 from film_rl.tasks import vec_env
+from film_rl.tasks.holdout import Holdout, Split, SplitFilter
 from film_rl.tasks.instructions import Vocabulary
 from film_rl.tasks.vec_env import worker_levels
 
@@ -202,7 +203,8 @@ class BabyAISuccess(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructor
         obs, reward, terminated, truncated, info = self.env.step(action)
         if terminated or truncated:
             info.setdefault("is_success", bool(terminated and float(reward) > 0))  # DoneActionEnds sets its own
-            info["level"] = getattr(self.env, "current_level", self.level)
+            # a suite's MultiLevelEnv knows the level; wrappers in between do not forward attributes
+            info["level"] = getattr(self.env.unwrapped, "current_level", self.level)
         return obs, reward, terminated, truncated, info
 
 
@@ -273,6 +275,7 @@ class MultiLevelEnv(gym.Env[Any, Any]):
         self.action_space = self.envs[0].action_space
         self.render_mode = render_mode
         self.metadata = self.envs[0].metadata
+        self.actions = self.envs[0].unwrapped.actions  # type: ignore[attr-defined]  # minigrid's, shared by all
         self._current = 0
 
     @property
@@ -325,17 +328,22 @@ def make_babyai_env(
     render_mode: str | None = None,
     done_action_ends: bool = False,
     reward_success_at_done: bool = False,
+    holdout: Holdout | None = None,
+    split: Split = "train",
 ) -> gym.Env:
     """One wrapped env over ``levels``: a single level, or a per-episode draw among several.
 
     ``done_action_ends``: AGILE's episodes; ``reward_success_at_done``: with the true reward paid
-    at ``done`` (see :class:`DoneActionEnds`).
+    at ``done`` (see :class:`DoneActionEnds`). ``holdout``: play only the missions of ``split``
+    (below every wrapper, so nothing above ever sees a mission of the other split).
     """
     silence_rejection_sampling()  # idempotent; here, because every BabyAI env is made here
     if len(levels) == 1:
         env: gym.Env = make_level(levels[0], render_mode=render_mode)
     else:
         env = MultiLevelEnv(levels, render_mode=render_mode)
+    if holdout:
+        env = SplitFilter(env, holdout, split)
     if done_action_ends:
         env = DoneActionEnds(env, reward_success=reward_success_at_done)
     env = BabyAISuccess(env, levels[0])

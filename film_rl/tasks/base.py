@@ -28,6 +28,7 @@ from film_rl.config import ExperimentConfig
 from film_rl.errors import UserError
 from film_rl.tasks import vec_env
 from film_rl.tasks.episodes import Episode, EvalResult, rollout
+from film_rl.tasks.holdout import Split
 from film_rl.tasks.instructions import Vocabulary
 
 
@@ -99,8 +100,22 @@ class Task(ABC):
         return vec_env.make_vec_env(workers, seed, subprocess)
 
     @abstractmethod
-    def evaluation_env(self, render: bool = False) -> gym.Env:
-        """One env as evaluation plays it: the true reward, whole episodes."""
+    def evaluation_env(self, render: bool = False, split: Split = "all") -> gym.Env:
+        """One env as evaluation plays it: the true reward, whole episodes; of a run with held-out
+        instructions, those of ``split`` only."""
+
+    def held_out_instructions(self) -> list[str]:
+        """The instructions training never sees, written out (none: every one is trained on)."""
+        return []
+
+    def is_held_out(self, instruction: str) -> bool:
+        """Whether training never sees ``instruction``."""
+        return False
+
+    def splits(self) -> tuple[Split, ...]:
+        """The instruction splits an evaluation reports: ``("train", "heldout")`` for a run with
+        held-out instructions, else ``("all",)``."""
+        return ("train", "heldout") if self.held_out_instructions() else ("all",)
 
     def min_episodes(self) -> int:
         """The fewest episodes an evaluation may play (every game of a suite at least once)."""
@@ -143,6 +158,7 @@ class Task(ABC):
         deterministic: bool,
         record: int = 0,
         progress: Callable[[int, int], None] | None = None,
+        split: Split = "all",
     ) -> list[Episode]:
         """Play ``episodes`` evaluation episodes; the first ``record`` keep their frames.
 
@@ -153,7 +169,7 @@ class Task(ABC):
             torch.manual_seed(seed)
             played = rollout(
                 model,
-                lambda: self.evaluation_env(render=record > 0),
+                lambda: self.evaluation_env(render=record > 0, split=split),
                 episodes,
                 seed=seed,
                 deterministic=deterministic,

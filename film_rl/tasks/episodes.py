@@ -42,6 +42,17 @@ class EvalResult:
     per_game: dict[str, dict[str, float]] | None = None
     #: Atari: ``mean`` and ``median`` across games of the per-game human-normalized scores
     human_normalized: dict[str, float] | None = None
+    #: a run with held-out instructions: which split the figures above are of (``train``,
+    #: ``heldout`` or ``all``), and every split played, each with the figures above
+    split: str | None = None
+    splits: dict[str, dict[str, Any]] | None = None
+    #: the held-out instructions (colour-object combinations, missions)
+    heldout: list[str] | None = None
+
+    def headline(self) -> dict[str, Any]:
+        """The figures of one split: success rate, return, length, episodes, per kind."""
+        keys = ("success_rate", "mean_return", "mean_episode_length", "episodes", "per_kind")
+        return {key: getattr(self, key) for key in keys}
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v is not None and v != {}}, indent=2)
@@ -60,6 +71,11 @@ class EvalResult:
                 out[f"human_normalized/{game}"] = figures["human_normalized"]
         out.update({f"human_normalized_{k}": v for k, v in (self.human_normalized or {}).items()})
         out.update({f"reward_model/{k}": v for k, v in (self.reward_model or {}).items()})
+        for name, figures in (self.splits or {}).items():
+            out[f"{name}/episodes"] = float(figures["episodes"])
+            if figures.get("success_rate") is not None:
+                out[f"{name}/success_rate"] = figures["success_rate"]
+            out[f"{name}/mean_return"] = figures["mean_return"]
         return out
 
 

@@ -23,6 +23,7 @@ from film_rl.errors import UserError
 from film_rl.tasks.atari_scores import GameScores, Normalizer
 from film_rl.tasks.base import Task, TrainingStats
 from film_rl.tasks.episodes import Episode, EvalResult
+from film_rl.tasks.holdout import Split
 from film_rl.tasks.video import write_game_videos
 
 
@@ -93,7 +94,8 @@ class MultiGameTask(Task):
             raise UserError("games have no done action to end an episode with")
         return _EnvMaker(self, levels)
 
-    def evaluation_env(self, render: bool = False) -> gym.Env:
+    def evaluation_env(self, render: bool = False, split: Split = "all") -> gym.Env:
+        # a game's instruction is its ID: every game is always played, there is nothing to hold out
         return self.make_env(training=False, render_mode="rgb_array" if render else None)
 
     def min_episodes(self) -> int:

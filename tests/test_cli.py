@@ -57,6 +57,13 @@ def test_evaluate_json_has_exactly_the_documented_keys(tiny_run):
     assert set(result["per_kind"]) == {"go to"}
 
 
+def test_evaluate_by_default_gives_the_runs_own_evaluation_back(tiny_run):
+    """Its default seed is the final evaluation's: the same episodes, so eval.json's very figures."""
+    done = run_cli("evaluate", str(tiny_run), "--episodes", "4", "--json")  # TINY: eval.episodes=4
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == json.loads((tiny_run / "eval.json").read_text())
+
+
 def test_evaluate_is_reproducible_and_accepts_a_model_zip(tiny_run):
     a = run_cli("evaluate", str(tiny_run / "model.zip"), "--episodes", "5", "--json", "--seed", "3", "--stochastic")
     b = run_cli("evaluate", str(tiny_run), "--episodes", "5", "--json", "--seed", "3", "--stochastic")

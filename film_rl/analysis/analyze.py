@@ -617,7 +617,7 @@ def analyze(
         ]
         if len(texts) < n_instructions:
             notes.append(f"{', '.join(levels)} gave {len(texts)} distinct missions in {scan.resets:,} resets "
-                         f"(of {n_instructions} asked for).")  # fmt: skip
+                         f"(--instructions asked for {n_instructions}; the levels seem to have no more).")  # fmt: skip
     params = collect(model, conditioning, instructions)
     n_layers = len(params.channels)
     if not -n_layers <= layer < n_layers:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,17 +29,24 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     from film_rl.analysis.analyze import analyze
     from film_rl.analysis.outputs import SHORT
+    from film_rl.run.evaluate import EpisodeProgress
 
     warnings.filterwarnings("ignore", category=TqdmExperimentalWarning)
     from tqdm.rich import tqdm
 
     bars: list[Any] = []
+    lines: list[EpisodeProgress] = []
 
     def progress(done: int, total: int) -> None:
-        if not bars and total > 0:  # made once the episodes to play are known; on stderr: --json keeps stdout
+        if total <= 0:
+            return
+        if not sys.stderr.isatty():  # a log file: plain lines, every tenth of the episodes
+            lines.append(lines[0] if lines else EpisodeProgress(total, "analysis"))
+            lines[0](done, total)
+            return
+        if not bars:  # made once the episodes to play are known; on stderr: --json keeps stdout
             bars.append(tqdm(total=total, unit="episode", options={"console": Console(stderr=True)}))
-        if bars:
-            bars[0].update(done - bars[0].n)
+        bars[0].update(done - bars[0].n)
 
     try:
         result = analyze(
@@ -68,6 +76,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     sizes = " + ".join(map(str, result.layer_sizes))
     print(f"{result.model}: {result.conditioning} ({names}), {len(result.layer_sizes)} conditioned layers, "
           f"{sizes} = {sum(result.layer_sizes)} parameters per instruction")  # fmt: skip
+    for note in result.notes:  # first: a note may say the missions analysed are another level's
+        print(f"note: {note}")
     what = result.instruction_noun
     resets = f" ({result.resets:,} seeded resets)" if result.resets else ""
     print(f"{result.instructions} {what} of {', '.join(result.levels)}{resets}")
@@ -84,8 +94,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"arithmetic {x.a!r} - {x.b!r} + {x.c!r} -> {x.expected!r}: success {x.arithmetic:.2f} "
               f"(FiLM(expected) {x.own:.2f}, FiLM(A) {x.control:.2f}; {x.episodes} episodes); "
               f"nearest analysed: {x.nearest!r}")  # fmt: skip
-    for note in result.notes:
-        print(f"note: {note}")
     print(f"wrote {result.out}: summary.md, film_params.csv, analysis.json, {len(result.figures)} figures")
     if result.wandb is not None:
         print(f"logged to the run's wandb run ({result.wandb})")

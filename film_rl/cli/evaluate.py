@@ -92,7 +92,12 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="roll out a saved policy and report success rates")
     p.add_argument("target", help="a run directory, or a model / checkpoint zip inside one")
     p.add_argument("--episodes", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=1_000_000,
+        help="first episode's seed (default 1,000,000: the run's final evaluation, so eval.json's figures come back)",
+    )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--deterministic", dest="deterministic", action="store_true", default=None)
     group.add_argument("--stochastic", dest="deterministic", action="store_false")

@@ -17,7 +17,11 @@ from film_rl.tasks.base import Task
 from film_rl.tasks.episodes import Episode, EvalResult, stack
 from film_rl.tasks.holdout import Split
 
-__all__ = ["Episode", "EvalResult", "evaluate", "judge_final_states"]
+__all__ = ["FINAL_EVAL_SEED", "Episode", "EvalResult", "evaluate", "judge_final_states"]
+
+#: the first seed of a run's final evaluation (``eval.json``): far from training's seeds, and what
+#: ``film-rl evaluate`` plays by default, so that it gives ``eval.json``'s figures back
+FINAL_EVAL_SEED = 1_000_000
 
 
 def evaluate(

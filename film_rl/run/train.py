@@ -54,7 +54,7 @@ from film_rl.run.callbacks import (
     first_non_finite,
     handling_signals,
 )
-from film_rl.run.evaluate import EvalResult, evaluate
+from film_rl.run.evaluate import FINAL_EVAL_SEED, EvalResult, evaluate
 from film_rl.run.tracking import check_wandb, finish_wandb, make_logger, record_final_evaluation, start_wandb
 from film_rl.tasks.base import Task
 from film_rl.tasks.registry import task_class, task_for
@@ -281,7 +281,7 @@ def _learn(
             if stopper.received is not None:  # a signal while saving: the model is safe now
                 raise _EvaluationStopped(stopper.received)
             with _raise_on_signal():  # the model is safe: a signal may stop the evaluation anywhere
-                result = evaluate_now(config.eval.episodes, 1_000_000, progress=config.logging.progress_bar)
+                result = evaluate_now(config.eval.episodes, FINAL_EVAL_SEED, progress=config.logging.progress_bar)
         write_text(run_dir / runs.EVAL, result.to_json())
         record_final_evaluation(model.logger, result.scalars(), model.num_timesteps)
         if wandb_run is not None:

@@ -24,12 +24,17 @@ class AlgorithmConfig:
     n_epochs: int = bounded(4, 1, 1000)
     #: Adam's learning rate
     learning_rate: float = bounded(5e-4, 0.0, 1e9, above=True)
+    #: ``linear``: the learning rate falls linearly to 0 over the budget (RL Zoo's ``lin_``), so a
+    #: policy that has learned is not shaken out of it late in the run; ``constant``: it stays
+    learning_rate_schedule: Literal["constant", "linear"] = later("constant")
     #: discount factor
     gamma: float = bounded(0.99, 0.0, 1.0, above=True)
     #: GAE's λ
     gae_lambda: float = bounded(0.95, 0.0, 1.0)
     #: PPO's clipping of the probability ratio
     clip_range: float = bounded(0.2, 0.0, 10.0, above=True)
+    #: ``linear``: the clipping range falls linearly to 0 over the budget; ``constant``: it stays
+    clip_range_schedule: Literal["constant", "linear"] = later("constant")
     #: entropy bonus weight
     ent_coef: float = bounded(0.01, 0.0, 100.0)
     #: value-loss weight

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
-from stable_baselines3.common.utils import get_device
+from stable_baselines3.common.utils import LinearSchedule, get_device
 from stable_baselines3.common.vec_env import VecEnv
 
 from film_rl.agile.reward_model import RewardModelTrainer
@@ -140,16 +140,22 @@ def ppo_settings(algo: AlgorithmConfig) -> dict[str, Any]:
         "n_steps": algo.n_steps,
         "batch_size": algo.batch_size,
         "n_epochs": algo.n_epochs,
-        "learning_rate": algo.learning_rate,
+        "learning_rate": _scheduled(algo.learning_rate, algo.learning_rate_schedule),
         "gamma": algo.gamma,
         "gae_lambda": algo.gae_lambda,
-        "clip_range": algo.clip_range,
+        "clip_range": _scheduled(algo.clip_range, algo.clip_range_schedule),
         "ent_coef": algo.ent_coef,
         "vf_coef": algo.vf_coef,
         "max_grad_norm": algo.max_grad_norm,
         "target_kl": algo.target_kl,
         "normalize_advantage": algo.normalize_advantage,
     }
+
+
+def _scheduled(value: float, schedule: str) -> float | LinearSchedule:
+    """SB3's own schedule object (it is saved in the model's zip, so a resumed run goes on with it):
+    from ``value`` at the start of the budget to 0 at its end."""
+    return LinearSchedule(value, 0.0, 1.0) if schedule == "linear" else value
 
 
 def build_model(config: ExperimentConfig, task: Task, env: VecEnv, device: str) -> BaseAlgorithm:

@@ -76,7 +76,11 @@ def progress_rows(run_dir: Path) -> list[dict[str, str]]:
         if leg:
             start = _steps(leg[0])
             rows = [r for r in rows if _steps(r) < start]
-        rows.extend(leg)
+        for row in leg:  # the final evaluation's row shares the last rollout's step: one row per step
+            if rows and _steps(rows[-1]) == _steps(row):
+                rows[-1] = {**rows[-1], **{k: v for k, v in row.items() if v not in ("", None)}}
+            else:
+                rows.append(row)
     return rows
 
 

@@ -136,6 +136,19 @@ def ray_cluster():
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def test_sweep_progress_counts_a_running_trial_the_backend_has_not_named_yet(local_sweep: Path, tmp_path: Path) -> None:
+    """The local backend learns a fresh trial's run directory only when the trial ends: until
+    then its steps are read from the run it is writing on disk."""
+    from film_rl.sweep.runner import Sweep, SweepProgress, load_spec
+
+    folder = tmp_path / "sweep"
+    shutil.copytree(local_sweep, folder)
+    (trial_run(folder, TRIALS[2]) / "eval.json").unlink()  # still running, 256 steps logged
+    sweep = Sweep(load_spec(folder), folder)
+    sweep.set(sweep.states[TRIALS[2]].trial, "running", run_dir=None)
+    assert SweepProgress(sweep, dict.fromkeys(TRIALS, 256)).steps() == 4 * 256
+
+
 def test_ray_backend_runs_the_same_trials_on_a_ray_cluster(local_sweep: Path, tmp_path: Path, ray_cluster) -> None:
     address, _ = ray_cluster
     done = sweep(tmp_path, "ray", "--backend", "ray", "--ray-address", address, timeout=400, RAY_AUTH_MODE="disabled")

@@ -413,6 +413,14 @@ class Sweep:
             for key, value in changes.items():
                 setattr(current, key, value)
 
+    def run_dir(self, trial_id: str) -> Path | None:
+        """Where a trial's run is: as its backend reported it, or, for a run the backend has not
+        named yet (a fresh trial names its directory when it starts), as found on disk."""
+        state = self.states[trial_id]
+        if state.run_dir is None and state.state == "running":
+            return disk_state(self.folder, state.trial).run_dir
+        return state.run_dir
+
     def refresh_running(self) -> None:
         """Backends that do not tell (Ray) are followed on disk: a trial runs once its run writes
         progress during this pass, and is done once it has ``eval.json``."""
@@ -573,7 +581,7 @@ def progress_rows(sweep: Sweep, budgets: dict[str, int]) -> list[tuple[str, ...]
     """One row per trial: its state, steps of its budget, rolling success (or score), steps/s."""
     rows: list[tuple[str, ...]] = []
     for trial_id, s in sweep.states.items():
-        last = latest_progress(s.run_dir)
+        last = latest_progress(sweep.run_dir(trial_id))
         steps = int(float(last.get("time/total_timesteps") or 0))
         score = last.get("rollout/success_rate") or last.get("rollout/human_normalized_mean")
         if s.state == "done" and s.run_dir is not None:
@@ -609,6 +617,7 @@ class SweepProgress:
         self.every = max(1, self.total // lines)
         self.started, self.start_steps = time.perf_counter(), self.steps()
         self.next = (self.start_steps // self.every + 1) * self.every
+        self.shown: tuple[int, int] | None = None  # (steps, trials done) of the last line
 
     def steps(self) -> int:
         """Steps done across the trials: a finished trial counts its budget, a running one its log."""
@@ -616,21 +625,24 @@ class SweepProgress:
         for trial_id, s in self.sweep.states.items():
             if s.state == "done":
                 done += self.budgets[trial_id]
-            elif s.run_dir is not None:
-                last = latest_progress(s.run_dir)
+            else:
+                last = latest_progress(self.sweep.run_dir(trial_id))
                 done += min(int(float(last.get("time/total_timesteps") or 0)), self.budgets[trial_id])
         return done
 
-    def due(self) -> str | None:
+    def due(self, final: bool = False) -> str | None:
+        """The next line once the steps have passed its mark; ``final``: the sweep has ended, and
+        a last line is due if anything changed since the one before (trials still evaluating then)."""
         steps = self.steps()
-        if steps < self.next:
+        trials = sum(s.state == "done" for s in self.sweep.states.values())
+        if (steps < self.next and not final) or (final and (steps, trials) == self.shown):
             return None
         self.next = (steps // self.every + 1) * self.every
+        self.shown = (steps, trials)
         elapsed = time.perf_counter() - self.started
         rate = (steps - self.start_steps) / elapsed if elapsed > 0 else 0.0
         left = (self.total - steps) / rate if rate > 0 else 0.0
         hours, rest = divmod(round(left), 3600)
-        trials = sum(s.state == "done" for s in self.sweep.states.values())
         return (
             f"sweep {self.sweep.spec.name}: {steps:,}/{self.total:,} steps ({100 * steps // self.total}%)  "
             f"{trials}/{len(self.sweep.states)} trials done  {rate:,.0f} steps/s  "
@@ -647,7 +659,7 @@ def watching(sweep: Sweep, budgets: dict[str, int], follow_disk: bool, console: 
     finished = threading.Event()
     line = SweepProgress(sweep, budgets)
 
-    def changes() -> None:
+    def changes(final: bool = False) -> None:
         if follow_disk:
             sweep.refresh_running()
         if console.is_terminal:
@@ -657,7 +669,7 @@ def watching(sweep: Sweep, budgets: dict[str, int], follow_disk: bool, console: 
                 seen[trial_id] = s.state
                 where = f" ({s.run_dir})" if s.run_dir is not None and s.state != "running" else ""
                 console.print(f"{trial_id}: {s.state}{where}", highlight=False, soft_wrap=True)
-        due = line.due()
+        due = line.due(final)
         if due is not None:
             console.print(due, highlight=False, soft_wrap=True)
 
@@ -674,4 +686,4 @@ def watching(sweep: Sweep, budgets: dict[str, int], follow_disk: bool, console: 
         finally:
             finished.set()
             watcher.join()
-            changes()
+            changes(final=True)

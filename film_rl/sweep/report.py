@@ -267,15 +267,17 @@ def markdown(rows: list[SettingRow], spec: SweepSpec, missing: list[Trial], metr
         "",
         f"Experiment `{spec.experiment}`; mean [95% CI, Student t] across the seeds of each setting "
         f"(n: the seeds finished, of {', '.join(map(str, spec.seeds))}).",
-        "Episodes to a threshold average the seeds that reached it (reached/n beside it).",
-        "",
-        f"| setting | n | {metric} | episodes to 0.9 | episodes to 0.99 | frames | fps |",
-        "|---|---|---|---|---|---|---|",
     ]
+    # episodes to a success threshold: BabyAI's metric, for runs with a success verdict only
+    thresholds = THRESHOLDS if bounded else ()
+    if thresholds:
+        lines += ["Episodes to a threshold average the seeds that reached it (reached/n beside it)."]
+    columns = ["setting", "n", metric, *(f"episodes to {t:g}" for t in thresholds), "frames", "fps"]
+    lines += ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     rate = (0.0, 1.0) if bounded else (-math.inf, math.inf)
     few = False
     for r in rows:
-        eps = [f"{_ci(m, h, 0, 0.0)} ({n}/{r.seeds})" for m, h, n in (r.episodes_to[t] for t in THRESHOLDS)]
+        eps = [f"{_ci(m, h, 0, 0.0)} ({n}/{r.seeds})" for m, h, n in (r.episodes_to[t] for t in thresholds)]
         n = f"{r.seeds}" + ("†" if r.seeds < FEW_SEEDS else "")
         few = few or r.seeds < FEW_SEEDS
         cells = [r.setting, n, _ci(*r.final, 3, *rate), *eps, f"{r.frames:,.0f}", _ci(*r.fps, 0, 0.0)]

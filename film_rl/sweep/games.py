@@ -154,7 +154,9 @@ def plot(figures: list[Any], order: list[str], path: Path, title: str) -> None:
     games = list(dict.fromkeys(g for f in figures for g in f.game_curves))
     fig = Figure(figsize=(4.2 * max(len(games), 1), 3.8), dpi=110)
     axes = np.atleast_1d(fig.subplots(1, max(len(games), 1), squeeze=False)[0])
-    colours: dict[str, Any] = {}
+    # one colour per setting in every panel (matplotlib's cycle restarts in each panel)
+    cycle = [f"C{i % 10}" for i in range(len(order))]
+    colours = dict(zip(order, cycle, strict=True))
     for ax, game in zip(axes, games, strict=False):
         for setting in order:
             curves = [
@@ -169,7 +171,6 @@ def plot(figures: list[Any], order: list[str], path: Path, title: str) -> None:
             ys = np.stack([np.interp(grid, c[:, 0], c[:, 1]) for c in curves])
             mean = ys.mean(axis=0)
             (line,) = ax.plot(grid, mean, label=f"{setting} (n={len(curves)})", color=colours.get(setting))
-            colours[setting] = line.get_color()
             if len(curves) > 1:
                 half = stats.t.ppf(0.975, len(curves) - 1) * ys.std(axis=0, ddof=1) / math.sqrt(len(curves))
                 ax.fill_between(grid, mean - half, mean + half, color=line.get_color(), alpha=0.2, linewidth=0)

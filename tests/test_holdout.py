@@ -209,6 +209,12 @@ def test_analyze_marks_the_held_out_missions(heldout_sweep: Path, tmp_path: Path
     for row in rows:
         assert (row["split"] == "held out") == holdout.held_out(row["instruction"])
     assert (tmp_path / "projection_pca.png").is_file()
+    # another level only supplies missions: the run's holdout is not checked against it (red ball,
+    # held out here, is GoToRedBallGrey's only mission)
+    assert ("red", "ball") in holdout.combos
+    other = run_cli("analyze", str(run), "--episodes", "0", "--out", str(tmp_path / "other"),
+                    "--level", "BabyAI-GoToRedBallGrey-v0")  # fmt: skip
+    assert other.returncode == 0, other.stderr
 
 
 def test_grid_values_parse_as_holdouts() -> None:

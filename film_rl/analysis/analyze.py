@@ -42,19 +42,20 @@ from film_rl.analysis.results import (
     Projection,
     percent,
 )
+from film_rl.config import BabyAIEnvConfig, ExperimentConfig
+from film_rl.config.babyai import HoldoutConfig
 from film_rl.errors import UserError
 from film_rl.files import write_json
 from film_rl.model.networks import FiLMGenerator
 from film_rl.run import run_dir as runs
 from film_rl.tasks.base import Task
 from film_rl.tasks.episodes import rollout
-from film_rl.tasks.instructions import Vocabulary, instruction_kind, split_words
+from film_rl.tasks.instructions import COLOURS, OBJECT_TYPES, Vocabulary, instruction_kind, split_words
 from film_rl.tasks.registry import task_for
 
 ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
 
-COLOURS = ("red", "green", "blue", "purple", "yellow", "grey")
-OBJECTS = ("ball", "box", "key", "door", "object")
+OBJECTS = (*OBJECT_TYPES, "object")
 LOCATIONS = ("left", "right", "front", "behind")
 WORD_CLASSES = {"colour": COLOURS, "object": OBJECTS, "location": LOCATIONS}
 
@@ -503,6 +504,15 @@ def default_analogies(
 # --------------------------------------------------------------------------- the command
 
 
+def _on_levels(config: ExperimentConfig, levels: list[str], vocab: Vocabulary) -> Task:
+    """A task playing ``levels`` for the analysis: every mission of them (the run's holdout is
+    its own task's, resolved on its own levels; another level need not pass its checks)."""
+    env = replace(config.env, levels=levels)
+    if isinstance(env, BabyAIEnvConfig):
+        env = replace(env, holdout=HoldoutConfig())
+    return task_for(replace(config, env=env), vocab)
+
+
 def _split(split: dict[str, str], text: str) -> dict[str, str]:
     """A run with held-out instructions colours (and rings) them as ``split``: held out / trained."""
     return {"split": split[text]} if split else {}
@@ -578,7 +588,7 @@ def analyze(
         )
     chosen_levels = levels
     levels = list(levels or config.env.levels)
-    task = task_for(replace(config, env=replace(config.env, levels=levels)), vocab)
+    task = _on_levels(config, levels, vocab)
     _check_words(vocab, [*(pair or ()), *(text for row in analogies for text in row)])
     out = out if out is not None else run_dir / "analysis"
     out.mkdir(parents=True, exist_ok=True)
@@ -606,11 +616,11 @@ def analyze(
             )
             scan.close()
             levels = related
-            task = task_for(replace(config, env=replace(config.env, levels=levels)), vocab)
+            task = _on_levels(config, levels, vocab)
             scan = MissionScan(task, seed)
             texts = scan.sample(n_instructions, limit=max(10_000, 50 * n_instructions))
-        own = task_for(config, vocab)  # the run's own holdout, whichever levels are analysed
-        split = {t: "held out" if own.is_held_out(t) else "trained" for t in texts} if own.splits() != ("all",) else {}
+        held = own_task.splits() != ("all",)  # the run's own holdout, whichever levels are analysed
+        split = {t: "held out" if own_task.is_held_out(t) else "trained" for t in texts} if held else {}
         instructions = [
             Instruction(t, scan.tokens[t], {**mission_attributes(t), "level": scan.level[t]} | _split(split, t))
             for t in texts

@@ -25,12 +25,12 @@ import gymnasium as gym
 import numpy as np
 
 from film_rl.errors import UserError
+from film_rl.tasks.instructions import COLOURS, OBJECT_TYPES
 
 Split = Literal["train", "heldout", "all"]
-SPLITS: tuple[Split, ...] = ("train", "heldout", "all")
 
 #: an object as BabyAI's missions describe it: "the red ball", "a key", "the grey door"
-_DESCRIPTION = re.compile(r"\b(?:the|a)\s+(?:(red|green|blue|purple|yellow|grey)\s+)?(ball|box|key|door)\b")
+_DESCRIPTION = re.compile(rf"\b(?:the|a)\s+(?:({'|'.join(COLOURS)})\s+)?({'|'.join(OBJECT_TYPES)})\b")
 #: redraws before a reset gives up: a split this rare cannot be trained or evaluated on
 MAX_REDRAWS = 10_000
 

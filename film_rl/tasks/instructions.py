@@ -105,6 +105,9 @@ class Vocabulary:
         return cls(itos[2:])
 
 
+#: BabyAI's colours and object types, as its missions write them (minigrid's COLOR_NAMES, OBJ_TYPES)
+COLOURS = ("red", "green", "blue", "purple", "yellow", "grey")
+OBJECT_TYPES = ("ball", "box", "key", "door")
 SEQUENCE_WORDS = {"and", "then", "after"}
 VERBS = {"go": "go to", "pick": "pick up", "open": "open", "put": "put next"}
 

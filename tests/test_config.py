@@ -138,6 +138,23 @@ def test_an_experiment_inherits_from_another_but_not_its_name_or_sweep(tmp_path)
     assert declared_sweep(root / "experiments" / "child.yaml") == {}
 
 
+def test_an_experiment_changes_keys_of_its_bases_recipes_without_losing_them(tmp_path):
+    root = _project(tmp_path)
+    (root / "experiments" / "parent.yaml").write_text("env: room\nagent: plain\n")
+    (root / "experiments" / "child.yaml").write_text(
+        "base: parent\nenv:\n  n_envs: 2\nagent:\n  algorithm:\n    gamma: 0.5\n"
+    )
+    config = load_experiment(root / "experiments" / "child.yaml")
+    assert (config.env_recipe, config.agent_recipe) == ("room", "plain")
+    assert config.env.levels == ["BabyAI-GoToLocal-v0"] and config.env.n_envs == 2
+    assert config.agent.channels == [8, 8] and config.agent.algorithm.n_steps == 64
+    assert config.agent.algorithm.gamma == 0.5
+    # a mapping may name its recipe itself
+    (root / "experiments" / "own.yaml").write_text("env: room\nagent:\n  base: plain\n  policy: lstm\n")
+    config = load_experiment(root / "experiments" / "own.yaml")
+    assert config.agent_recipe == "plain" and config.agent.policy == "lstm" and config.agent.channels == [8, 8]
+
+
 @pytest.mark.parametrize(
     ("files", "message"),
     [

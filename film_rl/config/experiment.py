@@ -318,6 +318,13 @@ def compose(raw: dict[str, Any], overrides: list[str], experiment_path: Path | N
         if isinstance(value, str):
             data[f"{kind}_recipe"] = value
             data[kind] = _load_recipe(f"{kind}s", value, experiment_path)
+        elif isinstance(value, dict) and "base" in value:  # a recipe and what this experiment changes in it
+            own = dict(value)
+            base = own.pop("base")
+            if not isinstance(base, str):
+                raise UserError(f"{kind}.base must be a recipe name, got {base!r}")
+            data[f"{kind}_recipe"] = base
+            data[kind] = merge(_load_recipe(f"{kind}s", base, experiment_path), own)
     for key, value in [*file_overrides.items(), *[(k, v) for k, v in cli if k not in ("env", "agent")]]:
         _set_dotted(data, str(key), value)
     return _typed(data)
@@ -356,6 +363,10 @@ def _experiment_with_base(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, 
     inherited = _experiment_with_base(base_path, (*seen, path.resolve()))
     for own in ("name", "sweep"):
         inherited.pop(own, None)
+    for kind in ("env", "agent"):
+        # keys under a base experiment's recipe name change that recipe rather than replace it
+        if isinstance(inherited.get(kind), str) and isinstance(raw.get(kind), dict):
+            raw = {**raw, kind: {"base": inherited[kind], **raw[kind]}}
     return merge(inherited, raw)
 
 

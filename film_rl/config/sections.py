@@ -132,8 +132,15 @@ class BudgetConfig:
     timesteps: int = bounded(100_000, 1, 10**12)
     #: stop early once the rolling training success rate reaches this (BabyAI's 0.99 criterion)
     stop_at_success: float | None = bounded(None, 0.0, 1.0, above=True, later=True)
-    #: episodes in the rolling success rate (BabyAI uses 100)
+    #: episodes in the rolling success rate (the live figure in logs and progress lines)
     success_window: int = bounded(100, 1, 1_000_000, later=True)
+    #: which success stop_at_success reads: ``rolling`` (the last success_window episodes) or
+    #: ``babyai`` (BabyAI's own metric, film_rl.tasks.babyai_metric: a window of babyai_window rows
+    #: of 25,600 frames centred on the reported episode count, so a run goes on until the window
+    #: around the crossing is complete)
+    stop_on: Literal["rolling", "babyai"] = later("rolling")
+    #: rows of 25,600 frames in BabyAI's centred success window (BabyAI: 100; 10 on GoToRedBallGrey)
+    babyai_window: int = bounded(100, 1, 100_000, later=True)
 
 
 @dataclass

@@ -82,8 +82,10 @@ class TrainResult:
     model_path: Path
     eval: EvalResult
     timesteps: int
-    #: BabyAI's metric: training episodes until the rolling success first reached 0.9 / 0.99
+    #: training episodes until the rolling success first reached 0.9 / 0.99
     episodes_to: dict[float, int]
+    #: the same by BabyAI's centred window (the figure BabyAI's papers report)
+    babyai_episodes_to: dict[float, int]
     episodes: int
     fps: float
     seconds: float
@@ -298,6 +300,7 @@ def _learn(
             eval=result,
             timesteps=model.num_timesteps,
             episodes_to=dict(stats.episodes_to),
+            babyai_episodes_to=dict(stats.babyai_episodes_to),
             episodes=stats.episodes,
             fps=(model.num_timesteps - start_steps) / max(elapsed, 1e-9),
             seconds=elapsed,

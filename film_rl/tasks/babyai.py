@@ -17,6 +17,7 @@ import numpy as np
 
 from film_rl.config import BabyAIEnvConfig, ExperimentConfig, GridAgentConfig
 from film_rl.tasks.babyai_envs import check_levels, make_babyai_env, policy_input
+from film_rl.tasks.babyai_metric import CentredSuccess
 from film_rl.tasks.base import Task, TrainingStats
 from film_rl.tasks.episodes import Episode, EvalResult
 from film_rl.tasks.holdout import Holdout, Split
@@ -93,7 +94,13 @@ class BabyAITask(Task):
 
     def training_stats(self) -> InstructionStats:
         budget = self.config.budget
-        return InstructionStats(self.vocab, budget.success_window, stop_at=budget.stop_at_success)
+        return InstructionStats(
+            self.vocab,
+            budget.success_window,
+            stop_at=budget.stop_at_success,
+            babyai_window=budget.babyai_window,
+            stop_on=budget.stop_on,
+        )
 
     def summarize(self, episodes: list[Episode]) -> EvalResult:
         return summarize(episodes, multi_level=len(self.env.levels) > 1)
@@ -142,12 +149,15 @@ class InstructionStats(TrainingStats):
     ``rollout/success_rate/<level>`` (window ``window``), ``instructions/unknown_words`` (words
     mapped to ``<unk>`` in the missions seen so far) and ``rollout/episodes``. The first episode
     count at which the rolling success reaches each of ``thresholds`` is kept in
-    :attr:`episodes_to`.
+    :attr:`episodes_to`; the same for BabyAI's centred window (the figure comparable with
+    BabyAI's papers, :mod:`film_rl.tasks.babyai_metric`) in :attr:`babyai_episodes_to`.
 
     :param vocab: the run's vocabulary (to recognise ``<unk>``).
     :param window: episodes in the rolling success rates.
     :param thresholds: success rates whose first crossing is recorded.
-    :param stop_at: end training once the rolling success reaches this rate.
+    :param stop_at: end training once the success ``stop_on`` names reaches this rate.
+    :param babyai_window: rows in BabyAI's centred window.
+    :param stop_on: ``rolling`` (the last ``window`` episodes) or ``babyai`` (the centred window).
     """
 
     def __init__(
@@ -156,9 +166,12 @@ class InstructionStats(TrainingStats):
         window: int = 100,
         thresholds: tuple[float, ...] = (0.9, 0.99),
         stop_at: float | None = None,
+        babyai_window: int = 100,
+        stop_on: str = "rolling",
     ) -> None:
         super().__init__()
         self.stop_at = stop_at
+        self.stop_on = stop_on
         self.unk = vocab.stoi[UNK]
         self.window = window
         # the stopping rate is a threshold too, so the episode count it stopped at is recorded
@@ -169,7 +182,12 @@ class InstructionStats(TrainingStats):
         self.unknown_words = 0
         self.heldout_redraws = 0
         self.episodes_to: dict[float, int] = {}
+        self.centred = CentredSuccess(babyai_window, self.thresholds)
         self.curve: list[tuple[int, int, float]] = []  # (episodes, timesteps, rolling success)
+
+    @property
+    def babyai_episodes_to(self) -> dict[float, int]:
+        return self.centred.reached
 
     def _on_training_start(self) -> None:
         obs = self.model._last_obs
@@ -179,7 +197,8 @@ class InstructionStats(TrainingStats):
     def _on_step(self) -> bool:
         dones = self.locals["dones"]
         if not dones.any():
-            return True
+            # a row may close on a step where no episode ends
+            return not (self.centred.advance(self.num_timesteps) and self.reached_target)
         for info in (i for i, d in zip(self.locals["infos"], dones, strict=True) if d):
             if "is_success" not in info:
                 continue
@@ -187,12 +206,14 @@ class InstructionStats(TrainingStats):
             self.episodes += 1
             self.heldout_redraws += int(info.get("heldout_redraws", 0))
             self.recent.append(success)
+            self.centred.episode(success)
             self.per_level[str(info.get("level", "?"))].append(success)
             if len(self.recent) == self.window:
                 rate = float(np.mean(self.recent))
                 for t in self.thresholds:
                     if rate >= t and t not in self.episodes_to:
                         self.episodes_to[t] = self.episodes
+        self.centred.advance(self.num_timesteps)
         new_obs = self.locals["new_obs"]
         if isinstance(new_obs, dict):  # the next episode's mission, already tokenized
             self.unknown_words += int((new_obs["instruction"][dones] == self.unk).sum())
@@ -207,6 +228,7 @@ class InstructionStats(TrainingStats):
             "episodes_to": {str(t): n for t, n in self.episodes_to.items()},
             "recent": list(self.recent),
             "per_level": {level: list(outcomes) for level, outcomes in self.per_level.items()},
+            "centred": self.centred.state(),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -217,15 +239,19 @@ class InstructionStats(TrainingStats):
         self.recent.extend(bool(x) for x in state["recent"])
         for level, outcomes in state["per_level"].items():
             self.per_level[level].extend(bool(x) for x in outcomes)
+        if "centred" in state:  # saved since BabyAI's centred window is counted
+            self.centred.restore(state["centred"])
 
     def headline(self) -> str:
         return f"success {float(np.mean(self.recent)):.2f}" if self.recent else ""
 
     @property
     def reached_target(self) -> bool:
-        return (
-            self.stop_at is not None and len(self.recent) == self.window and float(np.mean(self.recent)) >= self.stop_at
-        )
+        if self.stop_at is None:
+            return False
+        if self.stop_on == "babyai":
+            return self.stop_at in self.centred.reached
+        return len(self.recent) == self.window and float(np.mean(self.recent)) >= self.stop_at
 
     def _on_rollout_end(self) -> None:
         for level, outcomes in self.per_level.items():
@@ -236,5 +262,10 @@ class InstructionStats(TrainingStats):
             self.logger.record("instructions/heldout_redraws", self.heldout_redraws)
         for t, n in self.episodes_to.items():
             self.logger.record(f"rollout/episodes_to_{round(t * 100)}", n)
+        for t, n in self.centred.reached.items():
+            self.logger.record(f"rollout/babyai_episodes_to_{round(t * 100)}", n)
+        window = self.centred.latest_window()
+        if window is not None:
+            self.logger.record("rollout/success_rate_babyai_window", window)
         if self.recent:
             self.curve.append((self.episodes, self.num_timesteps, float(np.mean(self.recent))))

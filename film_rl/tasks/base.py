@@ -35,13 +35,19 @@ from film_rl.tasks.instructions import Vocabulary
 class TrainingStats(BaseCallback):
     """A task's statistics during training, logged every rollout.
 
-    ``episodes_to``: the episode count at which BabyAI's rolling-success metric first reached each
-    threshold (empty where a family has no success verdict). :meth:`state` is saved beside every
+    ``episodes_to``: the episode count at which the rolling success (the last
+    ``budget.success_window`` episodes) first reached each threshold; :attr:`babyai_episodes_to`:
+    the same by BabyAI's own centred window (:mod:`film_rl.tasks.babyai_metric`); both empty where
+    a family has no success verdict. :meth:`state` is saved beside every
     checkpoint so that a resumed run goes on counting; ``None``: nothing to save.
     """
 
     episodes: int = 0
     episodes_to: dict[float, int]
+
+    @property
+    def babyai_episodes_to(self) -> dict[float, int]:
+        return {}
 
     def state(self) -> dict[str, Any] | None:
         return None

@@ -1,0 +1,82 @@
+"""BabyAI's episodes-to-0.99 metric: the centred window of BabyAI's own scripts, through real runs."""
+
+import json
+
+import numpy as np
+import pandas
+import pytest
+from conftest import run_cli
+
+from film_rl.tasks.babyai_metric import ROW_FRAMES, CentredSuccess
+
+
+def _rl_dataeff(rows: list[tuple[int, float]], window: int, threshold: float) -> int | None:
+    """mila-iqia/babyai scripts/rl_dataeff.py, on a table of (episodes, success_rate) rows."""
+    df = pandas.DataFrame(rows, columns=["episodes", "success_rate"])
+    smoothed = df["success_rate"].rolling(window, center=True).mean()
+    if smoothed.max() < threshold:
+        return None
+    return int(df[smoothed >= threshold].iloc[0].episodes)
+
+
+def _feed(metric: CentredSuccess, outcomes_per_row: list[list[bool]]) -> None:
+    for i, outcomes in enumerate(outcomes_per_row):
+        for success in outcomes:
+            metric.episode(success)
+        metric.advance((i + 1) * ROW_FRAMES)
+
+
+@pytest.mark.parametrize("window", [1, 10, 100])
+def test_the_centred_window_gives_what_babyais_script_gives(window):
+    rng = np.random.default_rng(window)
+    # success climbing from 0.3 to 1.0 with noise: several rows per window above and below 0.9
+    rows = [[bool(x) for x in rng.random(rng.integers(20, 60)) < min(1.0, 0.3 + i / 150)] for i in range(300)]
+    metric = CentredSuccess(window, thresholds=(0.9, 0.99))
+    _feed(metric, rows)
+    for t in (0.9, 0.99):
+        assert metric.reached.get(t) == _rl_dataeff(metric.rows, window, t)
+    assert metric.reached[0.9] is not None and metric.reached[0.9] < metric.reached[0.99]
+
+
+def test_the_reported_count_is_the_windows_centre_not_its_end():
+    metric = CentredSuccess(window=10, thresholds=(0.99,))
+    _feed(metric, [[False] * 5] * 10 + [[True] * 5] * 10)
+    # the first all-success window is rows 10..19, centred on row 15: 16 rows' episodes counted
+    assert metric.reached == {0.99: 16 * 5}
+
+
+def test_a_row_without_an_ending_episode_repeats_the_last_rate():
+    metric = CentredSuccess(window=3)
+    metric.episode(True)
+    metric.advance(3 * ROW_FRAMES)  # one episode in the first row, none in the next two
+    assert [rate for _, rate in metric.rows] == [1.0, 1.0, 1.0]
+    fresh = CentredSuccess(window=3)
+    fresh.advance(ROW_FRAMES)
+    assert fresh.rows == [(0, 0.0)]  # BabyAI's placeholders are failures
+
+
+def test_the_window_survives_a_save_and_restore():
+    rows = [[True, False, True]] * 7
+    whole, first = CentredSuccess(window=5), CentredSuccess(window=5)
+    _feed(whole, rows)
+    _feed(first, rows[:4])
+    first.episode(True)  # an open row is saved too
+    second = CentredSuccess(window=5)
+    second.restore(json.loads(json.dumps(first.state())))
+    assert second.rows == first.rows and second.state() == first.state()
+
+
+def test_a_run_stops_when_babyais_window_reaches_the_target(tmp_path):
+    # one row of 25,600 frames is a window of one: the run stops the step that row closes
+    done = run_cli(
+        "train", "experiments/quickstart.yaml", "env.n_envs=4", "eval.episodes=2", "logging.wandb=disabled",
+        "budget.timesteps=100000", "budget.stop_at_success=0.01", "budget.stop_on=babyai",
+        "budget.babyai_window=1", "agent.algorithm.n_epochs=1", f"runs_dir={tmp_path}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (stats_path,) = tmp_path.glob("*/*/stats.json")
+    stats = json.loads(stats_path.read_text())
+    assert stats["centred"]["rows"] and len(stats["centred"]["rows"]) == 1
+    assert stats["centred"]["reached"]["0.01"] == stats["centred"]["rows"][0][0] > 0
+    progress = pandas.read_csv(stats_path.parent / "progress.csv")
+    assert progress["time/total_timesteps"].max() < 100_000  # stopped early, at the first row

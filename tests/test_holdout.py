@@ -178,6 +178,11 @@ def test_evaluate_plays_one_split_reproducibly(heldout_sweep: Path) -> None:
     assert json.loads(first.stdout) == json.loads(again.stdout)  # same command, same numbers
     result = json.loads(first.stdout)
     assert result["split"] == "heldout" and list(result["splits"]) == ["heldout"] and result["episodes"] == 6
+    # per held-out instruction: every episode names one of them, and the rates average to the split's
+    per = result["per_heldout"]
+    assert set(per) <= set(result["heldout"]) and sum(f["episodes"] for f in per.values()) >= 6
+    rates = sum(f["success_rate"] * f["episodes"] for f in per.values()) / sum(f["episodes"] for f in per.values())
+    assert sum(f["episodes"] for f in per.values()) > 6 or rates == pytest.approx(result["success_rate"])
 
 
 def test_a_run_without_a_holdout_has_no_held_out_split() -> None:

@@ -57,6 +57,7 @@ def evaluate(
     record = min(wanted, episodes) if video_dir is not None else 0
     results: dict[str, EvalResult] = {}
     first: list[Episode] = []
+    per_heldout: dict[str, list[bool]] = {item: [] for item in task.held_out_instructions()}
     for name in splits:
         label = f"evaluation ({name})" if held_out else "evaluation"
         shown = EpisodeProgress(episodes, label) if progress and episodes >= EpisodeProgress.lines else None
@@ -65,11 +66,21 @@ def evaluate(
             task.write_videos(played[:record], video_dir if name == splits[0] else video_dir / name)
         results[name] = task.summarize(played)
         first = first or played
+        if name == "heldout":
+            for episode in played:
+                for item in task.held_out_by(episode.mission):
+                    per_heldout[item].append(episode.success)
     result = results[splits[0]]
     if held_out:
         result.split = splits[0]
         result.splits = {name: r.headline() for name, r in results.items()}
         result.heldout = task.held_out_instructions()
+        if "heldout" in splits:
+            result.per_heldout = {
+                item: {"success_rate": float(np.mean(outcomes)), "episodes": len(outcomes)}
+                for item, outcomes in per_heldout.items()
+                if outcomes
+            }
     if reward_model is not None:
         result.reward_model = judge_final_states(reward_model, first)
     return result

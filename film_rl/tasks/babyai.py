@@ -61,6 +61,9 @@ class BabyAITask(Task):
     def is_held_out(self, instruction: str) -> bool:
         return self.holdout.held_out(instruction)
 
+    def held_out_by(self, instruction: str) -> list[str]:
+        return self.holdout.matched(instruction)
+
     def worker(self, levels: list[str], *, done_action_ends: bool = False) -> Callable[[], gym.Env]:
         # AGILE (done_action_ends): the reward model pays at `done`; otherwise, with episode_end=done,
         # the level's own verdict pays a `done` said in a goal state

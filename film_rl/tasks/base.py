@@ -118,6 +118,10 @@ class Task(ABC):
         """Whether training never sees ``instruction``."""
         return False
 
+    def held_out_by(self, instruction: str) -> list[str]:
+        """Which of :meth:`held_out_instructions` hold ``instruction`` out (none: it is trained on)."""
+        return []
+
     def splits(self) -> tuple[Split, ...]:
         """The instruction splits an evaluation reports: ``("train", "heldout")`` for a run with
         held-out instructions, else ``("all",)``."""

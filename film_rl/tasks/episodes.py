@@ -48,6 +48,9 @@ class EvalResult:
     splits: dict[str, dict[str, Any]] | None = None
     #: the held-out instructions (colour-object combinations, missions)
     heldout: list[str] | None = None
+    #: the held-out split's figures per held-out instruction: ``success_rate`` and ``episodes``
+    #: (which combination the policy fails on; an episode naming two counts for both)
+    per_heldout: dict[str, dict[str, float]] | None = None
 
     def headline(self) -> dict[str, Any]:
         """The figures of one split: success rate, return, length, episodes, per kind."""
@@ -71,6 +74,8 @@ class EvalResult:
                 out[f"human_normalized/{game}"] = figures["human_normalized"]
         out.update({f"human_normalized_{k}": v for k, v in (self.human_normalized or {}).items()})
         out.update({f"reward_model/{k}": v for k, v in (self.reward_model or {}).items()})
+        for item, figures in (self.per_heldout or {}).items():
+            out[f"heldout/success_rate/{item}"] = figures["success_rate"]
         for name, figures in (self.splits or {}).items():
             out[f"{name}/episodes"] = float(figures["episodes"])
             if figures.get("success_rate") is not None:

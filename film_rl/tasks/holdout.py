@@ -57,6 +57,16 @@ class Holdout:
         """Readable, sorted: ``["red ball", "yellow key", '"go to the red box"']``."""
         return [f"{c} {o}" for c, o in sorted(self.combos)] + [f'"{m}"' for m in sorted(self.missions)]
 
+    def matched(self, mission: str) -> list[str]:
+        """The held-out items (as :meth:`describe` writes them) that hold ``mission`` out.
+
+        >>> Holdout(combos=frozenset({("red", "ball")})).matched("put the red ball next to a key")
+        ['red ball']
+        """
+        pairs = combinations(mission)
+        items = [f"{c} {o}" for c, o in sorted(self.combos) if (c, o) in pairs]
+        return items + ([f'"{mission}"'] if mission in self.missions else [])
+
     def __bool__(self) -> bool:
         return bool(self.combos or self.missions)
 

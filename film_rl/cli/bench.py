@@ -98,7 +98,7 @@ def add_parser(sub: Any) -> None:
         "throughput", help="steps/s of FiLM policies against a plain SB3 CNN, medians of alternated runs"
     )
     t.add_argument("--env", default="BabyAI-GoToLocal-v0")
-    e = kinds.add_parser("efficiency", help="episodes until the rolling success first reaches 0.99 (BabyAI's metric)")
+    e = kinds.add_parser("efficiency", help="episodes until the success first reaches 0.99 by BabyAI's centred window")
     e.add_argument("--level", required=True)
     e.add_argument("--seeds", type=int, default=1)
     e.add_argument("--budget", type=int, default=1_000_000, help="timesteps per seed at most")

@@ -80,3 +80,17 @@ def test_a_run_stops_when_babyais_window_reaches_the_target(tmp_path):
     assert stats["centred"]["reached"]["0.01"] == stats["centred"]["rows"][0][0] > 0
     progress = pandas.read_csv(stats_path.parent / "progress.csv")
     assert progress["time/total_timesteps"].max() < 100_000  # stopped early, at the first row
+
+
+def test_a_run_resumed_without_rows_does_not_make_them_up():
+    """A checkpoint saved before the rows were kept: the early rows are unknown, so no figure."""
+    from film_rl.tasks.babyai import InstructionStats
+    from film_rl.tasks.instructions import Vocabulary
+
+    stats = InstructionStats(Vocabulary.babyai(), babyai_window=3)
+    stats.restore({"episodes": 500, "unknown_words": 0, "episodes_to": {}, "recent": [True] * 100, "per_level": {}})
+    stats.centred.episode(True)
+    assert not stats.centred.advance(40 * ROW_FRAMES) and stats.babyai_episodes_to == {}
+    again = CentredSuccess(window=3)
+    again.restore(json.loads(json.dumps(stats.centred.state())))
+    assert again.unknown  # and it stays unknown over further resumes

@@ -78,6 +78,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         try:
             if args.kind == "efficiency":
+                from film_rl.tasks.babyai_metric import ROW_FRAMES
+
+                window = bench.success_window(level) * ROW_FRAMES
+                if args.budget < window:
+                    print(
+                        f"note: BabyAI's window on {level} spans {window:,} frames; a budget of {args.budget:,} "
+                        "cannot report its metric, only the rolling one",
+                        file=sys.stderr,
+                    )
                 result = bench.efficiency(level, args.seeds, args.agent, args.budget, args.overrides, args.runs_dir)
             else:
                 result = bench.conditioning(level, args.budget, args.agent, args.seed, args.overrides, args.runs_dir)

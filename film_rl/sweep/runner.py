@@ -303,10 +303,12 @@ def load_spec(folder: Path, check_experiment: bool = True) -> SweepSpec:
     spec = SweepSpec(**data)
     if not check_experiment:
         return spec
-    now = load_experiment(spec.experiment, list(spec.overrides)).to_dict()
     # the saved config read through today's dataclasses: a config key added since, at its
-    # default, is not a change of the experiment
-    then = compose(dict(spec.base), []).to_dict()
+    # default, is not a change of the experiment; nor are the recipes' names (wandb tags), which a
+    # run's values do not depend on
+    labels = ("env_recipe", "agent_recipe")
+    now = {k: v for k, v in load_experiment(spec.experiment, list(spec.overrides)).to_dict().items() if k not in labels}
+    then = {k: v for k, v in compose(dict(spec.base), []).to_dict().items() if k not in labels}
     if now != then:
         changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
         raise UserError(

@@ -244,6 +244,8 @@ class InstructionStats(TrainingStats):
             self.per_level[level].extend(bool(x) for x in outcomes)
         if "centred" in state:  # saved since BabyAI's centred window is counted
             self.centred.restore(state["centred"])
+        elif self.episodes:
+            self.centred.unknown = True
 
     def headline(self) -> str:
         return f"success {float(np.mean(self.recent)):.2f}" if self.recent else ""

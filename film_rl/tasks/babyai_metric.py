@@ -11,7 +11,9 @@ Only this figure may stand beside BabyAI's published ones.
 
 Here a row is every :data:`ROW_FRAMES` timesteps of the run, whatever its envs and rollout
 length, and counts every episode that ended in it (BabyAI looks at the last update of each ten):
-the same expectation, less noise.
+for a policy that changes slowly over ten updates, the same expectation with less noise (and
+a row without an ending episode repeats the previous row's rate, where BabyAI repeats its 64
+latest episodes).
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class CentredSuccess:
         self._successes = 0
         #: threshold -> the cumulative episode count at the centre of the first window reaching it
         self.reached: dict[float, int] = {}
+        #: a run resumed from a checkpoint saved before these rows were kept: its early rows are
+        #: unknown, so the metric is not counted for it (a window of made-up rows would report one)
+        self.unknown = False
 
     def episode(self, success: bool) -> None:
         self.episodes += 1
@@ -50,7 +55,7 @@ class CentredSuccess:
     def advance(self, timesteps: int) -> bool:
         """Close every row that ``timesteps`` (the run's count after this step) has passed; whether any was."""
         closed = False
-        while timesteps >= (len(self.rows) + 1) * ROW_FRAMES:
+        while not self.unknown and timesteps >= (len(self.rows) + 1) * ROW_FRAMES:
             self._close()
             closed = True
         return closed
@@ -80,6 +85,7 @@ class CentredSuccess:
 
     def state(self) -> dict[str, Any]:
         return {
+            "unknown": self.unknown,
             "window": self.window,
             "episodes": self.episodes,
             "rows": [list(row) for row in self.rows],
@@ -92,3 +98,4 @@ class CentredSuccess:
         self.rows = [(int(n), float(rate)) for n, rate in state["rows"]]
         self._ended, self._successes = (int(x) for x in state["open"])
         self.reached = {float(t): int(n) for t, n in state["reached"].items()}
+        self.unknown = bool(state.get("unknown", False))

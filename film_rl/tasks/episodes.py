@@ -11,6 +11,7 @@ episodes happen to end first.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -75,7 +76,9 @@ class EvalResult:
         out.update({f"human_normalized_{k}": v for k, v in (self.human_normalized or {}).items()})
         out.update({f"reward_model/{k}": v for k, v in (self.reward_model or {}).items()})
         for item, figures in (self.per_heldout or {}).items():
-            out[f"heldout/success_rate/{item}"] = figures["success_rate"]
+            # a held-out mission's text may hold commas and quotes, which a CSV header cannot
+            name = re.sub(r"[^\w ./-]", "_", item)
+            out[f"heldout/success_rate/{name}"] = figures["success_rate"]
         for name, figures in (self.splits or {}).items():
             out[f"{name}/episodes"] = float(figures["episodes"])
             if figures.get("success_rate") is not None:

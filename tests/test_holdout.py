@@ -198,6 +198,10 @@ def test_the_report_has_train_and_held_out_success_and_their_ratio(heldout_sweep
     assert done.returncode == 0, done.stderr
     text = (tmp_path / "report.md").read_text()
     assert "## Held-out instructions" in text and "| held-out success | held-out ÷ train |" in text
+    # each split's episode length beside its success, taken from the runs' own evaluations
+    (film_row,) = [line for line in text.split("## Held-out")[1].splitlines() if "conditioning=film" in line]
+    evaluation = runs.read_eval(_run(heldout_sweep, "film") / runs.EVAL)
+    assert film_row.endswith(f"| {evaluation['splits']['heldout']['mean_episode_length']:,.1f} |")
     table = list(csv.DictReader((tmp_path / "report.csv").open()))
     assert {row["setting"] for row in table} == {"agent.conditioning=film", "agent.conditioning=concat"}
     for row in table:

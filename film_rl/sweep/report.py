@@ -60,6 +60,9 @@ class RunFigures:
     game_curves: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     #: runs with held-out instructions: the final success rate of each split (train, heldout)
     splits: dict[str, float] = field(default_factory=dict)
+    #: and each split's mean episode length: on small rooms a policy blind to the mission
+    #: succeeds by visiting every object, so success alone cannot show the mission being followed
+    split_lengths: dict[str, float] = field(default_factory=dict)
 
 
 def progress_rows(run_dir: Path) -> list[dict[str, str]]:
@@ -145,10 +148,12 @@ def read_run(trial: Trial, run_dir: Path) -> RunFigures:
         raise UserError(f"{run_dir / runs.EVAL} is not a valid evaluation file (per_game)") from None
     try:
         splits = {str(name): float(v["success_rate"]) for name, v in (evaluation.get("splits") or {}).items()}
+        lengths = {str(name): float(v["mean_episode_length"]) for name, v in (evaluation.get("splits") or {}).items()}
     except (AttributeError, KeyError, TypeError, ValueError):
         raise UserError(f"{run_dir / runs.EVAL} is not a valid evaluation file (splits)") from None
     return RunFigures(
         splits=splits,
+        split_lengths=lengths,
         trial=trial,
         run_dir=run_dir,
         final=final,
@@ -366,6 +371,10 @@ def split_table(figures: list[RunFigures], order: list[str]) -> dict[str, dict[s
         cells = {name: (*mean_ci([f.splits[name] for f in group]), len(group)) for name in SPLITS}
         ratios = [f.splits["heldout"] / f.splits["train"] for f in group if f.splits["train"] > 0]
         cells["ratio"] = (*mean_ci(ratios), len(ratios))
+        for name in SPLITS:
+            lengths = [f.split_lengths[name] for f in group if name in f.split_lengths]
+            if lengths:
+                cells[f"{name}_length"] = (*mean_ci(lengths), len(lengths))
         table[setting] = cells
     return table
 
@@ -377,17 +386,23 @@ def split_markdown(table: dict[str, dict[str, tuple[float, float, int]]]) -> str
         "## Held-out instructions",
         "",
         "Final evaluation on the missions training saw and on those it never saw; held-out ÷ train is "
-        "taken per seed, then averaged.",
+        "taken per seed, then averaged. Steps: the mean episode length of each split; a policy that "
+        "follows the mission walks to its object, one blind to it visits objects until it hits it, so "
+        "compare with a `none` setting before reading success as instruction following.",
         "",
-        "| setting | n | train success | held-out success | held-out ÷ train |",
-        "|---|---|---|---|---|",
+        "| setting | n | train success | held-out success | held-out ÷ train | train steps | held-out steps |",
+        "|---|---|---|---|---|---|---|",
     ]
     for setting, cells in table.items():
         n = cells["train"][2]
         shown = f"{n}" + ("†" if n < FEW_SEEDS else "")
         train, held = (_ci(m, h, 3, 0.0, 1.0) for m, h, _ in (cells["train"], cells["heldout"]))
         ratio = _ci(cells["ratio"][0], cells["ratio"][1], 2, 0.0)
-        lines.append(f"| {setting} | {shown} | {train} | {held} | {ratio} |")
+        steps = [
+            _ci(cells[key][0], cells[key][1], 1, 0.0) if key in cells else "-"
+            for key in ("train_length", "heldout_length")
+        ]
+        lines.append(f"| {setting} | {shown} | {train} | {held} | {ratio} | {steps[0]} | {steps[1]} |")
     return "\n".join(lines) + "\n"
 
 

@@ -17,7 +17,7 @@ def tokens(missions, max_length):
     return torch.as_tensor(np.stack([VOCAB.encode(m, max_length)[0] for m in missions]))
 
 
-@pytest.mark.parametrize("kind", ["gru", "bigru", "bow", "conv"])
+@pytest.mark.parametrize("kind", ["gru", "bigru", "bow", "bow_linear", "conv"])
 def test_padding_is_masked(kind):
     """However much padding follows a mission, the encoder's reading of it is the same."""
     torch.manual_seed(0)
@@ -29,12 +29,27 @@ def test_padding_is_masked(kind):
     assert torch.allclose(encoder(tokens(MISSIONS[:1], 5)), short[:1], atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["gru", "bigru", "bow", "conv"])
+@pytest.mark.parametrize("kind", ["gru", "bigru", "bow", "bow_linear", "conv"])
 def test_encoder_distinguishes_missions(kind):
     torch.manual_seed(0)
     z = InstructionEncoder(len(VOCAB), kind, word_dim=8, dim=16)(tokens(MISSIONS, 12))
     assert not torch.allclose(z[0], z[1])
     assert torch.allclose(z[0], z[3])
+
+
+def test_a_linear_bag_of_words_makes_film_parameters_compose_by_analogy():
+    """With ``bow_linear`` the generator is affine in the words' mean: a colour-object pair's
+    parameters follow from three others', which is what a held-out pair can lean on."""
+    torch.manual_seed(0)
+    generator = FiLMGenerator(InstructionEncoder(len(VOCAB), "bow_linear", word_dim=8, dim=16), [6, 10])
+    torch.nn.init.normal_(generator.head.weight)
+    missions = ["go to the green key", "go to the red box", "go to the red key", "go to the green box"]
+    green_key, red_box, red_key, green_box = generator.embed(tokens(missions, 8))
+    assert torch.allclose(green_key + red_box - red_key, green_box, atol=1e-5)
+    relu = FiLMGenerator(InstructionEncoder(len(VOCAB), "bow", word_dim=8, dim=16), [6, 10])
+    torch.nn.init.normal_(relu.head.weight)
+    green_key, red_box, red_key, green_box = relu.embed(tokens(missions, 8))
+    assert not torch.allclose(green_key + red_box - red_key, green_box, atol=1e-3)
 
 
 def test_generator_runs_once_per_distinct_instruction_and_splits_per_layer():

@@ -63,7 +63,8 @@ class BabyAIEnvConfig(EnvConfig):
 class GridAgentConfig(AgentConfig):
     """The FiLM-ed grid CNN over minigrid's symbolic view, its instruction encoder, and AGILE."""
 
-    #: instruction encoder: gru, bigru (bidirectional), bow (bag of words), conv (width-3 conv over the words)
+    #: instruction encoder: gru, bigru (bidirectional), bow (bag of words), bow_linear (bag of words
+    #: without the ReLU: FiLM parameters affine in the words), conv (width-3 conv over the words)
     encoder: Encoder = "gru"
     #: conv block widths; [16, 32]: faster than [32, 64] and learns GoToLocal as well (docs/results.md)
     channels: list[int] = field(

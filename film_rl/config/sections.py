@@ -9,7 +9,7 @@ from typing import Literal
 from film_rl.config.fields import bounded, later
 
 Conditioning = Literal["film", "scale", "bias", "gate", "concat", "none"]
-Encoder = Literal["gru", "bigru", "bow", "conv"]
+Encoder = Literal["gru", "bigru", "bow", "bow_linear", "conv"]
 
 
 @dataclass

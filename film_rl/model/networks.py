@@ -17,7 +17,7 @@ from torch.utils.hooks import RemovableHandle
 
 from film_rl.model.conditioning import Conditioning, make_conditioning
 
-ENCODERS = ("gru", "bigru", "bow", "conv")
+ENCODERS = ("gru", "bigru", "bow", "bow_linear", "conv")
 
 #: minigrid cells are (object type <= 10, colour <= 5, state <= 2); each attribute gets its own
 #: block of embedding rows so that "red" and "ball" never share a vector.
@@ -68,7 +68,10 @@ class InstructionEncoder(nn.Module):
 
     :param vocab_size: number of token ids.
     :param kind: ``gru`` (final hidden state), ``bigru`` (both directions' final states),
-        ``bow`` (mean of word embeddings, then a linear layer) or ``conv`` (a width-3 conv over the
+        ``bow`` (mean of word embeddings, then a linear layer and a ReLU), ``bow_linear`` (the same
+        without the ReLU: a FiLM generator's output is then affine in the words' mean, so the
+        parameters of "the green box" are those of "the green key" + "the red box" - "the red key",
+        whether or not training saw that pair) or ``conv`` (a width-3 conv over the
         words, max over positions: word order within three words, and no sequential steps, so
         its backward costs a fraction of a GRU's).
     :param word_dim: word embedding width.
@@ -87,7 +90,7 @@ class InstructionEncoder(nn.Module):
         self.rnn: nn.GRU | None = None
         self.proj: nn.Linear | None = None
         self.conv: nn.Conv1d | None = None
-        if kind == "bow":
+        if kind in ("bow", "bow_linear"):
             self.proj = nn.Linear(word_dim, dim)
         elif kind == "conv":
             self.conv = nn.Conv1d(word_dim, dim, 3, padding=1)
@@ -104,7 +107,8 @@ class InstructionEncoder(nn.Module):
         if self.proj is not None:
             mask = mask[:, : tokens.shape[1]].unsqueeze(-1).to(words.dtype)
             mean = (words * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            return torch.relu(self.proj(mean))
+            projected = self.proj(mean)
+            return projected if self.kind == "bow_linear" else torch.relu(projected)
         if self.conv is not None:
             # pad tokens embed to zeros, like the conv's own padding, and ReLU outputs are >= 0, so
             # zeroing pad positions before the max gives the max over real words exactly

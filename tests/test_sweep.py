@@ -304,6 +304,7 @@ def test_resume_refuses_a_changed_experiment_but_not_a_newer_film_rl(tmp_path: P
     save_spec(spec, folder)
     saved = yaml.safe_load((folder / "sweep.yaml").read_text())
     del saved["base"]["env"]["episode_end"]  # as written by a film-rl that had no such key yet
+    saved["base"]["agent_recipe"] = ""  # as an earlier film-rl lost a recipe's name: a label, not a value
     (folder / "sweep.yaml").write_text(yaml.safe_dump(saved))
     ok = run_cli("sweep", "--resume", str(folder), "--dry-run")
     assert ok.returncode == 0 and "2 trials (0 finished)" in ok.stdout, ok.stderr

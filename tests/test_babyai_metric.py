@@ -69,8 +69,8 @@ def test_the_window_survives_a_save_and_restore():
 def test_a_run_stops_when_babyais_window_reaches_the_target(tmp_path):
     # one row of 25,600 frames is a window of one: the run stops the step that row closes
     done = run_cli(
-        "train", "experiments/quickstart.yaml", "env.n_envs=4", "eval.episodes=2", "logging.wandb=disabled",
-        "budget.timesteps=100000", "budget.stop_at_success=0.01", "budget.stop_on=babyai",
+        "train", "experiments/quickstart.yaml", "env.n_envs=8", "env.vec_env=dummy", "eval.episodes=2",
+        "logging.wandb=disabled", "budget.timesteps=100000", "budget.stop_at_success=0.01", "budget.stop_on=babyai",
         "budget.babyai_window=1", "agent.algorithm.n_epochs=1", f"runs_dir={tmp_path}",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -3,6 +3,7 @@ command line, and the sweep whose report normalises every game by its specialist
 
 import csv
 import json
+import os
 import warnings
 
 import gymnasium as gym
@@ -167,3 +168,27 @@ def test_declared_sweep_reports_every_game_normalised_by_its_specialists(tmp_pat
             ratio = float(film["return_mean"]) / float(specialist["return_mean"])
             assert float(film["normalized_mean"]) == pytest.approx(ratio)
     assert (folder / "report" / "curves-per-game.png").stat().st_size > 10_000
+
+
+def test_one_runs_report_draws_each_game_and_leaves_out_an_evaluation_it_trained_past(tmp_path):
+    done = run_cli(
+        "train", "experiments/minatar.yaml", "env.levels=[MinAtar/Breakout-v0,MinAtar/Asterix-v0]",
+        f"runs_dir={tmp_path}", *TINY, "eval.episodes=2", "checkpoint.freq=64",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run = only_run_dir(tmp_path)
+    report = run_cli("report", str(run))
+    assert report.returncode == 0, report.stderr
+    text = (run / "report" / "report.md").read_text()
+    assert text.startswith(f"# Run {run}") and "## Per game" in text and "No final figure" not in text
+    assert {r["game"] for r in csv.DictReader((run / "report" / "per-game.csv").open())} == {"Breakout", "Asterix"}
+    assert (run / "report" / "curves-per-game.png").stat().st_size > 10_000
+    # resumed with a larger budget, the run's newest checkpoint is younger than its evaluation
+    checkpoint = max((run / "checkpoints").glob("step_*.zip"), key=lambda p: p.stat().st_mtime)
+    evaluated = (run / "eval.json").stat().st_mtime
+    os.utime(checkpoint, (evaluated + 60, evaluated + 60))
+    stale = run_cli("report", str(run), "--out", str(tmp_path / "stale"))
+    assert stale.returncode == 0, stale.stderr
+    assert "No final figure" in stale.stdout and "## Per game" not in stale.stdout
+    assert (tmp_path / "stale" / "curves-per-game.png").is_file()  # the curves are all the log's
+    assert run_cli("report", str(tmp_path)).returncode == 2  # neither a sweep nor a run

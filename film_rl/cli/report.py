@@ -1,4 +1,4 @@
-"""`film-rl report`: a sweep's runs as a table and learning curves."""
+"""`film-rl report`: a sweep's runs (or one run) as a table and learning curves."""
 
 from __future__ import annotations
 
@@ -22,9 +22,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("report", help="a sweep's runs as a table (mean ± 95%% CI across seeds) and learning curves")
-    p.add_argument("sweep_dir", help="runs/sweeps/NAME")
-    p.add_argument("--out", metavar="DIR", help="where the files go (default SWEEP_DIR/report)")
+    p = sub.add_parser(
+        "report",
+        help="a sweep's runs as a table (mean ± 95%% CI across seeds) and learning curves; or one run's, per game",
+    )
+    where = "runs/sweeps/NAME, or one run's directory (finished or still training)"
+    p.add_argument("sweep_dir", metavar="DIR", help=where)
+    p.add_argument("--out", metavar="DIR", help="where the files go (default DIR/report)")
     p.add_argument(
         "--wandb",
         choices=("auto", "online", "offline", "disabled"),

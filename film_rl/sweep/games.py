@@ -147,7 +147,8 @@ def csv_rows(games: list[str], cells: dict[str, dict[str, GameCell]]) -> list[li
 
 
 def plot(figures: list[Any], order: list[str], path: Path, title: str) -> None:
-    """One panel per game: every setting that plays it, mean and 95% band across seeds."""
+    """One panel per game: every setting that plays it, mean and 95% band across seeds; ``title``
+    heads the figure."""
     from matplotlib.figure import Figure
     from scipy import stats
 
@@ -181,6 +182,6 @@ def plot(figures: list[Any], order: list[str], path: Path, title: str) -> None:
     handles = {h.get_label(): h for ax in axes for h in ax.get_lines()}
     if handles:  # one legend for all panels, beside them, never over the curves
         fig.legend(list(handles.values()), list(handles), fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 0.95))
-    fig.suptitle(f"{title}: mean and 95% CI across seeds")
+    fig.suptitle(title)
     fig.tight_layout()
     write_atomically(path, lambda target: fig.savefig(target, bbox_inches="tight"))

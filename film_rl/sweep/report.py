@@ -31,7 +31,7 @@ from film_rl.errors import UserError
 from film_rl.files import write_atomically, write_csv, write_text
 from film_rl.run import run_dir as runs
 from film_rl.sweep import games
-from film_rl.sweep.runner import SweepSpec, Trial, disk_state, load_spec
+from film_rl.sweep.runner import SPEC, SweepSpec, Trial, disk_state, load_spec
 
 TABLE_MD, TABLE_CSV, RUNS_CSV, CURVES = "report.md", "report.csv", "runs.csv", "curves.png"
 GAME_CSV, GAME_CURVES = "per-game.csv", "curves-per-game.png"
@@ -107,7 +107,7 @@ def read_progress(path: Path) -> list[dict[str, str]]:
     return complete
 
 
-STEPS = "time/total_timesteps"
+STEPS, SUCCESS = "time/total_timesteps", "rollout/success_rate"
 
 
 def _steps(row: dict[str, str]) -> float:
@@ -117,22 +117,29 @@ def _steps(row: dict[str, str]) -> float:
         return -1.0
 
 
-def read_run(trial: Trial, run_dir: Path) -> RunFigures:
-    evaluation = runs.read_eval(run_dir / runs.EVAL)
-    if "success_rate" in evaluation:
-        final, curve_key = float(evaluation["success_rate"]), "rollout/success_rate"
+def read_run(trial: Trial, run_dir: Path, finished: bool = True) -> RunFigures:
+    """A trial's figures; ``finished=False`` also reads a run still training (or stopped before its
+    evaluation): its curves, with the final figure left unknown."""
+    evaluated = finished or ((run_dir / runs.EVAL).is_file() and not evaluation_is_stale(run_dir))
+    evaluation = runs.read_eval(run_dir / runs.EVAL) if evaluated else {}
+    rows = progress_rows(run_dir)
+    success = "success_rate" in evaluation if evaluated else any(r.get(SUCCESS) not in (None, "") for r in rows)
+    if success:
+        final, curve_key = float(evaluation.get("success_rate", math.nan)), SUCCESS
     else:
         final, curve_key = (
             float(evaluation.get("human_normalized", {}).get("mean", math.nan)),
             ("rollout/human_normalized_mean"),
         )
     stats_path = runs.beside(run_dir / runs.MODEL, runs.STATS)
+    if not stats_path.is_file() and not finished:  # a run in progress: its last checkpoint's
+        saved = runs.checkpoints(run_dir)
+        stats_path = runs.beside(saved[-1][1], runs.STATS) if saved else stats_path
     stats = runs.read_stats(stats_path) if stats_path.is_file() else {}
     try:
         episodes_to = {float(t): int(n) for t, n in stats.get("episodes_to", {}).items()}
     except (TypeError, ValueError):
         raise UserError(f"{stats_path} is not a valid statistics file (episodes_to)") from None
-    rows = progress_rows(run_dir)
     points = []
     for r in rows:
         if r.get(curve_key) not in (None, "") and r.get(STEPS) not in (None, ""):
@@ -157,14 +164,21 @@ def read_run(trial: Trial, run_dir: Path) -> RunFigures:
         trial=trial,
         run_dir=run_dir,
         final=final,
-        scored="success_rate" not in evaluation,
+        scored=not success,
         episodes_to=episodes_to,
         fps=_number(next((r["time/fps"] for r in reversed(rows) if r.get("time/fps")), None)),
         frames=int(max(_steps(last), 0)),
         curve=np.array(points, dtype=float).reshape(-1, 2),
         per_game=returns,
-        game_curves=games.game_curves(rows, STEPS) if returns else {},
+        game_curves=games.game_curves(rows, STEPS),
     )
+
+
+def evaluation_is_stale(run_dir: Path) -> bool:
+    """Whether a run has trained on past its ``eval.json`` (resumed with a larger budget): a
+    checkpoint written after the evaluation holds a newer policy than the one it scored."""
+    saved = runs.checkpoints(run_dir)
+    return bool(saved) and saved[-1][1].stat().st_mtime > (run_dir / runs.EVAL).stat().st_mtime
 
 
 def _number(text: str | None) -> float:
@@ -264,15 +278,20 @@ def _ci(mean: float, half: float, digits: int, low: float = -math.inf, high: flo
     return f"{text} [{lo:,.{digits}f}, {hi:,.{digits}f}]"
 
 
-def markdown(rows: list[SettingRow], spec: SweepSpec, missing: list[Trial], metric: str, bounded: bool) -> str:
+def markdown(
+    rows: list[SettingRow], spec: SweepSpec, missing: list[Trial], metric: str, bounded: bool, title: str | None = None
+) -> str:
     """The table: each figure as mean [95% interval] over the n seeds of its setting, intervals cut
     to what the quantity can be (a success rate to [0, 1], counts and speeds to 0 and above)."""
-    lines = [
-        f"# Sweep {spec.name}",
-        "",
-        f"Experiment `{spec.experiment}`; mean [95% CI, Student t] across the seeds of each setting "
-        f"(n: the seeds finished, of {', '.join(map(str, spec.seeds))}).",
-    ]
+    one_run = title is not None  # `film-rl report RUN_DIR`: no seeds to average
+    lines = [f"# {title}", "", f"One run of `{spec.experiment}`: the final figure is its evaluation."]
+    if not one_run:
+        lines = [
+            f"# Sweep {spec.name}",
+            "",
+            f"Experiment `{spec.experiment}`; mean [95% CI, Student t] across the seeds of each setting "
+            f"(n: the seeds finished, of {', '.join(map(str, spec.seeds))}).",
+        ]
     # episodes to a success threshold: BabyAI's metric, for runs with a success verdict only
     thresholds = THRESHOLDS if bounded else ()
     if thresholds:
@@ -283,8 +302,8 @@ def markdown(rows: list[SettingRow], spec: SweepSpec, missing: list[Trial], metr
     few = False
     for r in rows:
         eps = [f"{_ci(m, h, 0, 0.0)} ({n}/{r.seeds})" for m, h, n in (r.episodes_to[t] for t in thresholds)]
-        n = f"{r.seeds}" + ("†" if r.seeds < FEW_SEEDS else "")
-        few = few or r.seeds < FEW_SEEDS
+        few = few or (r.seeds < FEW_SEEDS and not one_run)
+        n = f"{r.seeds}" + ("†" if r.seeds < FEW_SEEDS and not one_run else "")
         cells = [r.setting, n, _ci(*r.final, 3, *rate), *eps, f"{r.frames:,.0f}", _ci(*r.fps, 0, 0.0)]
         lines.append("| " + " | ".join(cells) + " |")
     if few:
@@ -320,7 +339,13 @@ def csv_rows(rows: list[SettingRow], bounded: bool = True) -> tuple[list[str], l
 
 
 def plot_curves(
-    figures: list[RunFigures], spec: SweepSpec, path: Path, ylabel: str, bounded: bool, xlabel: str = "frames"
+    figures: list[RunFigures],
+    spec: SweepSpec,
+    path: Path,
+    ylabel: str,
+    bounded: bool,
+    xlabel: str = "frames",
+    caption: str | None = None,
 ) -> None:
     """Mean curve and 95% band per setting, seeds interpolated onto one frame grid."""
     from matplotlib.figure import Figure  # outside pyplot's global state: Agg renders it to PNG
@@ -347,7 +372,7 @@ def plot_curves(
             ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{spec.name}: mean and 95% CI across seeds")
+    ax.set_title(caption or f"{spec.name}: mean and 95% CI across seeds")
     ax.grid(alpha=0.3)
     if ax.lines:  # a sweep whose progress files hold no curve yet still gets its (empty) axes
         # beside the axes, never over the curves: (n) after each setting is its seeds
@@ -421,16 +446,51 @@ class Report:
 
 
 def report(folder: Path, out: Path | None = None, wandb_mode: str | None = None) -> Report:
-    """Aggregate a sweep directory into ``report.md``, ``report.csv``, ``runs.csv`` and ``curves.png``.
+    """Aggregate a sweep directory into ``report.md``, ``report.csv``, ``runs.csv`` and ``curves.png``;
+    a run directory (one ``film-rl train``, finished or still training) into the same files for
+    that run alone, with its curve per game where it plays several.
 
-    :param out: where the files go (default: ``SWEEP_DIR/report``).
+    :param out: where the files go (default: ``SWEEP_DIR/report`` or ``RUN_DIR/report``).
     :param wandb_mode: also log the table and the curves to a wandb run in the sweep's group
         (``None``: the experiment's own ``logging.wandb``).
     """
+    if not (folder / SPEC).is_file() and (folder / runs.CONFIG).is_file():
+        return run_report(folder, out)
     spec = load_spec(folder, check_experiment=False)  # reading finished runs back needs no check
     figures, missing = collect(folder, spec)
     if not figures:
         raise UserError(f"{folder}: no finished trial to report yet ({len(missing)} not finished)")
+    return write_report(figures, missing, spec, out or folder / "report", wandb_mode)
+
+
+def run_report(run_dir: Path, out: Path | None = None) -> Report:
+    """One run's table and curves: the run's curve per game shows what a multi-game policy learns
+    of each game, which the mean score hides (one game rising while another stays at random)."""
+    config = runs.read_config(run_dir)
+    spec = SweepSpec(name=run_dir.name, experiment=str(run_dir / runs.CONFIG), seeds=[config.seed])
+    if not progress_rows(run_dir):
+        raise UserError(f"{run_dir}: no training log to report yet")
+    figures = [read_run(Trial((), config.seed), run_dir, finished=False)]
+    result = write_report(figures, [], spec, out or run_dir / "report", "disabled", title=f"Run {run_dir}")
+    if (run_dir / runs.EVAL).is_file() and not evaluation_is_stale(run_dir):
+        return result
+    note = (
+        f"\nNo final figure: the run has not been evaluated since it last trained "
+        f"(`film-rl evaluate {run_dir}` scores its latest checkpoint).\n"
+    )
+    write_text(result.files["markdown"], result.markdown + note)
+    return Report(result.rows, result.missing, result.files, result.markdown + note)
+
+
+def write_report(
+    figures: list[RunFigures],
+    missing: list[Trial],
+    spec: SweepSpec,
+    out: Path,
+    wandb_mode: str | None,
+    title: str | None = None,
+) -> Report:
+    caption = f"{spec.name}: one run" if title else None
     scored = any(f.scored for f in figures)
     metric, xlabel = ("human-normalized score" if scored else "success rate"), "frames"
     references = games.specialist_returns(figures)
@@ -442,17 +502,18 @@ def report(folder: Path, out: Path | None = None, wandb_mode: str | None = None)
             f.final = float(np.mean(list(ratios.values()))) if ratios and len(ratios) == len(f.per_game) else math.nan
             f.curve = games.normalized_curve(f.game_curves, references)
     rows = aggregate(figures, spec)
-    out = out or folder / "report"
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown(rows, spec, missing, metric, bounded=not scored)
+    text = markdown(rows, spec, missing, metric, bounded=not scored, title=title)
     files = {"markdown": out / TABLE_MD, "csv": out / TABLE_CSV, "runs": out / RUNS_CSV, "curves": out / CURVES}
+    order = list(dict.fromkeys(t.setting for t in spec.trials()))
     if any(f.per_game for f in figures):
-        order = list(dict.fromkeys(t.setting for t in spec.trials()))
         names, cells = games.table(figures, order, references, mean_ci)
         text += "\n" + games.markdown(names, cells, references)
-        files["per_game"], files["game_curves"] = out / GAME_CSV, out / GAME_CURVES
+        files["per_game"] = out / GAME_CSV
         write_csv(files["per_game"], games.csv_rows(names, cells))
-        games.plot(figures, order, files["game_curves"], spec.name)
+    if any(len(f.game_curves) > 1 or f.per_game for f in figures):
+        files["game_curves"] = out / GAME_CURVES
+        games.plot(figures, order, files["game_curves"], caption or f"{spec.name}: mean and 95% CI across seeds")
     split_rows = split_table(figures, [r.setting for r in rows])
     if split_rows:
         text += "\n" + split_markdown(split_rows)
@@ -472,7 +533,8 @@ def report(folder: Path, out: Path | None = None, wandb_mode: str | None = None)
         line = [f.trial.id, f.trial.setting, f.trial.seed, f.final, *eps, f.fps, f.frames, f.run_dir]
         runs_table.append(line + ([f.splits.get(name, "") for name in SPLITS] if split_rows else []))
     write_csv(files["runs"], runs_table)
-    plot_curves(figures, spec, files["curves"], f"rolling training {metric}", bounded=not scored, xlabel=xlabel)
+    ylabel = f"rolling training {metric}"
+    plot_curves(figures, spec, files["curves"], ylabel, bounded=not scored, xlabel=xlabel, caption=caption)
     log_to_wandb(spec, header, data, files, wandb_mode)
     return Report(rows, missing, files, text)
 

@@ -57,7 +57,7 @@ def evaluate(
     record = min(wanted, episodes) if video_dir is not None else 0
     results: dict[str, EvalResult] = {}
     first: list[Episode] = []
-    per_heldout: dict[str, list[bool]] = {item: [] for item in task.held_out_instructions()}
+    heldout_played: list[Episode] = []
     for name in splits:
         label = f"evaluation ({name})" if held_out else "evaluation"
         shown = EpisodeProgress(episodes, label) if progress and episodes >= EpisodeProgress.lines else None
@@ -67,23 +67,27 @@ def evaluate(
         results[name] = task.summarize(played)
         first = first or played
         if name == "heldout":
-            for episode in played:
-                for item in task.held_out_by(episode.mission):
-                    per_heldout[item].append(episode.success)
+            heldout_played = played
     result = results[splits[0]]
     if held_out:
         result.split = splits[0]
         result.splits = {name: r.headline() for name, r in results.items()}
         result.heldout = task.held_out_instructions()
         if "heldout" in splits:
-            result.per_heldout = {
-                item: {"success_rate": float(np.mean(outcomes)), "episodes": len(outcomes)}
-                for item, outcomes in per_heldout.items()
-                if outcomes
-            }
+            result.per_heldout = success_per_heldout(task, heldout_played)
     if reward_model is not None:
         result.reward_model = judge_final_states(reward_model, first)
     return result
+
+
+def success_per_heldout(task: Task, played: list[Episode]) -> dict[str, dict[str, float]]:
+    """The held-out split's success per held-out item (a pair, or a mission) its missions match:
+    which unseen compositions the policy gets, which the split's mean hides."""
+    outcomes: dict[str, list[bool]] = {item: [] for item in task.held_out_instructions()}
+    for episode in played:
+        for item in task.held_out_by(episode.mission):
+            outcomes[item].append(episode.success)
+    return {item: {"success_rate": float(np.mean(won)), "episodes": len(won)} for item, won in outcomes.items() if won}
 
 
 class EpisodeProgress:

@@ -294,7 +294,7 @@ def markdown(
         ]
     # episodes to a success threshold: BabyAI's metric, for runs with a success verdict only
     thresholds = THRESHOLDS if bounded else ()
-    if thresholds:
+    if thresholds and not one_run:
         lines += ["Episodes to a threshold average the seeds that reached it (reached/n beside it)."]
     columns = ["setting", "n", metric, *(f"episodes to {t:g}" for t in thresholds), "frames", "fps"]
     lines += ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]

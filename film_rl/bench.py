@@ -8,6 +8,7 @@ medians, and every figure says which machine and command produced it.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
@@ -27,7 +28,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 from torch import nn
 
-from film_rl.config import AtariEnvConfig, ExperimentConfig, compose
+from film_rl.config import AtariEnvConfig, ExperimentConfig, compose, load_experiment
 from film_rl.errors import UserError
 from film_rl.files import write_json
 from film_rl.run.train import build_env, build_model, ppo_settings, torch_threads, train, use_subprocesses, validate
@@ -341,6 +342,17 @@ def _run(config: ExperimentConfig) -> dict[str, Any]:
     }
 
 
+def flatten(section: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"budget": {"timesteps": 5}}`` -> ``{"budget.timesteps": 5}``: a section as overrides."""
+    out: dict[str, Any] = {}
+    for key, value in section.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def success_window(level: str) -> int:
     """BabyAI's window: 100 (episodes in our rolling figure, rows in BabyAI's centred one), 10 on
     the tiny GoToRedBallGrey."""
@@ -354,37 +366,47 @@ def efficiency(
     budget: int = 1_000_000,
     overrides: list[str] | None = None,
     runs_dir: str = "runs",
+    experiment: str | None = None,
 ) -> dict[str, Any]:
     """Episodes until the success first reaches 0.99, per seed: by BabyAI's centred window (the
     figure beside BabyAI's; training stops once that window is complete) and by the rolling window
-    of the last 100 episodes (earlier and looser)."""
+    of the last 100 episodes (earlier and looser).
+
+    :param experiment: a level's own recipe (``experiments/pickuploc.yaml``) instead of ``agent`` on
+        the bench's defaults; the bench sets only the budget, the stopping rule, seeds and outputs.
+    """
     runs = []
     for seed in range(seeds):
-        config = bench_config(
-            level,
-            agent,
-            overrides,
-            name=f"bench-efficiency-{level}",
-            seed=seed,
-            runs_dir=runs_dir,
-            budget={
+        window = success_window(level)
+        settings: dict[str, Any] = {
+            "name": f"bench-efficiency-{level}",
+            "seed": seed,
+            "runs_dir": runs_dir,
+            "budget": {
                 "timesteps": budget,
                 "stop_at_success": 0.99,
                 "stop_on": "babyai",
-                "success_window": success_window(level),
-                "babyai_window": success_window(level),
+                "success_window": window,
+                "babyai_window": window,
             },
             # GoToLocal takes hours on a CPU: a checkpoint (with its episode count) now and then
             # lets `film-rl train --resume RUN_DIR` finish a run that something else stopped
-            checkpoint={"freq": 500_000, "keep": 1},
-        )
+            "checkpoint": {"freq": 500_000, "keep": 1},
+        }
+        if experiment is None:
+            config = bench_config(level, agent, overrides, **settings)
+        else:
+            quiet = {"wandb": "disabled", "progress_bar": False, "tensorboard": False}
+            fixed = [f"{key}={json.dumps(value)}" for key, value in flatten({**settings, "logging": quiet}).items()]
+            config = load_experiment(experiment, [*fixed, f"env.levels=[{level}]", *(overrides or [])])
         runs.append(_run(config))
     reached = [r["babyai_episodes_to_99"] for r in runs if r["babyai_episodes_to_99"] is not None]
     rolling = [r["episodes_to_99"] for r in runs if r["episodes_to_99"] is not None]
     return {
         "benchmark": "efficiency",
         "level": level,
-        "agent": agent,
+        "agent": agent if experiment is None else None,
+        "experiment": experiment,
         "budget": budget,
         "window": success_window(level),
         "machine": machine(),

@@ -2,6 +2,7 @@
 
 import json
 
+import yaml
 from conftest import run_cli
 
 SMALL = ["env.n_envs=2", "agent.algorithm.n_steps=64", "agent.algorithm.batch_size=64", "eval.episodes=4"]
@@ -36,6 +37,24 @@ def test_efficiency_reports_babyai_metric_beside_the_paper(tmp_path):
     for run in result["runs"]:
         assert {"episodes_to_99", "frames", "seconds", "final_success_rate"} <= set(run)
         assert run["frames"] >= 256
+
+
+def test_efficiency_runs_a_levels_own_recipe(tmp_path):
+    out = tmp_path / "efficiency.json"
+    done = run_cli(
+        "bench", "efficiency", "--experiment", "experiments/pickuploc.yaml", "--budget", "256",
+        "--runs-dir", str(tmp_path / "runs"), "--out", str(out), *SMALL, "agent.lstm_hidden=16",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["level"] == "BabyAI-PickupLoc-v0" and result["experiment"] == "experiments/pickuploc.yaml"
+    (run,) = (tmp_path / "runs").glob("*/*/config.yaml")
+    config = yaml.safe_load(run.read_text())
+    assert config["agent"]["policy"] == "lstm" and config["agent"]["lstm_hidden"] == 16  # the recipe's, then ours
+    assert config["env"]["levels"] == ["BabyAI-PickupLoc-v0"]
+    assert config["budget"] == {**config["budget"], "timesteps": 256, "stop_on": "babyai", "babyai_window": 100}
+    several = run_cli("bench", "efficiency", "--experiment", "experiments/local-suite.yaml")
+    assert several.returncode == 2 and "name the one to measure (--level)" in several.stderr, several.stderr
 
 
 def test_conditioning_ablation_covers_every_mechanism(tmp_path):

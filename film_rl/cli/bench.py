@@ -67,7 +67,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if args.out:
             print(f"wrote {args.out}")
         return 0
-    level = getattr(args, "env", None) or args.level
+    level = getattr(args, "env", None) or args.level or experiment_level(getattr(args, "experiment", None))
     check_levels([level])
     if args.kind == "throughput":
         result = bench.throughput(
@@ -87,7 +87,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                         "cannot report its metric, only the rolling one",
                         file=sys.stderr,
                     )
-                result = bench.efficiency(level, args.seeds, args.agent, args.budget, args.overrides, args.runs_dir)
+                result = bench.efficiency(
+                    level, args.seeds, args.agent, args.budget, args.overrides, args.runs_dir, args.experiment
+                )
             else:
                 result = bench.conditioning(level, args.budget, args.agent, args.seed, args.overrides, args.runs_dir)
         except TrainingInterrupted as err:  # the run in progress is saved and resumable like any other
@@ -100,6 +102,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def experiment_level(experiment: str | None) -> str:
+    """The one level an experiment trains on, for ``bench efficiency --experiment`` without ``--level``."""
+    from film_rl.config import load_experiment
+
+    if experiment is None:
+        raise UserError("name a level (--level) or a level's recipe (--experiment)")
+    levels = getattr(load_experiment(experiment).env, "levels", [])
+    if len(levels) != 1:
+        raise UserError(f"--experiment {experiment} trains on {len(levels)} levels; name the one to measure (--level)")
+    return str(levels[0])
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("bench", help="measure throughput, sample efficiency and the conditioning ablation")
     kinds = p.add_subparsers(dest="kind", required=True, parser_class=Parser)
@@ -108,7 +122,8 @@ def add_parser(sub: Any) -> None:
     )
     t.add_argument("--env", default="BabyAI-GoToLocal-v0")
     e = kinds.add_parser("efficiency", help="episodes until the success first reaches 0.99 by BabyAI's centred window")
-    e.add_argument("--level", required=True)
+    e.add_argument("--level", help="BabyAI level id (default: --experiment's one level)")
+    e.add_argument("--experiment", metavar="FILE", help="the level's recipe (default: --agent on the bench's settings)")
     e.add_argument("--seeds", type=int, default=1)
     e.add_argument("--budget", type=int, default=1_000_000, help="timesteps per seed at most")
     a = kinds.add_parser(

@@ -1,7 +1,8 @@
 """``film-rl report``: a sweep's finished runs as a table (mean ± 95% CI across seeds) and learning curves.
 
 Every figure is read back from the run directories, so a report can be made while a sweep still
-runs (it covers the finished trials) and remade after more seeds are added:
+runs (it covers the finished trials) and remade after more seeds are added; ``film-rl report
+RUN_DIR`` makes the same files for one run, also while it trains:
 
 - final success rate: the run's own evaluation (``eval.json``); for tasks scored per game, the mean human-normalized
   score of that evaluation;
@@ -132,7 +133,7 @@ def read_run(trial: Trial, run_dir: Path, finished: bool = True) -> RunFigures:
             ("rollout/human_normalized_mean"),
         )
     stats_path = runs.beside(run_dir / runs.MODEL, runs.STATS)
-    if not stats_path.is_file() and not finished:  # a run in progress: its last checkpoint's
+    if not finished and not (evaluated and stats_path.is_file()):  # a run in progress: its last checkpoint's
         saved = runs.checkpoints(run_dir)
         stats_path = runs.beside(saved[-1][1], runs.STATS) if saved else stats_path
     stats = runs.read_stats(stats_path) if stats_path.is_file() else {}

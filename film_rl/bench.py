@@ -376,8 +376,8 @@ def efficiency(
         the bench's defaults; the bench sets only the budget, the stopping rule, seeds and outputs.
     """
     runs = []
+    window = success_window(level)
     for seed in range(seeds):
-        window = success_window(level)
         settings: dict[str, Any] = {
             "name": f"bench-efficiency-{level}",
             "seed": seed,
@@ -408,7 +408,7 @@ def efficiency(
         "agent": agent if experiment is None else None,
         "experiment": experiment,
         "budget": budget,
-        "window": success_window(level),
+        "window": window,
         "machine": machine(),
         "runs": runs,
         "median_babyai_episodes_to_99": statistics.median(reached) if reached else None,

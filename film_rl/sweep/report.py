@@ -469,9 +469,9 @@ def run_report(run_dir: Path, out: Path | None = None) -> Report:
     of each game, which the mean score hides (one game rising while another stays at random)."""
     config = runs.read_config(run_dir)
     spec = SweepSpec(name=run_dir.name, experiment=str(run_dir / runs.CONFIG), seeds=[config.seed])
-    if not progress_rows(run_dir):
-        raise UserError(f"{run_dir}: no training log to report yet")
     figures = [read_run(Trial((), config.seed), run_dir, finished=False)]
+    if not figures[0].frames:  # every logged row is past step 0
+        raise UserError(f"{run_dir}: no training log to report yet")
     result = write_report(figures, [], spec, out or run_dir / "report", "disabled", title=f"Run {run_dir}")
     if (run_dir / runs.EVAL).is_file() and not evaluation_is_stale(run_dir):
         return result

@@ -57,3 +57,29 @@ def test_linear_schedules_reach_sb3_and_are_saved_with_the_model(tmp_path):
         if r.get("train/learning_rate")
     ]
     assert len(rates) >= 3 and rates == sorted(rates, reverse=True) and rates[-1] < 0.5e-3
+
+
+def test_a_linear_entropy_bonus_falls_over_the_budget_and_a_resumed_run_goes_on_along_it(tmp_path):
+    """SB3 takes ``ent_coef`` as a number: the schedule sets it before every update, from the
+    timesteps so far, so PPO's loss sees 0.02 x (1 - t / budget), and a run stopped and resumed
+    with a longer budget picks the line up from where it is."""
+    overrides = ["agent.algorithm.ent_coef=0.02", "agent.algorithm.ent_coef_schedule=linear", "budget.timesteps=512"]
+    done = run_cli("train", "experiments/quickstart.yaml", f"runs_dir={tmp_path}", *TINY, *overrides)
+    assert done.returncode == 0, done.stderr
+    run = only_run_dir(tmp_path)
+
+    def logged(log: str) -> list[tuple[int, float]]:
+        rows = csv.DictReader((run / log).open())
+        return [(int(r["time/total_timesteps"]), float(r["train/ent_coef"])) for r in rows if r.get("train/ent_coef")]
+
+    first = logged("progress.csv")
+    assert len(first) >= 3
+    for steps, coef in first:
+        assert coef == pytest.approx(0.02 * (1 - steps / 512))
+    assert PPO.load(run / "model.zip").ent_coef == pytest.approx(first[-1][1])
+    done = run_cli("train", "--resume", str(run), "budget.timesteps=1024")
+    assert done.returncode == 0, done.stderr
+    resumed = logged("progress.1.csv")  # the resumed leg's log, beside the first
+    assert resumed and all(s > 512 for s, _ in resumed)
+    for steps, coef in resumed:
+        assert coef == pytest.approx(0.02 * (1 - steps / 1024))

@@ -37,6 +37,10 @@ class AlgorithmConfig:
     clip_range_schedule: Literal["constant", "linear"] = later("constant")
     #: entropy bonus weight
     ent_coef: float = bounded(0.01, 0.0, 100.0)
+    #: ``linear``: the entropy bonus falls linearly to 0 over the budget. BabyAI's metric counts the
+    #: training episodes, played with sampled actions: a bonus that stays keeps a policy that has
+    #: learned the mission sampling wide of it; ``constant``: it stays
+    ent_coef_schedule: Literal["constant", "linear"] = later("constant")
     #: value-loss weight
     vf_coef: float = bounded(0.5, 0.0, 100.0)
     #: gradient norm clip

@@ -20,6 +20,31 @@ from stable_baselines3.common.callbacks import BaseCallback
 from film_rl.run.run_dir import CHECKPOINTS, checkpoints, save_atomically
 
 
+class LinearEntropyBonus(BaseCallback):
+    """PPO's entropy bonus falling linearly from ``start`` to 0 at ``budget`` timesteps (SB3 takes
+    ``ent_coef`` as a number only). It is set before each rollout's update from the timesteps so far,
+    so a resumed run goes on along the same line; logged as ``train/ent_coef``."""
+
+    def __init__(self, start: float, budget: int) -> None:
+        super().__init__()
+        self.start = start
+        self.budget = budget
+
+    def _set(self) -> None:
+        value = self.start * max(0.0, 1.0 - self.num_timesteps / self.budget)
+        self.model.ent_coef = value  # type: ignore[attr-defined]
+        self.logger.record("train/ent_coef", value)
+
+    def _on_training_start(self) -> None:
+        self._set()
+
+    def _on_rollout_end(self) -> None:
+        self._set()
+
+    def _on_step(self) -> bool:
+        return True
+
+
 class Checkpointer(BaseCallback):
     """Save ``checkpoints/step_<timesteps>.zip`` every ``freq`` timesteps, keeping the newest ``keep``.
 

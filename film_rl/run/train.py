@@ -47,6 +47,7 @@ from film_rl.run import run_dir as runs
 from film_rl.run.callbacks import (
     Checkpointer,
     Diverged,
+    LinearEntropyBonus,
     PeriodicEval,
     Progress,
     StopOnNonFinite,
@@ -235,6 +236,8 @@ def _learn(
 
     checkpointer = Checkpointer(run_dir, config.checkpoint.freq, config.checkpoint.keep, save_extra)
     callbacks: list[Any] = [StopOnNonFinite(), stats, checkpointer]
+    if config.agent.algorithm.ent_coef_schedule == "linear":
+        callbacks.append(LinearEntropyBonus(config.agent.algorithm.ent_coef, config.budget.timesteps))
     if config.logging.progress_bar:
         callbacks.append(Progress(config.budget.timesteps, stats.headline))
     if reward_model is not None:

@@ -127,6 +127,10 @@ class AgentConfig:
     net_arch: list[int] = field(default_factory=lambda: [64], metadata={"range": (1, 65536, False, False)})
     #: LSTM memory width (policy: lstm)
     lstm_hidden: int = bounded(128, 1, 65536)
+    #: the critic's memory (policy: lstm). ``own``: an LSTM of its own (sb3-contrib's default), so
+    #: the value loss also trains the shared FiLM network; ``shared``: it reads the actor's LSTM with
+    #: the gradient stopped (sb3-contrib's ``shared_lstm``), so the value loss trains only its head
+    critic_memory: Literal["own", "shared"] = later("shared")
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
 
 

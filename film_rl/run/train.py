@@ -172,7 +172,8 @@ def build_model(config: ExperimentConfig, task: Task, env: VecEnv, device: str) 
     policy: type[FilmCnnPolicy] | type[FilmLstmPolicy] = FilmCnnPolicy
     if agent.policy == "lstm":
         policy = FilmLstmPolicy
-        policy_kwargs.update(lstm_hidden_size=agent.lstm_hidden, shared_lstm=True, enable_critic_lstm=False)
+        own = agent.critic_memory == "own"
+        policy_kwargs.update(lstm_hidden_size=agent.lstm_hidden, shared_lstm=not own, enable_critic_lstm=own)
     return runs.algorithm_class(config)(
         policy,  # type: ignore[arg-type]
         env,

@@ -175,3 +175,25 @@ def test_advantage_normalisation_reaches_sb3(normalize):
     model = film_model(config, "cpu")
     assert model.normalize_advantage is normalize
     model.get_env().close()
+
+
+@pytest.mark.parametrize("memory", ["own", "shared"])
+def test_an_lstm_critic_trains_the_film_network_only_with_a_memory_of_its_own(memory):
+    """``agent.critic_memory=own`` gives the critic sb3-contrib's own LSTM over the shared FiLM
+    features, so the value loss reaches the FiLM network; ``shared`` reads the actor's LSTM with
+    sb3-contrib's stopped gradient, so it reaches only the value head."""
+    config = bench_config(LEVELS[0], "film-lstm", [f"agent.critic_memory={memory}", "env.n_envs=2"])
+    model = film_model(config, "cpu")
+    policy = model.policy
+    assert (policy.lstm_critic is not None) == (memory == "own")
+    obs, _ = policy.obs_to_tensor(_observations(model.get_env(), 8))
+    n = len(obs["image"])
+    zeros = torch.zeros(policy.lstm_hidden_state_shape[0], n, policy.lstm_hidden_state_shape[2])
+    values = policy.predict_values(obs, (zeros, zeros), torch.ones(n))
+    policy.zero_grad()
+    values.sum().backward()
+    film = [p.grad for p in policy.features_extractor.parameters() if p.requires_grad]
+    reached = any(g is not None and bool(g.abs().sum() > 0) for g in film)
+    assert reached == (memory == "own")
+    assert policy.value_net.weight.grad is not None and bool(policy.value_net.weight.grad.abs().sum() > 0)
+    model.get_env().close()

@@ -42,16 +42,17 @@ def test_efficiency_reports_babyai_metric_beside_the_paper(tmp_path):
 def test_efficiency_runs_a_levels_own_recipe(tmp_path):
     out = tmp_path / "efficiency.json"
     done = run_cli(
-        "bench", "efficiency", "--experiment", "experiments/pickuploc.yaml", "--budget", "256",
-        "--runs-dir", str(tmp_path / "runs"), "--out", str(out), *SMALL, "agent.lstm_hidden=16",
+        "bench", "efficiency", "--experiment", "experiments/gotolocal-efficiency.yaml", "--budget", "256",
+        "--runs-dir", str(tmp_path / "runs"), "--out", str(out), *SMALL, "agent.channels=[8,8]",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
-    assert result["level"] == "BabyAI-PickupLoc-v0" and result["experiment"] == "experiments/pickuploc.yaml"
+    assert result["level"] == "BabyAI-GoToLocal-v0" and result["experiment"] == "experiments/gotolocal-efficiency.yaml"
     (run,) = (tmp_path / "runs").glob("*/*/config.yaml")
     config = yaml.safe_load(run.read_text())
-    assert config["agent"]["policy"] == "lstm" and config["agent"]["lstm_hidden"] == 16  # the recipe's, then ours
-    assert config["env"]["levels"] == ["BabyAI-PickupLoc-v0"]
+    assert config["env"]["reward_scale"] == 20 and config["agent"]["algorithm"]["normalize_advantage"] is False
+    assert config["agent"]["channels"] == [8, 8]  # the recipe's settings, then ours
+    assert config["env"]["levels"] == ["BabyAI-GoToLocal-v0"]
     assert config["budget"] == {**config["budget"], "timesteps": 256, "stop_on": "babyai", "babyai_window": 100}
     several = run_cli("bench", "efficiency", "--experiment", "experiments/local-suite.yaml")
     assert several.returncode == 2 and "name the one to measure (--level)" in several.stderr, several.stderr

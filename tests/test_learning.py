@@ -8,8 +8,11 @@ policy succeeds in about a quarter of the episodes (in ~15 steps), a trained one
 import csv
 
 import pytest
+import yaml
 from conftest import TINY, eval_json, only_run_dir, run_cli
 from stable_baselines3 import PPO
+
+from film_rl.model.policies import FilmCnnPolicy
 
 FAST = [
     "env.levels=[BabyAI-GoToObjS4-v0]",
@@ -83,3 +86,24 @@ def test_a_linear_entropy_bonus_falls_over_the_budget_and_a_resumed_run_goes_on_
     assert resumed and all(s > 512 for s, _ in resumed)
     for steps, coef in resumed:
         assert coef == pytest.approx(0.02 * (1 - steps / 1024))
+
+
+@pytest.mark.parametrize(
+    "recipe,level",
+    [
+        ("pickuploc", "BabyAI-PickupLoc-v0"),
+        ("putnextlocal", "BabyAI-PutNextLocal-v0"),
+        ("gotolocal-efficiency", "BabyAI-GoToLocal-v0"),
+    ],
+)
+def test_a_level_recipe_trains_a_few_hundred_steps_and_its_policy_plays(tmp_path, recipe, level):
+    """The long recipes of the harder levels, on a tiny budget: they compose, train, checkpoint,
+    save and evaluate on their own level."""
+    done = run_cli("train", f"experiments/{recipe}.yaml", f"runs_dir={tmp_path}", *TINY, "checkpoint.freq=128")
+    assert done.returncode == 0, done.stderr
+    run = only_run_dir(tmp_path)
+    assert (run / "model.zip").is_file() and list((run / "checkpoints").glob("step_*.zip"))
+    result = eval_json(run)
+    assert result["episodes"] == 4 and 0.0 <= result["success_rate"] <= 1.0
+    assert isinstance(PPO.load(run / "model.zip").policy, FilmCnnPolicy)  # the memoryless FiLM CNN, for PPO
+    assert yaml.safe_load((run / "config.yaml").read_text())["env"]["levels"] == [level]

@@ -197,3 +197,21 @@ def test_an_lstm_critic_trains_the_film_network_only_with_a_memory_of_its_own(me
     assert reached == (memory == "own")
     assert policy.value_net.weight.grad is not None and bool(policy.value_net.weight.grad.abs().sum() > 0)
     model.get_env().close()
+
+
+@pytest.mark.parametrize("agent", ["film-cnn", "film-lstm"])
+def test_after_updates_a_policy_acts_on_the_film_parameters_it_trains(agent):
+    """Acting reuses each instruction's FiLM parameters until the optimizer steps. sb3-contrib's
+    recurrent policy replaces its optimizer after building the LSTM: the cache must hear the new
+    one, or the LSTM policy would act for the whole run on the parameters of its first rollout."""
+    overrides = ["env.n_envs=2", "agent.algorithm.n_steps=32", "agent.algorithm.batch_size=32", "agent.lstm_hidden=16"]
+    model = film_model(bench_config(LEVELS[0], agent, overrides), "cpu")
+    model.learn(128)  # two rollouts of 2 x 32 steps: two minibatches x four epochs each
+    generator = model.policy.features_extractor.generator
+    assert generator._optimizer_steps == 16
+    instruction = torch.as_tensor(_observations(model.get_env(), 8)["instruction"])
+    with torch.no_grad():
+        acting = generator.embed(instruction)  # the cached path, as in a rollout
+        training = generator.head(generator.encoder(instruction))  # what the loss sees
+    torch.testing.assert_close(acting, training)
+    model.get_env().close()

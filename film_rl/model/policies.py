@@ -168,11 +168,14 @@ class _FilmPolicyMixin:
         kwargs.setdefault("features_extractor_class", InstructionFeatures)
         kwargs.setdefault("normalize_images", False)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)  # type: ignore[call-arg]
+        # Only now is the optimizer the one that trains: sb3-contrib's recurrent policy replaces the
+        # one ``_build`` made once its LSTMs exist. The FiLM acting cache must hear *its* steps, or
+        # the policy would act on the FiLM parameters of the first rollout for the whole run.
+        self.features_extractor.follow(self.optimizer)  # type: ignore[attr-defined]
 
     def _build(self, lr_schedule: Schedule) -> None:
         super()._build(lr_schedule)  # type: ignore[misc]
         self.features_extractor.reset_film_head()  # type: ignore[attr-defined]
-        self.features_extractor.follow(self.optimizer)  # type: ignore[attr-defined]
 
 
 class FilmCnnPolicy(_FilmPolicyMixin, ActorCriticPolicy):

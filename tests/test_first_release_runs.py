@@ -14,9 +14,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 
 from film_rl import cli
+from film_rl.config import compose
+from film_rl.run.run_dir import read_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs-first-release"
 RUNS = sorted(p.name for p in FIXTURES.iterdir())
@@ -41,3 +44,14 @@ def test_a_first_release_run_resumes_and_loads_with_plain_ppo(tmp_path: Path) ->
     assert cli.main(["train", "--resume", str(run), "budget.timesteps=384", "logging.wandb=disabled"]) == 0
     assert PPO.load(run / "model.zip", device="cpu").num_timesteps == 384
     assert json.loads((run / "eval.json").read_text())["episodes"] == 2
+
+
+def test_an_lstm_run_saved_before_critic_memory_reads_as_the_shared_critic_it_had(tmp_path: Path) -> None:
+    """``agent.critic_memory`` defaults to ``own`` now; a run saved before the option existed had
+    sb3-contrib's shared, stopped-gradient critic, and its config must say so."""
+    assert read_config(FIXTURES / "babyai-film-lstm").agent.critic_memory == "shared"
+    model = RecurrentPPO.load(FIXTURES / "babyai-film-lstm" / "model.zip", device="cpu")
+    assert model.policy.shared_lstm and model.policy.lstm_critic is None  # what the zip was built with
+    assert (
+        compose({"name": "x", "env": "babyai-gotoredballgrey", "agent": "film-lstm"}, []).agent.critic_memory == "own"
+    )

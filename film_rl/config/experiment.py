@@ -113,6 +113,15 @@ def drop_legacy(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def saved_before_options(data: dict[str, Any]) -> dict[str, Any]:
+    """A config saved before an option existed says what that run did, where the option's default
+    has since changed: an LSTM run saved before ``agent.critic_memory`` had the ``shared`` critic."""
+    agent = data.get("agent")
+    if isinstance(agent, dict) and agent.get("policy") == "lstm" and "critic_memory" not in agent:
+        return {**data, "agent": {**agent, "critic_memory": "shared"}}
+    return data
+
+
 # --------------------------------------------------------------------------- typed conversion
 
 
@@ -385,7 +394,7 @@ def load_saved_config(path: Path, overrides: list[str] | None = None) -> Experim
     rather than filled in with defaults (the run would silently become another experiment)."""
     raw = read_yaml(path)
     if raw:
-        raw = drop_legacy(raw)
+        raw = saved_before_options(drop_legacy(raw))
     missing = saved_missing_keys(raw)
     if missing:
         shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")

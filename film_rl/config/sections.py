@@ -130,7 +130,8 @@ class AgentConfig:
     #: the critic's memory (policy: lstm). ``own``: an LSTM of its own (sb3-contrib's default), so
     #: the value loss also trains the shared FiLM network; ``shared``: it reads the actor's LSTM with
     #: the gradient stopped (sb3-contrib's ``shared_lstm``), so the value loss trains only its head
-    critic_memory: Literal["own", "shared"] = later("shared")
+    #: and the FiLM network learns from the policy loss alone (docs/results.md: it barely learns)
+    critic_memory: Literal["own", "shared"] = later("own")
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
 
 

@@ -118,6 +118,9 @@ def test_a_tiny_run_logs_and_evaluates_every_game(tmp_path, agent, algorithm):
     done = run_cli(
         "train", "experiments/minatar.yaml", f"agent={agent}", "agent.lstm_hidden=16", f"runs_dir={tmp_path}",
         *TINY, "env.n_envs=3", "eval.episodes=3", "eval.freq_episodes=3",
+        # 256 steps per game: a random Asterix episode lasts up to ~190 steps (56 at the median),
+        # and each game must end one in training for its rollout column to exist
+        "budget.timesteps=768",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     run = only_run_dir(tmp_path)

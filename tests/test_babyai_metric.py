@@ -80,6 +80,8 @@ def test_a_run_stops_when_babyais_window_reaches_the_target(tmp_path):
     assert stats["centred"]["reached"]["0.01"] == stats["centred"]["rows"][0][0] > 0
     progress = pandas.read_csv(stats_path.parent / "progress.csv")
     assert progress["time/total_timesteps"].max() < 100_000  # stopped early, at the first row
+    # it stopped inside a rollout: the figure it stopped on is logged with the final evaluation
+    assert progress["rollout/babyai_episodes_to_1"].dropna().tolist() == [stats["centred"]["reached"]["0.01"]]
 
 
 def test_a_run_resumed_without_rows_does_not_make_them_up():

@@ -259,6 +259,16 @@ class InstructionStats(TrainingStats):
         return len(self.recent) == self.window and float(np.mean(self.recent)) >= self.stop_at
 
     def _on_rollout_end(self) -> None:
+        self._record()
+        if self.recent:
+            self.curve.append((self.episodes, self.num_timesteps, float(np.mean(self.recent))))
+
+    def _on_training_end(self) -> None:
+        # a run stopped at its target ends inside a rollout, where SB3 skips _on_rollout_end: the
+        # figures it stopped on go into the log row of its final evaluation instead
+        self._record()
+
+    def _record(self) -> None:
         for level, outcomes in self.per_level.items():
             self.logger.record(f"rollout/success_rate/{level}", float(np.mean(outcomes)))
         self.logger.record("rollout/episodes", self.episodes)
@@ -272,5 +282,3 @@ class InstructionStats(TrainingStats):
         window = self.centred.latest_window()
         if window is not None:
             self.logger.record("rollout/success_rate_babyai_window", window)
-        if self.recent:
-            self.curve.append((self.episodes, self.num_timesteps, float(np.mean(self.recent))))

@@ -28,7 +28,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 from torch import nn
 
-from film_rl.config import AtariEnvConfig, ExperimentConfig, compose, load_experiment
+from film_rl.config import AtariEnvConfig, ExperimentConfig, compose, flatten, load_experiment
 from film_rl.errors import UserError
 from film_rl.files import write_json
 from film_rl.run.train import build_env, build_model, ppo_settings, torch_threads, train, use_subprocesses, validate
@@ -340,17 +340,6 @@ def _run(config: ExperimentConfig) -> dict[str, Any]:
         "final_success_rate": result.eval.success_rate,
         "run_dir": str(result.run_dir),
     }
-
-
-def flatten(section: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"budget": {"timesteps": 5}}`` -> ``{"budget.timesteps": 5}``: a section as overrides."""
-    out: dict[str, Any] = {}
-    for key, value in section.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def success_window(level: str) -> int:

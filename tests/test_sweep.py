@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -311,7 +312,32 @@ def test_resume_refuses_a_changed_experiment_but_not_a_newer_film_rl(tmp_path: P
 
     experiment.write_text(experiment.read_text().replace("1000", "2000"))
     changed = run_cli("sweep", "--resume", str(folder), "--dry-run")
-    assert changed.returncode == 2 and "changed since the sweep started (budget)" in changed.stderr
+    assert changed.returncode == 2
+    assert "changed since the sweep started (budget.timesteps: 1000 -> 2000)" in changed.stderr
+
+
+@pytest.mark.parametrize(("agent", "refused"), [("film-lstm", True), ("film-cnn", False)])
+def test_a_sweep_saved_before_critic_memory_keeps_the_critic_its_trials_had(
+    tmp_path: Path, agent: str, refused: bool
+) -> None:
+    """An LSTM sweep saved before ``agent.critic_memory`` ran its trials with the shared critic;
+    today's default (``own``) would make its remaining trials another experiment, so resuming it
+    is refused, naming the option. A feed-forward sweep has no critic memory: it resumes."""
+    from film_rl.errors import UserError
+    from film_rl.sweep.runner import load_spec, make_spec, save_spec
+
+    experiment = tmp_path / "x.yaml"
+    experiment.write_text(f"name: x\nenv: babyai-gotoredballgrey\nagent: {agent}\nbudget: {{timesteps: 1000}}\n")
+    folder = tmp_path / "sweep"
+    save_spec(make_spec(str(experiment), [], seeds=2, name="x"), folder)
+    saved = yaml.safe_load((folder / "sweep.yaml").read_text())
+    del saved["base"]["agent"]["critic_memory"]  # as written before the option existed
+    (folder / "sweep.yaml").write_text(yaml.safe_dump(saved))
+    if refused:
+        with pytest.raises(UserError, match=re.escape("agent.critic_memory: 'shared' -> 'own'")):
+            load_spec(folder)
+    else:
+        assert load_spec(folder).base["agent"]["critic_memory"] == "own"
 
 
 def test_intervals_are_cut_to_what_the_figure_can_be() -> None:

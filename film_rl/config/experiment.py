@@ -27,7 +27,7 @@ import yaml
 from film_rl.config import atari, babyai, minatar
 from film_rl.config.atari import AtariAgentConfig, AtariEnvConfig
 from film_rl.config.babyai import BabyAIEnvConfig, GridAgentConfig
-from film_rl.config.fields import bounded, check_range, missing_keys
+from film_rl.config.fields import bounded, check_range, missing_keys, saved_meaning
 from film_rl.config.minatar import MinAtarAgentConfig, MinAtarEnvConfig
 from film_rl.config.sections import (
     AgentConfig,
@@ -113,13 +113,14 @@ def drop_legacy(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def saved_before_options(data: dict[str, Any]) -> dict[str, Any]:
-    """A config saved before an option existed says what that run did, where the option's default
-    has since changed: an LSTM run saved before ``agent.critic_memory`` had the ``shared`` critic."""
-    agent = data.get("agent")
-    if isinstance(agent, dict) and agent.get("policy") == "lstm" and "critic_memory" not in agent:
-        return {**data, "agent": {**agent, "critic_memory": "shared"}}
-    return data
+def read_as_saved(data: dict[str, Any]) -> dict[str, Any]:
+    """A saved config (a run's, or a sweep's base) as the run it describes did it: the first
+    release's keys of other families dropped, and every option added since whose absence meant
+    something other than today's default (``later(saved=...)``) set to what it meant."""
+    data = drop_legacy(data)
+    known = family(data)
+    filled: dict[str, Any] = saved_meaning(ExperimentConfig, data, {"env": known.env, "agent": known.agent})
+    return filled
 
 
 # --------------------------------------------------------------------------- typed conversion
@@ -288,6 +289,17 @@ def merge(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def flatten(section: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"budget": {"timesteps": 5}}`` -> ``{"budget.timesteps": 5}``: a section as overrides."""
+    out: dict[str, Any] = {}
+    for key, value in section.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """``agent.conditioning=concat`` -> (``agent.conditioning``, ``"concat"``); values are YAML."""
     key, sep, raw = text.partition("=")
@@ -394,7 +406,7 @@ def load_saved_config(path: Path, overrides: list[str] | None = None) -> Experim
     rather than filled in with defaults (the run would silently become another experiment)."""
     raw = read_yaml(path)
     if raw:
-        raw = saved_before_options(drop_legacy(raw))
+        raw = read_as_saved(raw)
     missing = saved_missing_keys(raw)
     if missing:
         shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")

@@ -20,9 +20,17 @@ def bounded(
     return field(default=default, metadata={"range": (lo, hi, above, below), "later": later})
 
 
-def later(default: Any) -> Any:
-    """A field added after runs were first saved: a saved config may lack it."""
-    return field(default=default, metadata={"later": True})
+def later(default: Any, *, saved: Any = None) -> Any:
+    """A field added after runs were first saved: a saved config may lack it.
+
+    ``saved``: where the field's arrival changed what its absence means, a function of the saved
+    section's keys giving the value a run saved before the field had (read back by
+    :func:`saved_meaning`); without it, such a run had ``default``.
+    """
+    metadata: dict[str, Any] = {"later": True}
+    if saved is not None:
+        metadata["saved"] = saved
+    return field(default=default, metadata=metadata)
 
 
 def _interval(lo: float, hi: float, above: bool, below: bool) -> str:
@@ -53,6 +61,23 @@ def check_ranges(config: Any, prefix: str = "") -> None:
             check_ranges(value, key)
         else:
             check_range(value, f.metadata, key)
+
+
+def saved_meaning(cls: type[Any], data: Any, sections: dict[str, type[Any]] | None = None) -> Any:
+    """A saved config with each field it lacks, and whose ``later(saved=...)`` says what its
+    absence meant, filled in with that value: the run is read back as what it did, not as
+    today's default would make it. ``sections``: as for :func:`missing_keys`."""
+    if not isinstance(data, dict):
+        return data
+    hints = {**typing.get_type_hints(cls), **(sections or {})}
+    out = dict(data)
+    for f in dataclasses.fields(cls):
+        if f.name not in out:
+            if "saved" in f.metadata:
+                out[f.name] = f.metadata["saved"](data)
+        elif dataclasses.is_dataclass(hints[f.name]) and isinstance(out[f.name], dict):
+            out[f.name] = saved_meaning(hints[f.name], out[f.name])
+    return out
 
 
 def missing_keys(

@@ -4,7 +4,7 @@ logging, AGILE's reward model, and the common part of the env and agent sections
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from film_rl.config.fields import bounded, later
 
@@ -109,6 +109,12 @@ class EnvConfig:
     vec_env: Literal["auto", "subproc", "dummy"] = "auto"
 
 
+def _critic_memory_before(agent: dict[str, Any]) -> str:
+    """The critic an LSTM run saved before ``critic_memory`` existed had: the ``shared`` one (the
+    feed-forward policy has no critic memory, so its runs read as the default)."""
+    return "shared" if agent.get("policy") == "lstm" else "own"
+
+
 @dataclass
 class AgentConfig:
     """The policy, its conditioning and the algorithm that trains it; the network's family-specific
@@ -131,7 +137,7 @@ class AgentConfig:
     #: the value loss also trains the shared FiLM network; ``shared``: it reads the actor's LSTM with
     #: the gradient stopped (sb3-contrib's ``shared_lstm``), so the value loss trains only its head
     #: and the FiLM network learns from the policy loss alone (docs/results.md: it barely learns)
-    critic_memory: Literal["own", "shared"] = later("own")
+    critic_memory: Literal["own", "shared"] = later("own", saved=_critic_memory_before)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
 
 

@@ -54,7 +54,15 @@ from typing import Any
 
 import yaml
 
-from film_rl.config import ExperimentConfig, compose, drop_legacy, load_experiment, read_yaml, saved_missing_keys
+from film_rl.config import (
+    ExperimentConfig,
+    compose,
+    flatten,
+    load_experiment,
+    read_as_saved,
+    read_yaml,
+    saved_missing_keys,
+)
 from film_rl.errors import UserError, did_you_mean
 from film_rl.files import write_json, write_yaml
 from film_rl.run import run_dir as runs
@@ -295,8 +303,8 @@ def load_spec(folder: Path, check_experiment: bool = True) -> SweepSpec:
     unknown = sorted(set(data) - set(_SPEC_TYPES))
     if unknown:
         raise UserError(f"{path} is not a sweep file: unknown key '{unknown[0]}'")
-    if isinstance(data["base"], dict):  # written by the first release: keys of every family alike
-        data["base"] = drop_legacy(data["base"])
+    if isinstance(data["base"], dict):  # the experiment its first trials ran, whenever it was saved
+        data["base"] = read_as_saved(data["base"])
     missing = saved_missing_keys(data["base"], "base")
     if missing:
         raise UserError(f"{path} is incomplete ({', '.join(missing[:3])} missing); it may have been truncated")
@@ -307,12 +315,15 @@ def load_spec(folder: Path, check_experiment: bool = True) -> SweepSpec:
     # default, is not a change of the experiment; nor are the recipes' names (wandb tags), which a
     # run's values do not depend on
     labels = ("env_recipe", "agent_recipe")
-    now = {k: v for k, v in load_experiment(spec.experiment, list(spec.overrides)).to_dict().items() if k not in labels}
-    then = {k: v for k, v in compose(dict(spec.base), []).to_dict().items() if k not in labels}
-    if now != then:
-        changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
+    now = flatten(load_experiment(spec.experiment, list(spec.overrides)).to_dict())
+    then = flatten(compose(dict(spec.base), []).to_dict())
+    changed = sorted(k for k in set(now) | set(then) if k not in labels and now.get(k) != then.get(k))
+    if changed:
+        # a default film-rl changed reads the same as an edited recipe: the values say which
+        shown = ", ".join(f"{k}: {then.get(k)!r} -> {now.get(k)!r}" for k in changed[:3])
         raise UserError(
-            f"{spec.experiment} (or its recipes) changed since the sweep started ({', '.join(changed)}); "
+            f"{spec.experiment} (or its recipes, or film-rl's defaults) changed since the sweep started "
+            f"({shown}{', ...' if len(changed) > 3 else ''}); "
             "start a new sweep instead of mixing trials of two experiments"
         )
     return spec

@@ -107,15 +107,18 @@ def test_distinct_rows_matches_torch_unique():
     ids=["sgd", "fused_adam"],
 )
 def test_acting_cache_never_serves_stale_parameters(optimizer_class):
-    """Without gradients the generator reuses results, until an optimizer step changes the weights."""
+    """Without gradients a generator that follows its optimizer reuses results, until an optimizer
+    step changes the weights."""
     torch.manual_seed(0)
     generator = FiLMGenerator(InstructionEncoder(len(VOCAB), "gru", 8, 16), [4])
+    optimizer = optimizer_class(generator.parameters(), lr=0.5)
+    generator.follow(optimizer)
     batch = tokens(MISSIONS, 12)
     with torch.no_grad():
         cached = generator.embed(batch)
         assert torch.equal(generator.embed(batch), cached)
+        assert len(generator._cache) == len({tuple(row) for row in batch.tolist()})  # one per distinct row
     assert torch.allclose(generator.embed(batch), cached)  # the gradient path computes the same values
-    optimizer = optimizer_class(generator.parameters(), lr=0.5)
     generator.embed(batch).pow(2).sum().add(generator.embed(batch).sum()).backward()
     optimizer.step()
     with torch.no_grad():
@@ -126,6 +129,27 @@ def test_acting_cache_never_serves_stale_parameters(optimizer_class):
     generator.head.bias.data = generator.head.bias.data + 1.0
     with torch.no_grad():
         assert torch.allclose(generator.embed(batch), after + 1.0)
+
+
+def test_a_switch_to_training_mode_forgets_the_acting_cache():
+    """An optimizer the cache does not follow (sb3-contrib replaces the policy's after building
+    it) steps between SB3's switch to training mode and back; the next acting batch is fresh."""
+    torch.manual_seed(0)
+    generator = FiLMGenerator(InstructionEncoder(len(VOCAB), "gru", 8, 16), [4])
+    generator.follow(torch.optim.SGD(generator.parameters(), lr=0.5))
+    unfollowed = torch.optim.Adam(generator.parameters(), lr=0.5, fused=True)  # versions stay put
+    batch = tokens(MISSIONS, 12)
+    generator.eval()
+    with torch.no_grad():
+        cached = generator.embed(batch)
+    generator.train()
+    (generator.embed(batch) - 1).pow(2).sum().backward()
+    unfollowed.step()
+    generator.eval()
+    with torch.no_grad():
+        after = generator.embed(batch)
+    assert not torch.allclose(after, cached)
+    assert torch.allclose(after, generator.embed(batch).detach())
 
 
 @pytest.mark.parametrize("kind", ["gru", "conv"])

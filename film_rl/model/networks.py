@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import cast
+from typing import Self, cast
 
 import torch
 from torch import nn
@@ -180,6 +180,14 @@ class FiLMGenerator(nn.Module):
             self._optimizer_steps = (self._optimizer_steps or 0) + 1
 
         return optimizer.register_step_post_hook(count)
+
+    def train(self, mode: bool = True) -> Self:
+        """Also forget the acting cache: SB3 switches a policy to training mode before every update
+        and back before every rollout, so whichever optimizer trained it (sb3-contrib's recurrent
+        policy replaces the one :meth:`follow` may have been given), the next rollout acts on
+        parameters computed afresh."""
+        self._cache, self._cache_version = {}, ()
+        return super().train(mode)
 
     def reset_head(self) -> None:
         """Zero output: every FiLM layer starts as the identity (γ = 1 + 0, β = 0)."""

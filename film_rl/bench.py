@@ -407,6 +407,56 @@ def efficiency(
     }
 
 
+def floor(level: str, episodes: int = 1000, seed: int = 0, count: int | None = None) -> dict[str, Any]:
+    """The fewest episodes BabyAI's centred metric can count on ``level``
+    (:func:`film_rl.tasks.babyai_metric.fewest_episodes`), for a policy that walks minigrid's BabyAI
+    bot's paths from its first frame: the bot plans shortest routes, so its mean episode length is
+    about the least any policy reaches. Beside BabyAI's published counts, it says how much of a
+    figure is left to win and whether a target is reachable at all. The metric counts episodes, so
+    a policy with longer paths than the bot's is counted for fewer: ``count`` asks how long its
+    successful episodes would have to be for the window to count only ``count``.
+    """
+    from minigrid.utils.baby_ai_bot import BabyAIBot
+
+    from film_rl.tasks.babyai_envs import make_level, silence_rejection_sampling
+    from film_rl.tasks.babyai_metric import fewest_episodes, success_length_for
+
+    silence_rejection_sampling()
+    env = make_level(level)
+    lengths = []
+    for i in range(episodes):
+        env.reset(seed=seed + i)
+        limit = int(env.unwrapped.max_steps)  # type: ignore[attr-defined]  # a level sets it at reset
+        bot = BabyAIBot(env.unwrapped)
+        steps, done, reward = 0, False, 0.0
+        while not done:
+            _, r, terminated, truncated, _ = env.step(bot.replan())
+            steps, done, reward = steps + 1, terminated or truncated, float(r)
+        if reward > 0:
+            lengths.append(steps)
+    env.close()
+    if not lengths:
+        raise UserError(f"minigrid's BabyAI bot solved none of {episodes} episodes of {level}")
+    length = statistics.mean(lengths)
+    window = success_window(level)
+    needed = {}
+    if count is not None:
+        needed = {"count": count, "success_length_for_count": round(success_length_for(count, limit, window), 2)}
+    return {
+        "benchmark": "floor",
+        "level": level,
+        "machine": machine(),
+        "bot_episodes": episodes,
+        "bot_success_rate": len(lengths) / episodes,
+        "bot_mean_length": round(length, 2),
+        "max_steps": limit,
+        "window": window,
+        "fewest_babyai_episodes_to_99": round(fewest_episodes(length, limit, window)),
+        **needed,
+        "babyai": BABYAI_EPISODES_TO_99.get(level, {}),
+    }
+
+
 def conditioning(
     level: str,
     budget: int = 200_000,

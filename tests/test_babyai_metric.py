@@ -7,7 +7,7 @@ import pandas
 import pytest
 from conftest import run_cli
 
-from film_rl.tasks.babyai_metric import ROW_FRAMES, CentredSuccess
+from film_rl.tasks.babyai_metric import ROW_FRAMES, CentredSuccess, fewest_episodes, success_length_for
 
 
 def _rl_dataeff(rows: list[tuple[int, float]], window: int, threshold: float) -> int | None:
@@ -96,3 +96,58 @@ def test_a_run_resumed_without_rows_does_not_make_them_up():
     again = CentredSuccess(window=3)
     again.restore(json.loads(json.dumps(stats.centred.state())))
     assert again.unknown  # and it stays unknown over further resumes
+
+
+def _steady_policy(window: int, length: int, max_steps: int, fail_every: int | None) -> CentredSuccess:
+    """A policy steady from its first frame: successes of ``length`` steps, one failure (a whole
+    ``max_steps`` episode) every ``fail_every`` episodes, played frame by frame into the metric."""
+    metric = CentredSuccess(window, thresholds=(0.99,))
+    frames = episode = 0
+    while 0.99 not in metric.reached and frames < 300 * ROW_FRAMES:
+        episode += 1
+        failed = fail_every is not None and episode % fail_every == 0
+        frames += max_steps if failed else length
+        metric.episode(not failed)
+        metric.advance(frames)
+    return metric
+
+
+@pytest.mark.parametrize(
+    ("window", "length", "fail_every"), [(10, 6, None), (10, 9, 100), (100, 5, None), (100, 7, 120)]
+)
+def test_no_policy_is_counted_below_the_floor_and_a_steady_one_lands_near_it(window, length, fail_every):
+    """:func:`fewest_episodes` bounds what the centred window itself counts: a policy succeeding
+    from its first frame is counted for (rows up to the centre) x frames / its mean episode length,
+    never fewer than the floor for its successful episodes' length."""
+    metric = _steady_policy(window, length, 64, fail_every)
+    counted = metric.reached[0.99]
+    floor = fewest_episodes(length, 64, window)
+    failures = 0.0 if fail_every is None else 1 / fail_every
+    steady = (window // 2 + 1) * ROW_FRAMES / ((1 - failures) * length + failures * 64)
+    assert floor <= counted
+    assert abs(counted - steady) <= steady * 0.01  # the rows' episode counts, up to one episode per row
+
+
+def test_the_floor_falls_as_paths_lengthen_and_the_inverse_gives_the_length_back():
+    """The metric counts episodes: a policy whose successful episodes are longer is counted for
+    fewer, and success_length_for inverts fewest_episodes."""
+    assert fewest_episodes(5.3, 64) > fewest_episodes(7.3, 64) > fewest_episodes(9.8, 64)
+    for length in (4.0, 5.33, 12.0):
+        assert success_length_for(fewest_episodes(length, 128), 128) == pytest.approx(length)
+    assert fewest_episodes(5.33, 64, window=100) == pytest.approx(51 * ROW_FRAMES / (5.33 + (64 - 5.33) / 51))
+
+
+def test_bench_floor_plays_babyais_bot_and_reports_the_floor(tmp_path):
+    out = tmp_path / "floor.json"
+    level = "BabyAI-GoToRedBallGrey-v0"
+    done = run_cli("bench", "floor", "--level", level, "--episodes", "20", "--count", "10500", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "Sampling rejected" not in done.stdout
+    result = json.loads(out.read_text())
+    assert result["bot_success_rate"] == 1.0 and 1 < result["bot_mean_length"] < 64 and result["max_steps"] == 64
+    assert result["window"] == 10
+    assert result["fewest_babyai_episodes_to_99"] == round(fewest_episodes(result["bot_mean_length"], 64, 10))
+    # BabyAI 1.0's 16-17k on this level is below the bot-path floor: its agent's paths were longer
+    assert result["success_length_for_count"] > result["bot_mean_length"]
+    bad = run_cli("bench", "floor", "--level", "BabyAI-GoToRedBallGrey-v0", "--episodes", "0")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

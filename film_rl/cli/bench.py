@@ -42,6 +42,22 @@ def _print_bench(result: dict[str, Any]) -> None:
             f"median {result['median_babyai_episodes_to_99']} (BabyAI's window); "
             f"BabyAI: {result['babyai'] or 'no figure'}"
         )
+    elif kind == "floor":
+        for column in ("bot episodes", "bot success", "bot mean length", "step limit", "window",
+                       "fewest episodes to 0.99 (BabyAI's window)"):  # fmt: skip
+            table.add_column(column, justify="right")
+        table.add_row(
+            str(result["bot_episodes"]), f"{result['bot_success_rate']:.3f}", f"{result['bot_mean_length']:.2f}",
+            str(result["max_steps"]), str(result["window"]), f"{result['fewest_babyai_episodes_to_99']:,}",
+        )  # fmt: skip
+        table.caption = f"BabyAI: {result['babyai'] or 'no figure'}"
+        if "count" in result:
+            needed, bot = result["success_length_for_count"], result["bot_mean_length"]
+            table.caption += f"; a count of {result['count']:,} " + (
+                f"needs successful episodes of {needed:.2f} steps on average (the bot's: {bot:.2f})"
+                if needed > bot
+                else "lies above the floor: the bot's paths reach it"
+            )
     else:
         for column in ("conditioning", "episodes to 0.9", "episodes to 0.99", "final success"):
             table.add_column(column, justify="right")
@@ -55,8 +71,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from film_rl import bench
     from film_rl.tasks.babyai_envs import check_levels
 
-    for name in ("timesteps", "repeats", "n_envs", "seeds", "budget"):
-        if getattr(args, name, 1) <= 0:
+    for name in ("timesteps", "repeats", "n_envs", "seeds", "budget", "episodes", "count"):
+        value = getattr(args, name, None)
+        if value is not None and value <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be positive")
     if args.kind == "atari":
         result = bench.atari(
@@ -69,7 +86,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     level = getattr(args, "env", None) or args.level or experiment_level(getattr(args, "experiment", None))
     check_levels([level])
-    if args.kind == "throughput":
+    if args.kind == "floor":
+        result = bench.floor(level, args.episodes, args.seed, args.count)
+    elif args.kind == "throughput":
         result = bench.throughput(
             level, args.n_envs, args.timesteps, args.repeats, progress=lambda s: print(s), overrides=args.overrides
         )
@@ -135,6 +154,13 @@ def add_parser(sub: Any) -> None:
         q.add_argument("--n-envs", type=int, default=8)
         q.add_argument("--timesteps", type=int, default=20_000)
         q.add_argument("--repeats", type=int, default=3)
+    f = kinds.add_parser(
+        "floor", help="the fewest episodes BabyAI's centred window can count on a level (its bot's paths)"
+    )
+    f.add_argument("--level", required=True)
+    f.add_argument("--episodes", type=int, default=1000, help="bot episodes to average")
+    f.add_argument("--seed", type=int, default=0, help="first episode's seed")
+    f.add_argument("--count", type=int, help="also: the successful-episode length at which the window counts this few")
     c = kinds.add_parser("conditioning", help="film / concat / bias / scale / gate / none at the same budget")
     c.add_argument("--level", required=True)
     c.add_argument("--budget", type=int, default=200_000)
@@ -142,6 +168,8 @@ def add_parser(sub: Any) -> None:
     for q in (e, c):
         q.add_argument("--agent", default="film-cnn", help="agent recipe")
         q.add_argument("--runs-dir", default="runs/bench")
+    f.add_argument("--out", metavar="FILE", help="write the result as JSON")
+    f.set_defaults(func=cmd_bench)
     for q in (t, e, c, a):
         q.add_argument("overrides", nargs="*", help="key=value overrides of the experiment")
         q.add_argument("--out", metavar="FILE", help="write the result as JSON")

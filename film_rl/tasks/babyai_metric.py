@@ -26,6 +26,32 @@ import numpy as np
 ROW_FRAMES = 64 * 40 * 10
 
 
+def fewest_episodes(success_length: float, max_steps: int, window: int = 100, threshold: float = 0.99) -> float:
+    """The fewest episodes BabyAI's centred window can count at its first ``threshold`` crossing,
+    for a policy whose successful episodes last ``success_length`` steps on average (a failure runs
+    to ``max_steps``).
+
+    The count is the cumulative episode count at the window's centre row, so it holds every episode
+    of the ``window // 2 + 1`` rows up to the centre, which lie inside the window. A row of
+    :data:`ROW_FRAMES` frames with failure rate ``d`` ends ``ROW_FRAMES / (L + d (T - L))`` episodes,
+    convex in ``d``: the fewest come from spreading the window's whole failure allowance,
+    ``(1 - threshold) * window`` rows' worth, evenly over those rows. A policy that succeeds from its
+    first frame with the shortest paths counts about this many: the metric cannot go lower, and
+    counts fewer episodes for a policy that dawdles (longer episodes, fewer of them).
+    """
+    rows = window // 2 + 1
+    failures = min(1.0, (1.0 - threshold) * window / rows)
+    return rows * ROW_FRAMES / (success_length + failures * (max_steps - success_length))
+
+
+def success_length_for(count: float, max_steps: int, window: int = 100, threshold: float = 0.99) -> float:
+    """The inverse of :func:`fewest_episodes`: how many steps a policy's successful episodes must
+    average for BabyAI's centred window to count as few as ``count`` episodes at its crossing."""
+    rows = window // 2 + 1
+    failures = min(1.0, (1.0 - threshold) * window / rows)
+    return (rows * ROW_FRAMES / count - failures * max_steps) / (1.0 - failures)
+
+
 class CentredSuccess:
     """Rows of :data:`ROW_FRAMES` timesteps and the first centred window to reach each threshold.
 

@@ -7,7 +7,7 @@ from film_rl.model.policies import FilmCnnPolicy
 from film_rl.run.evaluate import Episode, evaluate
 from film_rl.tasks.babyai import summarize
 from film_rl.tasks.babyai_envs import make_vec_env
-from film_rl.tasks.instructions import Vocabulary, instruction_kind
+from film_rl.tasks.instructions import Vocabulary, description_traits, instruction_kind
 from film_rl.tasks.registry import task_for
 
 
@@ -18,6 +18,33 @@ def test_instruction_kinds_follow_the_babyai_grammar():
     assert instruction_kind("put the grey box next to the green ball") == "put next"
     assert instruction_kind("open a door, then go to the red ball") == "sequence"
     assert instruction_kind("pick up the key after you open the door") == "sequence"
+
+
+def test_description_traits_name_location_colour_and_article():
+    assert description_traits("pick up the ball on your left") == ["location", "no colour", "the ..."]
+    assert description_traits("pick up a red key in front of you") == ["location", "colour", "a ..."]
+    assert description_traits("go to the grey box behind you") == ["location", "colour", "the ..."]
+    assert description_traits("go to a box") == ["no location", "no colour", "a ..."]
+    # two objects: a trait if either description has it, the article of the first
+    assert description_traits("put a key next to the blue ball") == ["no location", "colour", "a ..."]
+
+
+def test_success_per_description_trait_only_for_dimensions_that_varied():
+    """PickupLoc's missions vary in every dimension; a level whose missions all name a colour
+    reports no colour split (it would say nothing)."""
+    episodes = [
+        Episode("pick up the ball on your left", "BabyAI-PickupLoc-v0", False, 0.0, 64),
+        Episode("pick up a red key", "BabyAI-PickupLoc-v0", True, 0.8, 9),
+        Episode("pick up the red box", "BabyAI-PickupLoc-v0", True, 0.7, 12),
+    ]
+    traits = summarize(episodes, multi_level=False).per_description
+    assert traits is not None
+    assert traits["location"] == {"success_rate": 0.0, "episodes": 1}
+    assert traits["no location"] == {"success_rate": 1.0, "episodes": 2}
+    assert traits["the ..."]["success_rate"] == 0.5 and traits["a ..."]["success_rate"] == 1.0
+    assert traits["colour"]["episodes"] == 2 and traits["no colour"]["episodes"] == 1
+    same_colour = [Episode("go to the red ball", "L", True, 0.9, 5), Episode("go to the red key", "L", False, 0.0, 64)]
+    assert summarize(same_colour, multi_level=False).per_description is None
 
 
 def test_multi_level_summary_reports_every_level_and_kind():

@@ -77,6 +77,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"mean_episode_length {figures['mean_episode_length']:.1f}")
         for kind, rate in figures["per_kind"].items():
             print(f"  {kind:<18}{rate:.3f}")
+        if not name or name == result.split:
+            for trait, held in (result.per_description or {}).items():
+                print(f"  {trait:<18}{held['success_rate']:.3f} ({held['episodes']:.0f} episodes)")
         if name == "heldout":
             for item, held in (result.per_heldout or {}).items():
                 print(f"  {item:<18}{held['success_rate']:.3f} ({held['episodes']:.0f} episodes)")

@@ -21,7 +21,7 @@ from film_rl.tasks.babyai_metric import CentredSuccess
 from film_rl.tasks.base import Task, TrainingStats
 from film_rl.tasks.episodes import Episode, EvalResult
 from film_rl.tasks.holdout import Holdout, Split
-from film_rl.tasks.instructions import UNK, Vocabulary, instruction_kind
+from film_rl.tasks.instructions import UNK, Vocabulary, description_traits, instruction_kind
 from film_rl.tasks.splits import from_config
 from film_rl.tasks.video import write_episode_videos
 
@@ -130,19 +130,34 @@ class BabyAITask(Task):
 
 
 def summarize(episodes: list[Episode], multi_level: bool) -> EvalResult:
-    """Success overall, per instruction kind and, for a suite, per level."""
+    """Success overall, per instruction kind, per trait of the object descriptions and, for a
+    suite, per level."""
     groups: dict[str, list[bool]] = defaultdict(list)
+    traits: dict[str, list[bool]] = defaultdict(list)
     for ep in episodes:
         groups[instruction_kind(ep.mission)].append(ep.success)
         if multi_level:
             groups[ep.level].append(ep.success)
+        for trait in description_traits(ep.mission):
+            traits[trait].append(ep.success)
+    # a dimension every mission shares (all name a colour) says nothing: only those that varied
+    varied = {t: v for t, v in traits.items() if _other_side(t) in traits}
     return EvalResult(
+        per_description={t: {"success_rate": float(np.mean(v)), "episodes": len(v)} for t, v in sorted(varied.items())}
+        or None,
         success_rate=float(np.mean([e.success for e in episodes])),
         mean_return=float(np.mean([e.ret for e in episodes])),
         mean_episode_length=float(np.mean([e.length for e in episodes])),
         episodes=len(episodes),
         per_kind={k: float(np.mean(v)) for k, v in sorted(groups.items())},
     )
+
+
+def _other_side(trait: str) -> str:
+    """The other value of a trait's dimension: ``location`` <-> ``no location``, ``a ...`` <-> ``the ...``."""
+    if trait in ("a ...", "the ..."):
+        return "the ..." if trait == "a ..." else "a ..."
+    return trait.removeprefix("no ") if trait.startswith("no ") else f"no {trait}"
 
 
 class InstructionStats(TrainingStats):

@@ -36,6 +36,9 @@ class EvalResult:
     episodes: int
     #: success rate per instruction kind, and per level for multi-level suites
     per_kind: dict[str, float] = field(default_factory=dict)
+    #: success rate and episodes per trait of the missions' object descriptions
+    #: (:func:`film_rl.tasks.instructions.description_traits`), for the dimensions that varied
+    per_description: dict[str, dict[str, float]] | None = None
     #: an AGILE run's reward model judged on the episodes' final states (``--reward-model``)
     reward_model: dict[str, float] | None = None
     #: Atari: per game ``episodes``, ``mean_return``, ``std_return``, ``mean_episode_length`` and

@@ -112,6 +112,31 @@ SEQUENCE_WORDS = {"and", "then", "after"}
 VERBS = {"go": "go to", "pick": "pick up", "open": "open", "put": "put next"}
 
 
+#: the words of BabyAI's location phrases ("on your left", "in front of you", "behind you")
+LOCATION_WORDS = {"left", "right", "front", "behind"}
+
+
+def description_traits(mission: str) -> list[str]:
+    """How a BabyAI mission describes its objects, one trait per dimension: whether it names a
+    location (relative to where the agent started), whether it names a colour, and whether the
+    object is indefinite (``a ball``: any ball will do) or definite (``the ball``: the one meant).
+
+    A mission naming two objects has a trait if either description does; its article is its first
+    object's. Splitting success by these shows what a policy reads: a language-blind policy
+    succeeds on ``a ...`` missions by picking any match, and only a policy that reads (and, for a
+    location, remembers) the description succeeds on ``the ...`` ones.
+    """
+    words = split_words(mission)
+    article = next((w for w in words if w in ("a", "the")), None)
+    traits = [
+        "location" if LOCATION_WORDS.intersection(words) else "no location",
+        "colour" if set(COLOURS).intersection(words) else "no colour",
+    ]
+    if article is not None:
+        traits.append(f"{article} ...")
+    return traits
+
+
 def instruction_kind(mission: str) -> str:
     """``go to`` / ``pick up`` / ``open`` / ``put next``, or ``sequence`` for compound missions."""
     words = split_words(mission)

@@ -423,6 +423,9 @@ def floor(level: str, episodes: int = 1000, seed: int = 0, count: int | None = N
 
     silence_rejection_sampling()
     env = make_level(level)
+    env.reset(seed=seed)
+    if not hasattr(env.unwrapped, "instrs"):
+        raise UserError(f"{level} is not a BabyAI level (no instructions for minigrid's BabyAI bot to follow)")
     lengths = []
     for i in range(episodes):
         env.reset(seed=seed + i)
@@ -430,7 +433,11 @@ def floor(level: str, episodes: int = 1000, seed: int = 0, count: int | None = N
         bot = BabyAIBot(env.unwrapped)
         steps, done, reward = 0, False, 0.0
         while not done:
-            _, r, terminated, truncated, _ = env.step(bot.replan())
+            try:
+                action = bot.replan()
+            except Exception:  # the bot is a heuristic: where its planner gives up, it failed the episode
+                break
+            _, r, terminated, truncated, _ = env.step(action)
             steps, done, reward = steps + 1, terminated or truncated, float(r)
         if reward > 0:
             lengths.append(steps)

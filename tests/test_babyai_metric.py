@@ -149,5 +149,6 @@ def test_bench_floor_plays_babyais_bot_and_reports_the_floor(tmp_path):
     assert result["fewest_babyai_episodes_to_99"] == round(fewest_episodes(result["bot_mean_length"], 64, 10))
     # BabyAI 1.0's 16-17k on this level is below the bot-path floor: its agent's paths were longer
     assert result["success_length_for_count"] > result["bot_mean_length"]
-    bad = run_cli("bench", "floor", "--level", "BabyAI-GoToRedBallGrey-v0", "--episodes", "0")
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    for bad_input in (["--level", level, "--episodes", "0"], ["--level", "MiniGrid-Empty-5x5-v0"]):
+        bad = run_cli("bench", "floor", *bad_input)
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr

@@ -10,9 +10,10 @@ import csv
 import pytest
 import yaml
 from conftest import TINY, eval_json, only_run_dir, run_cli
+from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 
-from film_rl.model.policies import FilmCnnPolicy
+from film_rl.model.policies import FilmCnnPolicy, FilmLstmPolicy
 
 FAST = [
     "env.levels=[BabyAI-GoToObjS4-v0]",
@@ -89,21 +90,26 @@ def test_a_linear_entropy_bonus_falls_over_the_budget_and_a_resumed_run_goes_on_
 
 
 @pytest.mark.parametrize(
-    "recipe,level",
+    "recipe,level,memory",
     [
-        ("pickuploc", "BabyAI-PickupLoc-v0"),
-        ("putnextlocal", "BabyAI-PutNextLocal-v0"),
-        ("gotolocal-efficiency", "BabyAI-GoToLocal-v0"),
+        ("pickuploc", "BabyAI-PickupLoc-v0", False),
+        ("putnextlocal", "BabyAI-PutNextLocal-v0", False),
+        ("gotolocal-efficiency", "BabyAI-GoToLocal-v0", False),
+        ("gotolocal-lstm", "BabyAI-GoToLocal-v0", True),
     ],
 )
-def test_a_level_recipe_trains_a_few_hundred_steps_and_its_policy_plays(tmp_path, recipe, level):
+def test_a_level_recipe_trains_a_few_hundred_steps_and_its_policy_plays(tmp_path, recipe, level, memory):
     """The long recipes of the harder levels, on a tiny budget: they compose, train, checkpoint,
-    save and evaluate on their own level."""
+    save and evaluate on their own level, with the policy they name."""
     done = run_cli("train", f"experiments/{recipe}.yaml", f"runs_dir={tmp_path}", *TINY, "checkpoint.freq=128")
     assert done.returncode == 0, done.stderr
     run = only_run_dir(tmp_path)
     assert (run / "model.zip").is_file() and list((run / "checkpoints").glob("step_*.zip"))
     result = eval_json(run)
     assert result["episodes"] == 4 and 0.0 <= result["success_rate"] <= 1.0
-    assert isinstance(PPO.load(run / "model.zip").policy, FilmCnnPolicy)  # the memoryless FiLM CNN, for PPO
+    if memory:  # the FiLM CNN + LSTM, for RecurrentPPO, with the critic's own memory
+        policy = RecurrentPPO.load(run / "model.zip").policy
+        assert isinstance(policy, FilmLstmPolicy) and policy.lstm_critic is not None
+    else:  # the memoryless FiLM CNN, for PPO
+        assert isinstance(PPO.load(run / "model.zip").policy, FilmCnnPolicy)
     assert yaml.safe_load((run / "config.yaml").read_text())["env"]["levels"] == [level]

@@ -142,14 +142,14 @@ def summarize(episodes: list[Episode], multi_level: bool) -> EvalResult:
             traits[trait].append(ep.success)
     # a dimension every mission shares (all name a colour) says nothing: only those that varied
     varied = {t: v for t, v in traits.items() if _other_side(t) in traits}
+    per_description = {t: {"success_rate": float(np.mean(v)), "episodes": len(v)} for t, v in sorted(varied.items())}
     return EvalResult(
-        per_description={t: {"success_rate": float(np.mean(v)), "episodes": len(v)} for t, v in sorted(varied.items())}
-        or None,
         success_rate=float(np.mean([e.success for e in episodes])),
         mean_return=float(np.mean([e.ret for e in episodes])),
         mean_episode_length=float(np.mean([e.length for e in episodes])),
         episodes=len(episodes),
         per_kind={k: float(np.mean(v)) for k, v in sorted(groups.items())},
+        per_description=per_description or None,
     )
 
 

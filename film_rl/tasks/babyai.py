@@ -134,14 +134,17 @@ def summarize(episodes: list[Episode], multi_level: bool) -> EvalResult:
     suite, per level."""
     groups: dict[str, list[bool]] = defaultdict(list)
     traits: dict[str, list[bool]] = defaultdict(list)
+    values: dict[int, set[str]] = defaultdict(set)  # each dimension's traits seen
     for ep in episodes:
         groups[instruction_kind(ep.mission)].append(ep.success)
         if multi_level:
             groups[ep.level].append(ep.success)
-        for trait in description_traits(ep.mission):
+        for dimension, trait in enumerate(description_traits(ep.mission)):
             traits[trait].append(ep.success)
+            values[dimension].add(trait)
     # a dimension every mission shares (all name a colour) says nothing: only those that varied
-    varied = {t: v for t, v in traits.items() if _other_side(t) in traits}
+    shown = set().union(*(seen for seen in values.values() if len(seen) > 1))
+    varied = {t: v for t, v in traits.items() if t in shown}
     per_description = {t: {"success_rate": float(np.mean(v)), "episodes": len(v)} for t, v in sorted(varied.items())}
     return EvalResult(
         success_rate=float(np.mean([e.success for e in episodes])),
@@ -151,13 +154,6 @@ def summarize(episodes: list[Episode], multi_level: bool) -> EvalResult:
         per_kind={k: float(np.mean(v)) for k, v in sorted(groups.items())},
         per_description=per_description or None,
     )
-
-
-def _other_side(trait: str) -> str:
-    """The other value of a trait's dimension: ``location`` <-> ``no location``, ``a ...`` <-> ``the ...``."""
-    if trait in ("a ...", "the ..."):
-        return "the ..." if trait == "a ..." else "a ..."
-    return trait.removeprefix("no ") if trait.startswith("no ") else f"no {trait}"
 
 
 class InstructionStats(TrainingStats):

@@ -39,17 +39,22 @@ def fewest_episodes(success_length: float, max_steps: int, window: int = 100, th
     first frame with the shortest paths counts about this many: the metric cannot go lower, and
     counts fewer episodes for a policy that dawdles (longer episodes, fewer of them).
     """
-    rows = window // 2 + 1
-    failures = min(1.0, (1.0 - threshold) * window / rows)
+    rows, failures = _rows_to_centre(window, threshold)
     return rows * ROW_FRAMES / (success_length + failures * (max_steps - success_length))
 
 
 def success_length_for(count: float, max_steps: int, window: int = 100, threshold: float = 0.99) -> float:
     """The inverse of :func:`fewest_episodes`: how many steps a policy's successful episodes must
     average for BabyAI's centred window to count as few as ``count`` episodes at its crossing."""
-    rows = window // 2 + 1
-    failures = min(1.0, (1.0 - threshold) * window / rows)
+    rows, failures = _rows_to_centre(window, threshold)
     return (rows * ROW_FRAMES / count - failures * max_steps) / (1.0 - failures)
+
+
+def _rows_to_centre(window: int, threshold: float) -> tuple[int, float]:
+    """The rows up to a window's centre, and their failure rate with the window's whole failure
+    allowance spent in them."""
+    rows = window // 2 + 1
+    return rows, min(1.0, (1.0 - threshold) * window / rows)
 
 
 class CentredSuccess:

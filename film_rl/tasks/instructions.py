@@ -117,9 +117,10 @@ LOCATION_WORDS = {"left", "right", "front", "behind"}
 
 
 def description_traits(mission: str) -> list[str]:
-    """How a BabyAI mission describes its objects, one trait per dimension: whether it names a
-    location (relative to where the agent started), whether it names a colour, and whether the
-    object is indefinite (``a ball``: any ball will do) or definite (``the ball``: the one meant).
+    """How a BabyAI mission describes its objects, one trait per dimension and in this order:
+    whether it names a location (relative to where the agent started), whether it names a colour,
+    and, when it has an article, whether the object is indefinite (``a ball``: any ball will do)
+    or definite (``the ball``: the one meant).
 
     A mission naming two objects has a trait if either description does; its article is its first
     object's. Splitting success by these shows what a policy reads: a language-blind policy

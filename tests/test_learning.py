@@ -96,6 +96,7 @@ def test_a_linear_entropy_bonus_falls_over_the_budget_and_a_resumed_run_goes_on_
         ("putnextlocal", "BabyAI-PutNextLocal-v0", False),
         ("gotolocal-efficiency", "BabyAI-GoToLocal-v0", False),
         ("gotolocal-lstm", "BabyAI-GoToLocal-v0", True),
+        ("goto", "BabyAI-GoTo-v0", True),
     ],
 )
 def test_a_level_recipe_trains_a_few_hundred_steps_and_its_policy_plays(tmp_path, recipe, level, memory):

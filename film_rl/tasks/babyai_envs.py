@@ -27,6 +27,7 @@ from film_rl.errors import UserError, did_you_mean
 from film_rl.tasks import vec_env
 from film_rl.tasks.holdout import Holdout, Split, SplitFilter
 from film_rl.tasks.instructions import Vocabulary
+from film_rl.tasks.minigrid_view import use_fast_view
 from film_rl.tasks.vec_env import worker_levels
 
 #: how many words of a mission the policy reads; the longest BossLevel missions stay below it
@@ -66,10 +67,17 @@ MISSION_KEYS = ("image", "direction", "mission")
 
 def make_level(level: str, render_mode: str | None = None) -> gym.Env:
     """One env: a registered id (any MiniGrid or BabyAI level, or your own registered env), or a
-    ``package.module:Class`` entry point constructed with ``render_mode``."""
+    ``package.module:Class`` entry point constructed with ``render_mode``.
+
+    A minigrid env observes through :func:`film_rl.tasks.minigrid_view.egocentric_view`: minigrid's
+    own observation, array for array, without the grid copies ``gen_obs`` makes at every step.
+    """
     if level in gym.registry:
-        return gym.make(level, render_mode=render_mode)
-    return load_env_creator(level)(render_mode=render_mode)  # type: ignore[return-value]
+        env = gym.make(level, render_mode=render_mode)
+    else:
+        env = load_env_creator(level)(render_mode=render_mode)  # type: ignore[assignment]
+    use_fast_view(env)
+    return env
 
 
 def check_levels(levels: Sequence[str]) -> None:

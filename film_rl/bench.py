@@ -32,6 +32,7 @@ from film_rl.config import AtariEnvConfig, ExperimentConfig, compose, flatten, l
 from film_rl.errors import UserError
 from film_rl.files import write_json
 from film_rl.run.train import build_env, build_model, ppo_settings, torch_threads, train, use_subprocesses, validate
+from film_rl.tasks.minigrid_view import use_fast_view
 from film_rl.tasks.registry import task_for
 
 #: BabyAI 1.0 (Chevalier-Boisvert et al., 2019, table 3): episodes of RL training to reach 99%
@@ -111,6 +112,14 @@ def bench_config(level: str, agent: str, overrides: list[str] | None = None, **r
     return compose(base, overrides or [])
 
 
+def image_only(env: gym.Env, fast_view: bool) -> gym.Env:
+    """The minigrid docs' env: the image alone (``ImgObsWrapper``), observed the way the FiLM
+    variants' envs observe (``env.fast_view``), so that the ratios compare the networks."""
+    if fast_view:
+        use_fast_view(env)
+    return ImgObsWrapper(env)
+
+
 def reference_model(config: ExperimentConfig) -> PPO:
     """SB3 PPO with :class:`MinigridCNN` on the image alone, with the FiLM agent's PPO settings."""
     algo = config.agent.algorithm
@@ -118,7 +127,8 @@ def reference_model(config: ExperimentConfig) -> PPO:
         config.env.levels[0],
         n_envs=config.env.n_envs,
         seed=config.seed,
-        wrapper_class=ImgObsWrapper,
+        wrapper_class=image_only,  # type: ignore[arg-type]  # SB3 passes wrapper_kwargs along
+        wrapper_kwargs={"fast_view": getattr(config.env, "fast_view", True)},
         vec_env_cls=SubprocVecEnv if use_subprocesses(config) else DummyVecEnv,
     )
     return PPO(

@@ -11,9 +11,11 @@ from minigrid.core.grid import Grid
 from minigrid.envs import EmptyEnv
 from minigrid.minigrid_env import MiniGridEnv
 
+from film_rl.bench import bench_config, reference_model
 from film_rl.tasks.babyai_envs import InstructionWrapper, make_babyai_env
 from film_rl.tasks.instructions import Vocabulary
 from film_rl.tasks.minigrid_view import egocentric_view, use_fast_view
+from film_rl.tasks.registry import task_for
 
 #: turn, turn, forward, pickup, drop, toggle: enough pickups and toggles to carry things and open doors
 ACTION_ODDS = [0.22, 0.22, 0.3, 0.1, 0.06, 0.1]
@@ -126,3 +128,18 @@ def test_envs_that_observe_their_own_way_keep_it():
     core.grid = grid
     assert_same(core.gen_obs(), MiniGridEnv.gen_obs(core))
     assert not np.array_equal(core.gen_obs()["image"], open_room)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_env_fast_view_setting_reaches_training_evaluation_and_the_bench_reference(fast):
+    config = bench_config("BabyAI-GoToLocal-v0", "film-cnn", ["env.n_envs=2", f"env.fast_view={str(fast).lower()}"])
+    task = task_for(config)
+    training = task.training_env(0, False)
+    reference = reference_model(config)
+    cores = [
+        *(env.unwrapped for env in training.envs),
+        task.evaluation_env().unwrapped,
+        *(env.unwrapped for env in reference.get_env().envs),
+    ]
+    assert [("gen_obs" in vars(core)) for core in cores] == [fast] * len(cores)
+    training.close()

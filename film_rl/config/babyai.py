@@ -55,6 +55,10 @@ class BabyAIEnvConfig(EnvConfig):
     #: the true-reward comparison for AGILE, whose runs always end this way. Evaluation always
     #: plays the level's own episodes.
     episode_end: Literal["level", "done"] = later("level")
+    #: observe through film-rl's copy of minigrid's observation (``film_rl.tasks.minigrid_view``):
+    #: the same arrays at every step, without the grid copies minigrid's ``gen_obs`` makes;
+    #: ``false``: minigrid's own ``gen_obs`` (to measure one against the other, or to rule it out)
+    fast_view: bool = later(True)
     #: missions held out of training, for zero-shot evaluation (``film-rl evaluate --split``)
     holdout: HoldoutConfig = field(default_factory=HoldoutConfig, metadata={"later": True})
 

@@ -77,6 +77,7 @@ class BabyAITask(Task):
             reward_success_at_done=not done_action_ends,
             holdout=self.holdout,
             split="train",
+            fast_view=self.env.fast_view,
         )
 
     def evaluation_env(self, render: bool = False, split: Split = "all") -> gym.Env:
@@ -89,6 +90,7 @@ class BabyAITask(Task):
             render_mode="rgb_array" if render else None,
             holdout=self.holdout,
             split=split,
+            fast_view=self.env.fast_view,
         )
 
     def policy_kwargs(self) -> dict[str, Any]:

@@ -65,18 +65,19 @@ def mission_levels() -> list[str]:
 MISSION_KEYS = ("image", "direction", "mission")
 
 
-def make_level(level: str, render_mode: str | None = None) -> gym.Env:
+def make_level(level: str, render_mode: str | None = None, fast_view: bool = True) -> gym.Env:
     """One env: a registered id (any MiniGrid or BabyAI level, or your own registered env), or a
     ``package.module:Class`` entry point constructed with ``render_mode``.
 
-    A minigrid env observes through :func:`film_rl.tasks.minigrid_view.egocentric_view`: minigrid's
-    own observation, array for array, without the grid copies ``gen_obs`` makes at every step.
+    ``fast_view``: a minigrid env observes through :func:`film_rl.tasks.minigrid_view.egocentric_view`,
+    minigrid's own observation, array for array, without the grid copies ``gen_obs`` makes at every step.
     """
     if level in gym.registry:
         env = gym.make(level, render_mode=render_mode)
     else:
         env = load_env_creator(level)(render_mode=render_mode)  # type: ignore[assignment]
-    use_fast_view(env)
+    if fast_view:
+        use_fast_view(env)
     return env
 
 
@@ -274,11 +275,12 @@ class MultiLevelEnv(gym.Env[Any, Any]):
 
     :param levels: registered level ids.
     :param render_mode: passed to every level.
+    :param fast_view: see :func:`make_level`.
     """
 
-    def __init__(self, levels: Sequence[str], render_mode: str | None = None) -> None:
+    def __init__(self, levels: Sequence[str], render_mode: str | None = None, fast_view: bool = True) -> None:
         self.levels = list(levels)
-        self.envs = [make_level(level, render_mode=render_mode) for level in self.levels]
+        self.envs = [make_level(level, render_mode=render_mode, fast_view=fast_view) for level in self.levels]
         self.observation_space = self.envs[0].observation_space
         self.action_space = self.envs[0].action_space
         self.render_mode = render_mode
@@ -338,18 +340,20 @@ def make_babyai_env(
     reward_success_at_done: bool = False,
     holdout: Holdout | None = None,
     split: Split = "train",
+    fast_view: bool = True,
 ) -> gym.Env:
     """One wrapped env over ``levels``: a single level, or a per-episode draw among several.
 
     ``done_action_ends``: AGILE's episodes; ``reward_success_at_done``: with the true reward paid
     at ``done`` (see :class:`DoneActionEnds`). ``holdout``: play only the missions of ``split``
-    (below every wrapper, so nothing above ever sees a mission of the other split).
+    (below every wrapper, so nothing above ever sees a mission of the other split). ``fast_view``:
+    see :func:`make_level`.
     """
     silence_rejection_sampling()  # idempotent; here, because every BabyAI env is made here
     if len(levels) == 1:
-        env: gym.Env = make_level(levels[0], render_mode=render_mode)
+        env: gym.Env = make_level(levels[0], render_mode=render_mode, fast_view=fast_view)
     else:
-        env = MultiLevelEnv(levels, render_mode=render_mode)
+        env = MultiLevelEnv(levels, render_mode=render_mode, fast_view=fast_view)
     if holdout:
         env = SplitFilter(env, holdout, split)
     if done_action_ends:
@@ -374,6 +378,7 @@ def make_vec_env(
     subprocess: bool = False,
     done_action_ends: bool = False,
     reward_success_at_done: bool = False,
+    fast_view: bool = True,
 ) -> VecEnv:
     """``n_envs`` BabyAI workers, in subprocesses or in this process, seeded ``seed + i``."""
     workers = [
@@ -385,6 +390,7 @@ def make_vec_env(
             reward_scale=reward_scale,
             done_action_ends=done_action_ends,
             reward_success_at_done=reward_success_at_done,
+            fast_view=fast_view,
         )
         for ls in worker_levels(levels, n_envs, sampling)
     ]

@@ -21,12 +21,19 @@ def test_instruction_kinds_follow_the_babyai_grammar():
 
 
 def test_description_traits_name_location_colour_and_article():
-    assert description_traits("pick up the ball on your left") == ["location", "no colour", "the ..."]
-    assert description_traits("pick up a red key in front of you") == ["location", "colour", "a ..."]
-    assert description_traits("go to the grey box behind you") == ["location", "colour", "the ..."]
-    assert description_traits("go to a box") == ["no location", "no colour", "a ..."]
+    def traits(mission):
+        return list(description_traits(mission).values())
+
+    assert traits("pick up the ball on your left") == ["location", "no colour", "the ...", "ball"]
+    assert traits("pick up a red key in front of you") == ["location", "colour", "a ...", "key", "red"]
+    assert traits("go to the grey box behind you") == ["location", "colour", "the ...", "box", "grey"]
+    assert traits("go to a box") == ["no location", "no colour", "a ...", "box"]
     # two objects: a trait if either description has it, the article of the first
-    assert description_traits("put a key next to the blue ball") == ["no location", "colour", "a ..."]
+    assert traits("put a key next to the blue ball") == ["no location", "colour", "a ...", "key"]
+    assert traits("put the purple box next to a ball") == ["no location", "colour", "the ...", "box", "purple"]
+    # nothing to say: a MiniGrid mission without BabyAI's objects, one without an article
+    assert traits("get to the green goal square") == ["no location", "colour", "the ..."]
+    assert traits("open door") == ["no location", "no colour"]
 
 
 def test_success_per_description_trait_only_for_dimensions_that_varied():
@@ -43,8 +50,21 @@ def test_success_per_description_trait_only_for_dimensions_that_varied():
     assert traits["no location"] == {"success_rate": 1.0, "episodes": 2}
     assert traits["the ..."]["success_rate"] == 0.5 and traits["a ..."]["success_rate"] == 1.0
     assert traits["colour"]["episodes"] == 2 and traits["no colour"]["episodes"] == 1
-    same_colour = [Episode("go to the red ball", "L", True, 0.9, 5), Episode("go to the red key", "L", False, 0.0, 64)]
-    assert summarize(same_colour, multi_level=False).per_description is None
+    assert traits["ball"]["success_rate"] == 0.0 and traits["key"]["success_rate"] == traits["box"]["success_rate"] == 1
+    assert "red" not in traits  # the one colour named: nothing to compare it with
+    assert list(traits) == ["location", "no location", "colour", "no colour", "a ...", "the ...", "ball", "box", "key"]
+    same_words = [Episode("go to the red ball", "L", True, 0.9, 5), Episode("go to the red ball", "L", False, 0.0, 64)]
+    assert summarize(same_words, multi_level=False).per_description is None
+    # GoToLocal's missions all name a colour: which colour and which object are what vary
+    gotolocal = [Episode("go to the red ball", "L", True, 0.9, 5), Episode("go to a grey key", "L", False, 0.0, 64)]
+    assert list(summarize(gotolocal, multi_level=False).per_description or {}) == [
+        "a ...",
+        "the ...",
+        "ball",
+        "key",
+        "grey",
+        "red",
+    ]
 
 
 def test_multi_level_summary_reports_every_level_and_kind():

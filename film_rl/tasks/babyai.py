@@ -136,18 +136,19 @@ def summarize(episodes: list[Episode], multi_level: bool) -> EvalResult:
     suite, per level."""
     groups: dict[str, list[bool]] = defaultdict(list)
     traits: dict[str, list[bool]] = defaultdict(list)
-    values: dict[int, set[str]] = defaultdict(set)  # each dimension's traits seen
+    values: dict[str, set[str]] = defaultdict(set)  # each dimension's traits seen
     for ep in episodes:
         groups[instruction_kind(ep.mission)].append(ep.success)
         if multi_level:
             groups[ep.level].append(ep.success)
-        for dimension, trait in enumerate(description_traits(ep.mission)):
+        for dimension, trait in description_traits(ep.mission).items():
             traits[trait].append(ep.success)
             values[dimension].add(trait)
     # a dimension every mission shares (all name a colour) says nothing: only those that varied
     shown = set().union(*(seen for seen in values.values() if len(seen) > 1))
-    varied = {t: v for t, v in traits.items() if t in shown}
-    per_description = {t: {"success_rate": float(np.mean(v)), "episodes": len(v)} for t, v in sorted(varied.items())}
+    # in the order of the dimensions, then of the traits
+    order = [t for dimension in values for t in sorted(values[dimension]) if t in shown]
+    per_description = {t: {"success_rate": float(np.mean(traits[t])), "episodes": len(traits[t])} for t in order}
     return EvalResult(
         success_rate=float(np.mean([e.success for e in episodes])),
         mean_return=float(np.mean([e.ret for e in episodes])),

@@ -36,7 +36,8 @@ class EvalResult:
     episodes: int
     #: success rate per instruction kind, and per level for multi-level suites
     per_kind: dict[str, float] = field(default_factory=dict)
-    #: success rate and episodes per trait of the missions' object descriptions
+    #: success rate and episodes per trait of the missions' object descriptions (location, colour,
+    #: article, the first object's type and colour)
     #: (:func:`film_rl.tasks.instructions.description_traits`), for the dimensions that varied
     per_description: dict[str, dict[str, float]] | None = None
     #: an AGILE run's reward model judged on the episodes' final states (``--reward-model``)

@@ -116,25 +116,35 @@ VERBS = {"go": "go to", "pick": "pick up", "open": "open", "put": "put next"}
 LOCATION_WORDS = {"left", "right", "front", "behind"}
 
 
-def description_traits(mission: str) -> list[str]:
-    """How a BabyAI mission describes its objects, one trait per dimension and in this order:
-    whether it names a location (relative to where the agent started), whether it names a colour,
-    and, when it has an article, whether the object is indefinite (``a ball``: any ball will do)
-    or definite (``the ball``: the one meant).
+def description_traits(mission: str) -> dict[str, str]:
+    """How a BabyAI mission describes its objects, one trait per dimension: ``location``: whether
+    it names one (relative to where the agent started); ``colour``: whether it names one;
+    ``article``: whether the object is indefinite (``a ball``: any ball will do) or definite
+    (``the ball``: the one meant); ``object`` and ``object colour``: the type and the colour of
+    the first object it names (``ball``, ``red``).
 
-    A mission naming two objects has a trait if either description does; its article is its first
-    object's. Splitting success by these shows what a policy reads: a language-blind policy
-    succeeds on ``a ...`` missions by picking any match, and only a policy that reads (and, for a
-    location, remembers) the description succeeds on ``the ...`` ones.
+    A mission naming two objects has the first two traits if either description does; the other
+    three are its first object's. A dimension is left out where the mission has nothing to say
+    (no article, no object of BabyAI's, an object without a colour). Splitting success by these
+    shows what a policy reads: a language-blind policy succeeds on ``a ...`` missions by picking
+    any match, and only a policy that reads (and, for a location, remembers) the description
+    succeeds on ``the ...`` ones; a policy that succeeds on every object but one has not learned
+    that one's word (or its cells).
     """
     words = split_words(mission)
-    article = next((w for w in words if w in ("a", "the")), None)
-    traits = [
-        "location" if LOCATION_WORDS.intersection(words) else "no location",
-        "colour" if set(COLOURS).intersection(words) else "no colour",
-    ]
-    if article is not None:
-        traits.append(f"{article} ...")
+    traits = {
+        "location": "location" if LOCATION_WORDS.intersection(words) else "no location",
+        "colour": "colour" if set(COLOURS).intersection(words) else "no colour",
+    }
+    start = next((i for i, w in enumerate(words) if w in ("a", "the")), None)
+    if start is not None:
+        traits["article"] = f"{words[start]} ..."
+        end = next((i for i in range(start, len(words)) if words[i] in OBJECT_TYPES), None)
+        if end is not None:
+            traits["object"] = words[end]
+            colour = next((w for w in words[start:end] if w in COLOURS), None)
+            if colour is not None:
+                traits["object colour"] = colour
     return traits
 
 

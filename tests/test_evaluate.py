@@ -31,6 +31,9 @@ def test_description_traits_name_location_colour_and_article():
     # two objects: a trait if either description has it, the article of the first
     assert traits("put a key next to the blue ball") == ["no location", "colour", "a ...", "key"]
     assert traits("put the purple box next to a ball") == ["no location", "colour", "the ...", "box", "purple"]
+    # PickupDist's "object" names no type: the object is any, its colour still counts
+    assert traits("pick up the green object") == ["no location", "colour", "the ...", "object", "green"]
+    assert traits("put the red object next to the blue ball") == ["no location", "colour", "the ...", "object", "red"]
     # nothing to say: a MiniGrid mission without BabyAI's objects, one without an article
     assert traits("get to the green goal square") == ["no location", "colour", "the ..."]
     assert traits("open door") == ["no location", "no colour"]

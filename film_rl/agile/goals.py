@@ -282,6 +282,7 @@ def make_goals(
     max_length: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     holdout: Holdout | None = None,
+    fast_view: bool = True,
 ) -> GoalDataset:
     """Let BabyAI's bot play ``episodes`` episodes and keep the goal state of each one it solves.
 
@@ -291,13 +292,16 @@ def make_goals(
     :param max_length: tokens per instruction; ``None`` is the policy's default.
     :param progress: called after every episode with (episodes done, goal states kept).
     :param holdout: play only the missions training may see (a held-out one is redrawn).
+    :param fast_view: observe through film-rl's copy of minigrid's observation (``env.fast_view``).
     """
     if episodes <= 0:
         raise UserError(f"episodes must be positive, got {episodes}")
     levels = list(dict.fromkeys(levels))  # a level named twice is still one level
     check_bot_levels(levels)
     length = DEFAULT_MAX_INSTRUCTION_LENGTH if max_length is None else max_length
-    envs = [make_babyai_env([level], vocab, max_length=length, holdout=holdout) for level in levels]
+    envs = [
+        make_babyai_env([level], vocab, max_length=length, holdout=holdout, fast_view=fast_view) for level in levels
+    ]
     kept: list[tuple[dict[str, np.ndarray], str, int, int]] = []
     errors = 0
     try:

@@ -62,6 +62,7 @@ def run_goals(config: ExperimentConfig, vocab: Vocabulary, run_dir: Path) -> Goa
         vocab,
         max_length=env.max_instruction_length,
         holdout=holdout,  # the bot plays training missions only
+        fast_view=env.fast_view,
     )
     goals.save(path)
     return goals

@@ -64,6 +64,6 @@ class AtariAgentConfig(AgentConfig):
 
 #: keys the first release saved in every run's config whatever its family; read back, they are dropped
 LEGACY_KEYS = {
-    "env": ("max_instruction_length", "reward_scale", "episode_end", "fast_view"),
+    "env": ("max_instruction_length", "reward_scale", "episode_end"),
     "agent": ("encoder", "embed_dim", "kernel_size", "pool", "batch_norm", "word_dim", "reward_model"),
 }

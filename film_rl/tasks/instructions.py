@@ -112,6 +112,11 @@ SEQUENCE_WORDS = {"and", "then", "after"}
 VERBS = {"go": "go to", "pick": "pick up", "open": "open", "put": "put next"}
 
 
+#: what a description's noun can be: a type, or ``object`` ("pick up the green object": any type)
+OBJECT_NOUNS = {*OBJECT_TYPES, "object"}
+#: words that end one object's description and begin the rest of the mission
+DESCRIPTION_ENDS = {"next", "and", "then", "after", "to"}
+
 #: the words of BabyAI's location phrases ("on your left", "in front of you", "behind you")
 LOCATION_WORDS = {"left", "right", "front", "behind"}
 
@@ -139,8 +144,9 @@ def description_traits(mission: str) -> dict[str, str]:
     start = next((i for i, w in enumerate(words) if w in ("a", "the")), None)
     if start is not None:
         traits["article"] = f"{words[start]} ..."
-        end = next((i for i in range(start, len(words)) if words[i] in OBJECT_TYPES), None)
-        if end is not None:
+        # the first description: from its article to its noun, a type or ``object`` (any type)
+        end = next((i for i in range(start, len(words)) if words[i] in OBJECT_NOUNS), None)
+        if end is not None and not DESCRIPTION_ENDS.intersection(words[start:end]):
             traits["object"] = words[end]
             colour = next((w for w in words[start:end] if w in COLOURS), None)
             if colour is not None:

@@ -5,7 +5,7 @@ window out of the grid into a new ``Grid``, rotates that grid cell by cell up to
 ``Grid`` each time), sweeps it for occlusion and encodes it. :func:`egocentric_view` reads the same
 cells straight from the level's grid, through index tables that apply minigrid's own rotation
 once per view size and heading, and runs minigrid's occlusion sweep on them unchanged. Its
-observation is equal to ``gen_obs``'s, array for array (``tests/test_envs.py`` compares them at
+observation is equal to ``gen_obs``'s, array for array (``tests/test_minigrid_view.py`` compares them at
 every step of random play on levels with doors, boxes, keys and several rooms).
 
 :func:`use_fast_view` installs it on an env whose observation is minigrid's stock one; an env that
@@ -47,7 +47,7 @@ def _window(size: int, heading: int) -> tuple[tuple[int, int], ...]:
     return tuple(offsets[i][j] for i in range(size) for j in range(size))
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=4096)
 def _visible(opaque: tuple[bool, ...], size: int) -> tuple[bool, ...]:
     """``Grid.process_vis`` over the flattened view (``i * size + j``), the same sweep in the same
     order: light spreads from the agent's cell (bottom centre) up and sideways, stopped by cells
@@ -75,7 +75,7 @@ def _visible(opaque: tuple[bool, ...], size: int) -> tuple[bool, ...]:
     return tuple(mask)
 
 
-@functools.lru_cache(maxsize=16384)
+@functools.lru_cache(maxsize=4096)
 def _reader(size: int, heading: int, width: int, height: int, top_x: int, top_y: int) -> tuple[Any, bool]:
     """The view's cells as one C-level lookup into a grid's flat list, and whether the window
     pokes out of the grid (its cells there read index ``width * height``: minigrid's outside wall,

@@ -7,11 +7,12 @@ import gymnasium as gym
 import minigrid  # noqa: F401  (registers the levels)
 import numpy as np
 import pytest
+import torch
 from minigrid.core.grid import Grid
 from minigrid.envs import EmptyEnv
 from minigrid.minigrid_env import MiniGridEnv
 
-from film_rl.bench import bench_config, reference_model
+from film_rl.bench import bench_config, film_model, reference_model
 from film_rl.tasks.babyai_envs import InstructionWrapper, make_babyai_env
 from film_rl.tasks.instructions import Vocabulary
 from film_rl.tasks.minigrid_view import egocentric_view, use_fast_view
@@ -143,3 +144,21 @@ def test_env_fast_view_setting_reaches_training_evaluation_and_the_bench_referen
     ]
     assert [("gen_obs" in vars(core)) for core in cores] == [fast] * len(cores)
     training.close()
+
+
+def test_training_with_the_fast_view_is_training_with_minigrids_own():
+    """Same seed, same everything but ``env.fast_view``: PPO ends with the very same weights."""
+    weights = []
+    for fast in ("true", "false"):
+        config = bench_config(
+            "BabyAI-PutNextLocal-v0",
+            "film-cnn",
+            ["env.n_envs=2", f"env.fast_view={fast}", "agent.algorithm.n_steps=64", "agent.algorithm.batch_size=64"],
+        )
+        model = film_model(config, "cpu")
+        model.learn(256)
+        weights.append({k: v.clone() for k, v in model.policy.state_dict().items()})
+        model.get_env().close()
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert any(not torch.equal(weights[0][k], v) for k, v in film_model(config, "cpu").policy.state_dict().items())

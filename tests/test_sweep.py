@@ -20,7 +20,7 @@ import pytest
 import yaml
 from conftest import TINY, cli_env, run_cli
 
-from film_rl.sweep.report import mean_ci
+from film_rl.sweep.report import mean_ci, wandb_rows
 from film_rl.sweep.runner import parse_grid
 
 #: the tiny run, checkpointing half-way so that an interrupted trial has something to resume
@@ -347,3 +347,21 @@ def test_intervals_are_cut_to_what_the_figure_can_be() -> None:
     assert _ci(114.0, 578.0, 0, 0.0) == "114 [0, 692]"
     assert _ci(0.5, float("nan"), 3, 0.0, 1.0) == "0.500"  # one seed: no interval at all
     assert _ci(-0.3, 0.1, 3) == "-0.300 [-0.400, -0.200]"  # a score has no bounds
+
+
+def test_a_report_table_whose_settings_set_different_keys_logs_to_wandb() -> None:
+    """Settings that set different keys leave empty cells beside numbers (pickuploc-levers:
+    ``ent_coef`` set by two settings of five): wandb's table takes the rows, typed per column."""
+    import wandb
+
+    header = ["setting", "agent.algorithm.ent_coef", "agent.conditioning", "mixed", "final_mean"]
+    data = [
+        ["film", "", "", 1, 0.2],
+        ["none", "", "none", True, 0.59],
+        ["ent-0.1", 0.1, "", "wide", float("nan")],
+    ]
+    rows = wandb_rows(data)
+    table = wandb.Table(columns=header, data=rows)
+    assert [row[1] for row in table.data] == [None, None, 0.1]
+    assert [row[3] for row in table.data] == ["1", "True", "wide"]  # kinds mixed: text
+    assert [row[0] for row in table.data] == ["film", "none", "ent-0.1"]

@@ -567,7 +567,7 @@ def log_to_wandb(
         warn(f"wandb could not start ({type(err).__name__}); the report is in {files['markdown'].parent}")
         return
     try:
-        table = wandb.Table(columns=list[str | int](header), data=[[_plain(v) for v in row] for row in data])
+        table = wandb.Table(columns=list[str | int](header), data=wandb_rows(data))
         logged: dict[str, Any] = {"sweep/table": table, "sweep/curves": wandb.Image(str(files["curves"]))}
         run.log(logged)
     finally:
@@ -577,3 +577,24 @@ def log_to_wandb(
 def _plain(value: Any) -> Any:
     """wandb tables take scalars and strings; lists (swept widths) become their text."""
     return value if isinstance(value, str | int | float | bool) or value is None else json.dumps(value)
+
+
+def _kind(value: Any) -> str:
+    return "bool" if isinstance(value, bool) else "number" if isinstance(value, int | float) else "text"
+
+
+def wandb_rows(data: list[list[Any]]) -> list[list[Any]]:
+    """The table's rows as a ``wandb.Table`` takes them: one type per column.
+
+    A sweep whose settings set different keys leaves a key's cell empty (``""``) where a setting
+    does not set it, beside numbers where others do; wandb fixes a column's type from its first
+    row and refuses the rest. An empty cell becomes ``None`` (any column's), and a column that
+    still mixes kinds (a number here, a word there) becomes text.
+    """
+    rows = [[None if v == "" else _plain(v) for v in row] for row in data]
+    for column in range(len(rows[0]) if rows else 0):
+        kinds = {_kind(row[column]) for row in rows if row[column] is not None}
+        if len(kinds) > 1:
+            for row in rows:
+                row[column] = None if row[column] is None else str(row[column])
+    return rows

@@ -291,7 +291,7 @@ def markdown(
             f"# Sweep {spec.name}",
             "",
             f"Experiment `{spec.experiment}`; mean [95% CI, Student t] across the seeds of each setting "
-            f"(n: the seeds finished, of {', '.join(map(str, spec.seeds))}).",
+            f"(n: how many of the seeds {', '.join(map(str, spec.seeds))} finished).",
         ]
     # episodes to a success threshold: BabyAI's metric, for runs with a success verdict only
     thresholds = THRESHOLDS if bounded else ()

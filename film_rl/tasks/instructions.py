@@ -115,7 +115,7 @@ VERBS = {"go": "go to", "pick": "pick up", "open": "open", "put": "put next"}
 #: what a description's noun can be: a type, or ``object`` ("pick up the green object": any type)
 OBJECT_NOUNS = {*OBJECT_TYPES, "object"}
 #: words that end one object's description and begin the rest of the mission
-DESCRIPTION_ENDS = {"next", "and", "then", "after", "to"}
+DESCRIPTION_ENDS = {*SEQUENCE_WORDS, "next", "to"}
 
 #: the words of BabyAI's location phrases ("on your left", "in front of you", "behind you")
 LOCATION_WORDS = {"left", "right", "front", "behind"}

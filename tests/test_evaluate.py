@@ -1,12 +1,14 @@
 """Evaluation bookkeeping: instruction kinds, per-level success, and reproducible roll-outs."""
 
+from minigrid.core.constants import COLOR_NAMES
+from minigrid.utils.baby_ai_bot import BabyAIBot
 from stable_baselines3 import PPO
 
 from film_rl.config import BabyAIEnvConfig, ExperimentConfig
 from film_rl.model.policies import FilmCnnPolicy
 from film_rl.run.evaluate import Episode, evaluate
-from film_rl.tasks.babyai import summarize
-from film_rl.tasks.babyai_envs import make_vec_env
+from film_rl.tasks.babyai import first_pickups, summarize
+from film_rl.tasks.babyai_envs import make_babyai_env, make_vec_env
 from film_rl.tasks.instructions import Vocabulary, description_traits, instruction_kind
 from film_rl.tasks.registry import task_for
 
@@ -68,6 +70,88 @@ def test_success_per_description_trait_only_for_dimensions_that_varied():
         "grey",
         "red",
     ]
+
+
+def test_the_env_names_what_the_agent_picks_up():
+    """minigrid's BabyAI bot carries out pick-up missions; the step it picks the object up, and
+    only that step, names the object, the very one the mission's description matches."""
+    vocab = Vocabulary.babyai()
+    for levels in (["BabyAI-PickupLoc-v0"], ["BabyAI-GoToLocal-v0", "BabyAI-PutNextLocal-v0"]):
+        env = make_babyai_env(levels, vocab)
+        named = 0
+        for seed in range(6):
+            _, info = env.reset(seed=seed)
+            level = env.unwrapped
+            current = level.envs[level.levels.index(level.current_level)].unwrapped if len(levels) > 1 else level
+            bot = BabyAIBot(current)
+            picked: list[str] = []
+            while True:
+                before = current.carrying
+                _, _, terminated, truncated, info = env.step(bot.replan())
+                if "picked_up" in info:
+                    held = current.carrying
+                    assert before is None and held is not None
+                    assert info["picked_up"] == f"{held.color} {held.type}"
+                    picked.append(info["picked_up"])
+                else:
+                    assert current.carrying is before or current.carrying is None  # nothing new held
+                if terminated or truncated:
+                    break
+            assert info["is_success"]
+            instr = current.instrs
+            if instruction_kind(info.get("mission", current.mission)) in ("pick up", "put next"):
+                desc = instr.desc if hasattr(instr, "desc") else instr.desc_move
+                assert picked, current.mission
+                colour, kind = picked[0].split(" ")
+                assert any(o.color == colour and o.type == kind for o in desc.obj_set), current.mission
+                named += 1
+            else:
+                assert not picked  # the bot goes to its object without picking anything up
+        assert named > 0
+        env.close()
+
+
+def test_first_pickup_counts_the_named_type_and_colour():
+    def ep(mission: str, first: str | None) -> Episode:
+        return Episode(mission, "L", False, 0.0, 64, first_pickup=first)
+
+    episodes = [
+        ep("pick up the red ball", "red ball"),  # type and colour
+        ep("pick up the red ball", "blue ball"),  # type only
+        ep("pick up a key on your left", "green box"),  # no colour named: counts for the type only
+        ep("pick up the green object", "green key"),  # PickupDist: no type named, the colour counts
+        ep("put the purple box next to a ball", "purple box"),  # the object to move is the first
+        ep("pick up a ball", None),  # picked nothing up
+        ep("go to the red ball", "red ball"),  # not a pick-up mission: left out
+    ]
+    figures = first_pickups(episodes)
+    assert figures == {
+        "picked up anything": {"rate": 5 / 6, "episodes": 6},
+        "named type": {"rate": 3 / 4, "episodes": 4},
+        "named colour": {"rate": 3 / 4, "episodes": 4},
+        "named type and colour": {"rate": 2 / 3, "episodes": 3},
+    }
+    assert summarize(episodes, multi_level=False).first_pickup == figures
+    assert first_pickups([ep("go to the red ball", None)]) is None  # GoToLocal: nothing to pick up
+
+
+def test_an_evaluation_reports_what_the_policy_picked_up_first():
+    vocab = Vocabulary.babyai()
+    levels = ["BabyAI-PickupLoc-v0"]
+    venv = make_vec_env(levels, vocab, 1, seed=0)
+    model = PPO(FilmCnnPolicy, venv, n_steps=16, batch_size=16, seed=0, device="cpu")
+    task = task_for(ExperimentConfig(env=BabyAIEnvConfig(levels=levels)), vocab)
+    played = task.play(model, 20, seed=3, deterministic=False)
+    firsts = [e.first_pickup for e in played if e.first_pickup is not None]
+    assert firsts  # an untrained policy picks something up within 64 steps now and then
+    for first in firsts:
+        colour, kind = first.split(" ")
+        assert colour in COLOR_NAMES and kind in ("ball", "box", "key")
+    result = task.summarize(played)
+    assert result.first_pickup is not None
+    assert result.first_pickup["picked up anything"] == {"rate": len(firsts) / 20, "episodes": 20}
+    assert result.scalars()["first_pickup/picked up anything"] == len(firsts) / 20
+    venv.close()
 
 
 def test_multi_level_summary_reports_every_level_and_kind():

@@ -80,6 +80,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not name or name == result.split:
             for trait, held in (result.per_description or {}).items():
                 print(f"  {trait:<18}{held['success_rate']:.3f} ({held['episodes']:.0f} episodes)")
+            if result.first_pickup is not None:
+                print("first object picked up:")
+                for what, held in result.first_pickup.items():
+                    print(f"  {what:<22}{held['rate']:.3f} ({held['episodes']:.0f} episodes)")
         if name == "heldout":
             for item, held in (result.per_heldout or {}).items():
                 print(f"  {item:<18}{held['success_rate']:.3f} ({held['episodes']:.0f} episodes)")

@@ -156,7 +156,47 @@ def summarize(episodes: list[Episode], multi_level: bool) -> EvalResult:
         episodes=len(episodes),
         per_kind={k: float(np.mean(v)) for k, v in sorted(groups.items())},
         per_description=per_description or None,
+        first_pickup=first_pickups(episodes),
     )
+
+
+#: the instruction kinds whose first object is the one to pick up
+PICKUP_KINDS = ("pick up", "put next")
+
+
+def first_pickups(episodes: list[Episode]) -> dict[str, dict[str, float]] | None:
+    """What the agent picked up first on missions that ask it to pick an object up (``pick up``,
+    ``put next``), against the description of that object: ``picked up anything`` (of every
+    such episode), then, of the episodes with a pick-up whose mission names a type (a colour,
+    both), how often the first object had the ``named type`` (``named colour``, ``named type
+    and colour``). ``rate`` and ``episodes`` each; ``None`` without such missions.
+
+    Success says whether the policy read the description; this says which words it read. A
+    language-blind policy's rates are the room's chance level: a policy that reads the type but
+    not the colour matches the type far above that chance and the colour at it.
+    """
+    picked: list[bool] = []
+    matched: dict[str, list[bool]] = defaultdict(list)
+    for ep in episodes:
+        traits = description_traits(ep.mission)
+        if instruction_kind(ep.mission) not in PICKUP_KINDS or "object" not in traits:
+            continue
+        picked.append(ep.first_pickup is not None)
+        if ep.first_pickup is None:
+            continue
+        colour, _, kind = ep.first_pickup.partition(" ")
+        named_type = traits["object"] if traits["object"] != "object" else None  # PickupDist's any type
+        named_colour = traits.get("object colour")
+        if named_type is not None:
+            matched["named type"].append(kind == named_type)
+        if named_colour is not None:
+            matched["named colour"].append(colour == named_colour)
+        if named_type is not None and named_colour is not None:
+            matched["named type and colour"].append(kind == named_type and colour == named_colour)
+    if not picked:
+        return None
+    figures = {"picked up anything": picked, **matched}
+    return {name: {"rate": float(np.mean(hits)), "episodes": len(hits)} for name, hits in figures.items()}
 
 
 class InstructionStats(TrainingStats):

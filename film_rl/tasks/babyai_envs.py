@@ -217,6 +217,32 @@ class BabyAISuccess(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructor
         return obs, reward, terminated, truncated, info
 
 
+class PickupInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
+    """Name what the agent picks up: ``info["picked_up"] = "red ball"`` on the step it does.
+
+    What a policy picks up first on a pick-up or put-next mission shows which words of the
+    description it reads: one that reads the type but not the colour holds a ball of the wrong
+    colour (:func:`film_rl.tasks.babyai.first_pickups` counts them in an evaluation).
+
+    :param env: a BabyAI level (or :class:`MultiLevelEnv`).
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env)
+
+    def _carrying(self) -> Any:
+        return getattr(self.env.unwrapped, "carrying", None)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        before = self._carrying()
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        carrying = self._carrying()
+        if carrying is not None and carrying is not before:
+            info["picked_up"] = f"{carrying.color} {carrying.type}"
+        return obs, reward, terminated, truncated, info
+
+
 class DoneActionEnds(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
     """AGILE's episodes: the policy, not the level, says when the instruction is carried out.
 
@@ -301,6 +327,11 @@ class MultiLevelEnv(gym.Env[Any, Any]):
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         return self.envs[self._current].step(action)
 
+    @property
+    def carrying(self) -> Any:
+        """What the agent holds in the level being played (minigrid's ``carrying``)."""
+        return getattr(self.envs[self._current].unwrapped, "carrying", None)
+
     def render(self) -> Any:
         return self.envs[self._current].render()
 
@@ -359,6 +390,7 @@ def make_babyai_env(
     if done_action_ends:
         env = DoneActionEnds(env, reward_success=reward_success_at_done)
     env = BabyAISuccess(env, levels[0])
+    env = PickupInfo(env)
     env = InstructionWrapper(env, vocab, max_length)
     env = EpisodeMonitor(env)
     if reward_scale != 1.0:

@@ -40,6 +40,9 @@ class EvalResult:
     #: article, the first object's type and colour)
     #: (:func:`film_rl.tasks.instructions.description_traits`), for the dimensions that varied
     per_description: dict[str, dict[str, float]] | None = None
+    #: pick-up and put-next missions: how often the first object picked up had the type and the
+    #: colour the mission named (:func:`film_rl.tasks.babyai.first_pickups`), ``rate`` and ``episodes``
+    first_pickup: dict[str, dict[str, float]] | None = None
     #: an AGILE run's reward model judged on the episodes' final states (``--reward-model``)
     reward_model: dict[str, float] | None = None
     #: Atari: per game ``episodes``, ``mean_return``, ``std_return``, ``mean_episode_length`` and
@@ -79,6 +82,7 @@ class EvalResult:
                 out[f"human_normalized/{game}"] = figures["human_normalized"]
         out.update({f"human_normalized_{k}": v for k, v in (self.human_normalized or {}).items()})
         out.update({f"reward_model/{k}": v for k, v in (self.reward_model or {}).items()})
+        out.update({f"first_pickup/{k}": v["rate"] for k, v in (self.first_pickup or {}).items()})
         for item, figures in (self.per_heldout or {}).items():
             # a held-out mission's text may hold commas and quotes, which a CSV header cannot
             name = re.sub(r"[^\w ./-]", "_", item)
@@ -103,6 +107,8 @@ class Episode:
     returns: list[float] = field(default_factory=list)
     #: the observation the episode ended on: a goal state exactly when ``success``
     final_obs: dict[str, np.ndarray] | None = None
+    #: the first object the agent picked up (``"red ball"``; BabyAI's ``info["picked_up"]``), if any
+    first_pickup: str | None = None
 
 
 def stack(observations: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -174,6 +180,8 @@ def rollout(
                 assert ep is not None
                 ep.ret += float(reward)
                 ep.length += 1
+                if ep.first_pickup is None and "picked_up" in info:
+                    ep.first_pickup = str(info["picked_up"])
                 if current[slot] is not None and current[slot] < record:  # type: ignore[operator]
                     ep.frames.append(envs[slot].render())  # type: ignore[arg-type]
                     ep.returns.append(ep.ret)

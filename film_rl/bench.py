@@ -134,7 +134,7 @@ def reference_model(config: ExperimentConfig) -> PPO:
     return PPO(
         "CnnPolicy",
         venv,
-        **ppo_settings(algo),
+        **ppo_settings(algo, config.budget.timesteps),
         policy_kwargs={"features_extractor_class": MinigridCNN, "normalize_images": False, "net_arch": [64]},
         seed=config.seed,
         device="cpu",
@@ -264,7 +264,7 @@ def atari_reference_model(game: str, config: ExperimentConfig) -> PPO:
     return PPO(
         "CnnPolicy",
         VecFrameStack(venv, cast(AtariEnvConfig, config.env).atari.frame_stack),
-        **ppo_settings(algo),
+        **ppo_settings(algo, config.budget.timesteps),
         seed=config.seed,
         device=config.device,
     )

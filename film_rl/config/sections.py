@@ -41,6 +41,11 @@ class AlgorithmConfig:
     #: training episodes, played with sampled actions: a bonus that stays keeps a policy that has
     #: learned the mission sampling wide of it; ``constant``: it stays
     ent_coef_schedule: Literal["constant", "linear"] = later("constant")
+    #: timesteps over which the ``linear`` schedules fall to 0, then stay there (null: the budget).
+    #: A run that stops at a success rate keeps a long budget; this lets its entropy bonus (or
+    #: learning rate) fall over the frames the level is expected to take, and keeps the line where
+    #: it is when a resumed run raises the budget (with null, the line stretches to the new budget)
+    schedule_timesteps: int | None = bounded(None, 1, 10**12, later=True)
     #: value-loss weight
     vf_coef: float = bounded(0.5, 0.0, 100.0)
     #: gradient norm clip

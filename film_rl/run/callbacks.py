@@ -21,17 +21,17 @@ from film_rl.run.run_dir import CHECKPOINTS, checkpoints, save_atomically
 
 
 class LinearEntropyBonus(BaseCallback):
-    """PPO's entropy bonus falling linearly from ``start`` to 0 at ``budget`` timesteps (SB3 takes
-    ``ent_coef`` as a number only). It is set before each rollout's update from the timesteps so far,
-    so a resumed run goes on along the same line; logged as ``train/ent_coef``."""
+    """PPO's entropy bonus falling linearly from ``start`` to 0 at ``horizon`` timesteps, then staying
+    there (SB3 takes ``ent_coef`` as a number only). It is set before each rollout's update from the
+    timesteps so far, so a resumed run goes on along the same line; logged as ``train/ent_coef``."""
 
-    def __init__(self, start: float, budget: int) -> None:
+    def __init__(self, start: float, horizon: int) -> None:
         super().__init__()
         self.start = start
-        self.budget = budget
+        self.horizon = horizon
 
     def _set(self) -> None:
-        value = self.start * max(0.0, 1.0 - self.num_timesteps / self.budget)
+        value = self.start * max(0.0, 1.0 - self.num_timesteps / self.horizon)
         self.model.ent_coef = value  # type: ignore[attr-defined]
         self.logger.record("train/ent_coef", value)
 

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from sb3_contrib import RecurrentPPO
+from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
-from stable_baselines3.common.utils import LinearSchedule, get_device
+from stable_baselines3.common.utils import FloatSchedule, LinearSchedule, get_device
 from stable_baselines3.common.vec_env import VecEnv
 
 from film_rl.agile.reward_model import RewardModelTrainer
@@ -136,17 +138,17 @@ def build_env(
     return with_learned_reward(venv, reward_model, config)
 
 
-def ppo_settings(algo: AlgorithmConfig) -> dict[str, Any]:
+def ppo_settings(algo: AlgorithmConfig, budget: int) -> dict[str, Any]:
     """An agent recipe's PPO hyperparameters as keywords of SB3's ``PPO`` / ``RecurrentPPO``
-    (the benchmarks' reference models take the same ones)."""
+    (the benchmarks' reference models take the same ones), for a run of ``budget`` timesteps."""
     return {
         "n_steps": algo.n_steps,
         "batch_size": algo.batch_size,
         "n_epochs": algo.n_epochs,
-        "learning_rate": _scheduled(algo.learning_rate, algo.learning_rate_schedule),
+        "learning_rate": _scheduled(algo.learning_rate, algo.learning_rate_schedule, algo, budget),
         "gamma": algo.gamma,
         "gae_lambda": algo.gae_lambda,
-        "clip_range": _scheduled(algo.clip_range, algo.clip_range_schedule),
+        "clip_range": _scheduled(algo.clip_range, algo.clip_range_schedule, algo, budget),
         "ent_coef": algo.ent_coef,
         "vf_coef": algo.vf_coef,
         "max_grad_norm": algo.max_grad_norm,
@@ -155,10 +157,28 @@ def ppo_settings(algo: AlgorithmConfig) -> dict[str, Any]:
     }
 
 
-def _scheduled(value: float, schedule: str) -> float | LinearSchedule:
-    """SB3's own schedule object (it is saved in the model's zip, so a resumed run goes on with it):
-    from ``value`` at the start of the budget to 0 at its end."""
-    return LinearSchedule(value, 0.0, 1.0) if schedule == "linear" else value
+def schedule_horizon(algo: AlgorithmConfig, budget: int) -> int:
+    """The timesteps over which the linear schedules fall to 0: ``schedule_timesteps``, or the budget."""
+    return algo.schedule_timesteps or budget
+
+
+def _scheduled(value: float, schedule: str, algo: AlgorithmConfig, budget: int) -> float | LinearSchedule:
+    """SB3's own schedule object, from ``value`` at the start to 0 at the schedule's horizon. SB3
+    reads it at the fraction of the budget played, so the horizon is a fraction of the budget."""
+    if schedule != "linear":
+        return value
+    return LinearSchedule(value, 0.0, schedule_horizon(algo, budget) / budget)
+
+
+def apply_schedules(model: BaseAlgorithm, config: ExperimentConfig) -> None:
+    """Give a loaded model the config's schedules for the config's budget: a resumed run whose
+    budget was raised goes on along its line (``schedule_timesteps``), or along the line stretched
+    to the new budget (null), instead of the fractions its zip saved for the old budget."""
+    settings = ppo_settings(config.agent.algorithm, config.budget.timesteps)
+    model.learning_rate = settings["learning_rate"]
+    model._setup_lr_schedule()  # SB3 turns learning_rate into the lr_schedule it reads
+    if isinstance(model, (PPO, RecurrentPPO)):  # both read clip_range as a schedule
+        model.clip_range = FloatSchedule(settings["clip_range"])
 
 
 def build_model(config: ExperimentConfig, task: Task, env: VecEnv, device: str) -> BaseAlgorithm:
@@ -177,7 +197,7 @@ def build_model(config: ExperimentConfig, task: Task, env: VecEnv, device: str) 
     return runs.algorithm_class(config)(
         policy,  # type: ignore[arg-type]
         env,
-        **ppo_settings(algo),
+        **ppo_settings(algo, config.budget.timesteps),
         policy_kwargs=policy_kwargs,
         seed=config.seed,
         device=device,
@@ -238,7 +258,8 @@ def _learn(
     checkpointer = Checkpointer(run_dir, config.checkpoint.freq, config.checkpoint.keep, save_extra)
     callbacks: list[Any] = [StopOnNonFinite(), stats, checkpointer]
     if config.agent.algorithm.ent_coef_schedule == "linear":
-        callbacks.append(LinearEntropyBonus(config.agent.algorithm.ent_coef, config.budget.timesteps))
+        horizon = schedule_horizon(config.agent.algorithm, config.budget.timesteps)
+        callbacks.append(LinearEntropyBonus(config.agent.algorithm.ent_coef, horizon))
     if config.logging.progress_bar:
         callbacks.append(Progress(config.budget.timesteps, stats.headline))
     if reward_model is not None:
@@ -463,6 +484,7 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> TrainResult:
     _set_threads(config)
     latest = newest_intact(run_dir, config, device)
     model, steps = latest.model, latest.model.num_timesteps
+    apply_schedules(model, config)
     # model.zip is written when training ends: at the budget, or early at budget.stop_at_success
     # (then only a budget raised now trains on); a checkpoint newer than it is an extension's
     finished = latest.state.path.name == runs.MODEL and (

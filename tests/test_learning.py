@@ -134,6 +134,22 @@ def test_schedule_timesteps_pins_the_linear_schedules_through_a_resume_with_a_ra
     assert max(resumed) >= horizon + 128  # the resumed leg crossed the horizon and stayed at 0 past it
 
 
+def test_a_resume_that_raises_the_budget_can_pin_the_entropy_line_where_it_ended(tmp_path):
+    """A run whose bonus fell to 0 over its budget, resumed with a larger one: with the horizon set
+    at the old budget the bonus stays at 0 (without it, it would climb back to 0.01 at 512 of 1,024)."""
+    overrides = ["agent.algorithm.ent_coef=0.02", "agent.algorithm.ent_coef_schedule=linear", "budget.timesteps=512"]
+    done = run_cli("train", "experiments/quickstart.yaml", f"runs_dir={tmp_path}", *TINY, *overrides)
+    assert done.returncode == 0, done.stderr
+    run = only_run_dir(tmp_path)
+    done = run_cli("train", "--resume", str(run), "budget.timesteps=1024", "agent.algorithm.schedule_timesteps=512")
+    assert done.returncode == 0, done.stderr
+    rows = [r for r in csv.DictReader((run / "progress.1.csv").open()) if r.get("train/ent_coef")]
+    assert rows and all(float(r["train/ent_coef"]) == 0.0 for r in rows)
+    assert yaml.safe_load((run / "config.yaml").read_text())["agent"]["algorithm"]["schedule_timesteps"] == 512
+    refused = run_cli("train", "--resume", str(run), "agent.algorithm.ent_coef=0.5")
+    assert refused.returncode == 2 and "cannot change 'agent.algorithm.ent_coef' when resuming" in refused.stderr
+
+
 @pytest.mark.parametrize(
     "recipe,level,memory",
     [

@@ -412,7 +412,17 @@ def train(config: ExperimentConfig) -> TrainResult:
     return _learn(model, config, run_dir, task, reward_model)
 
 
-RESUMABLE_SECTIONS = ("budget.", "eval.", "checkpoint.", "logging.", "threads", "device")
+#: what a resumed run may change: how long it runs (the budget, and the horizon of its linear
+#: schedules, which a raised budget would otherwise stretch), how it is watched, and where it runs
+RESUMABLE_SECTIONS = (
+    "budget.",
+    "agent.algorithm.schedule_timesteps=",
+    "eval.",
+    "checkpoint.",
+    "logging.",
+    "threads",
+    "device",
+)
 
 
 @dataclass
@@ -466,7 +476,8 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> TrainResult:
     """Continue ``run_dir`` from its newest intact saved model (model, optimizer, timesteps,
     episode statistics, vocabulary), or only evaluate it when its training had finished.
 
-    Only the budget, evaluation, checkpoint, logging, threads and device may change on resume;
+    Only the budget (and ``agent.algorithm.schedule_timesteps``), evaluation, checkpoint, logging,
+    threads and device may change on resume;
     the rest of the config is the run's own. The changed config is checked like a new run's
     before it replaces the saved one.
     """
@@ -475,7 +486,8 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> TrainResult:
     for override in overrides or []:
         if not override.startswith(RESUMABLE_SECTIONS):
             raise UserError(
-                f"cannot change '{override.split('=')[0]}' when resuming; only {', '.join(RESUMABLE_SECTIONS)}"
+                f"cannot change '{override.split('=')[0]}' when resuming; only "
+                + ", ".join(section.rstrip("=") for section in RESUMABLE_SECTIONS)
             )
     saved = runs.read_config(run_dir)
     config = load_saved_config(run_dir / runs.CONFIG, overrides) if overrides else saved

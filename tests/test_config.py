@@ -155,6 +155,22 @@ def test_an_experiment_changes_keys_of_its_bases_recipes_without_losing_them(tmp
     assert config.agent_recipe == "plain" and config.agent.policy == "lstm" and config.agent.channels == [8, 8]
 
 
+def test_swapping_the_recipe_on_the_command_line_keeps_the_experiments_changes_to_it(tmp_path):
+    root = _project(tmp_path)
+    (root / "agents" / "memory.yaml").write_text("base: plain\npolicy: lstm\nalgorithm:\n  n_steps: 32\n")
+    (root / "experiments" / "e.yaml").write_text("env: room\nagent:\n  base: plain\n  algorithm:\n    gamma: 0.5\n")
+    config = load_experiment(root / "experiments" / "e.yaml", ["agent=memory"])
+    assert config.agent_recipe == "memory" and config.agent.policy == "lstm"
+    assert config.agent.algorithm.gamma == 0.5 and config.agent.algorithm.n_steps == 32
+    # the same through a base experiment, as the shipped PickupLoc recipe has it
+    shipped = load_experiment(ROOT / "experiments" / "pickuploc.yaml", ["agent=film-lstm"])
+    assert shipped.agent.policy == "lstm" and shipped.agent.algorithm.ent_coef == 0.1
+    assert shipped.agent.algorithm.schedule_timesteps == 4_000_000
+    # a recipe named outright still replaces a plain one
+    (root / "experiments" / "plain.yaml").write_text("env: room\nagent: plain\n")
+    assert load_experiment(root / "experiments" / "plain.yaml", ["agent=memory"]).agent.algorithm.gamma == 0.9
+
+
 @pytest.mark.parametrize(
     ("files", "message"),
     [

@@ -166,6 +166,14 @@ def test_swapping_the_recipe_on_the_command_line_keeps_the_experiments_changes_t
     shipped = load_experiment(ROOT / "experiments" / "pickuploc.yaml", ["agent=film-lstm"])
     assert shipped.agent.policy == "lstm" and shipped.agent.algorithm.ent_coef == 0.1
     assert shipped.agent.algorithm.schedule_timesteps == 4_000_000
+    # an env recipe is replaced whole: the experiment's own env keys (its levels) do not stay
+    (root / "envs" / "other.yaml").write_text("levels: [BabyAI-GoToRedBallGrey-v0]\nn_envs: 3\n")
+    (root / "experiments" / "levels.yaml").write_text(
+        "env:\n  base: room\n  levels: [BabyAI-PickupLoc-v0]\nagent: plain\n"
+    )
+    swapped = load_experiment(root / "experiments" / "levels.yaml", ["env=other"])
+    assert swapped.env_recipe == "other" and swapped.env.levels == ["BabyAI-GoToRedBallGrey-v0"]
+    assert swapped.env.n_envs == 3
     # a recipe named outright still replaces a plain one
     (root / "experiments" / "plain.yaml").write_text("env: room\nagent: plain\n")
     assert load_experiment(root / "experiments" / "plain.yaml", ["agent=memory"]).agent.algorithm.gamma == 0.9

@@ -237,6 +237,18 @@ def test_a_value_that_breaks_the_maths_is_refused_before_anything_is_written(
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize("schedule", ["learning_rate", "clip_range"])
+def test_a_linear_rate_that_would_reach_0_before_the_budget_is_refused(
+    schedule: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Past its horizon a linear learning rate (or clipping range) is 0: the rest of the budget
+    would play rollouts for a policy that no longer learns."""
+    linear = [f"agent.algorithm.{schedule}_schedule=linear", "agent.algorithm.schedule_timesteps=128"]
+    code = cli.main(["train", "experiments/quickstart.yaml", f"runs_dir={tmp_path / 'runs'}", *TINY, *linear])
+    assert f"a linear {schedule} would be 0 past it" in one_line_error(code, capsys.readouterr().err)
+    assert not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("value", ["eval.episodes=0", "device=cuda:7", "device=bogus", "budget.timesteps=-5"])
 def test_a_bad_resume_override_leaves_the_saved_config_alone(
     value: str, tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

@@ -334,9 +334,11 @@ def compose(raw: dict[str, Any], overrides: list[str], experiment_path: Path | N
     for key, value in cli:  # `env=NAME` / `agent=NAME` swap a recipe before anything is merged
         if key in ("env", "agent"):
             current = data.get(key)
-            # under the experiment's own changes to its recipe: `pickuploc.yaml agent=film-lstm` is
-            # PickupLoc's training settings on the LSTM, not the LSTM recipe's defaults
-            swap = isinstance(value, str) and isinstance(current, dict) and "base" in current
+            # an agent recipe is swapped under the experiment's own changes to it: `pickuploc.yaml
+            # agent=film-lstm` is PickupLoc's training settings on the LSTM, not the LSTM recipe's
+            # defaults. An env recipe is replaced whole: an experiment's env changes are mostly its
+            # levels, which the named recipe is there to choose.
+            swap = key == "agent" and isinstance(value, str) and isinstance(current, dict) and "base" in current
             data[key] = {**current, "base": value} if swap else value  # type: ignore[dict-item]
     for kind in ("env", "agent"):
         value = data.get(kind)

@@ -24,8 +24,9 @@ class AlgorithmConfig:
     n_epochs: int = bounded(4, 1, 1000)
     #: Adam's learning rate
     learning_rate: float = bounded(5e-4, 0.0, 1e9, above=True)
-    #: ``linear``: the learning rate falls linearly to 0 over the budget (RL Zoo's ``lin_``), so a
-    #: policy that has learned is not shaken out of it late in the run; ``constant``: it stays
+    #: ``linear``: the learning rate falls linearly to 0 over ``schedule_timesteps`` (default: the
+    #: budget; RL Zoo's ``lin_``), so a policy that has learned is not shaken out of it late in the
+    #: run; ``constant``: it stays
     learning_rate_schedule: Literal["constant", "linear"] = later("constant")
     #: discount factor
     gamma: float = bounded(0.99, 0.0, 1.0, above=True)
@@ -33,18 +34,21 @@ class AlgorithmConfig:
     gae_lambda: float = bounded(0.95, 0.0, 1.0)
     #: PPO's clipping of the probability ratio
     clip_range: float = bounded(0.2, 0.0, 10.0, above=True)
-    #: ``linear``: the clipping range falls linearly to 0 over the budget; ``constant``: it stays
+    #: ``linear``: the clipping range falls linearly to 0 over ``schedule_timesteps`` (default: the
+    #: budget); ``constant``: it stays
     clip_range_schedule: Literal["constant", "linear"] = later("constant")
     #: entropy bonus weight
     ent_coef: float = bounded(0.01, 0.0, 100.0)
-    #: ``linear``: the entropy bonus falls linearly to 0 over the budget. BabyAI's metric counts the
-    #: training episodes, played with sampled actions: a bonus that stays keeps a policy that has
-    #: learned the mission sampling wide of it; ``constant``: it stays
+    #: ``linear``: the entropy bonus falls linearly to 0 over ``schedule_timesteps`` (default: the
+    #: budget), then stays there. BabyAI's metric counts the training episodes, played with sampled
+    #: actions: a bonus that stays keeps a policy that has learned the mission sampling wide of it;
+    #: ``constant``: it stays
     ent_coef_schedule: Literal["constant", "linear"] = later("constant")
-    #: timesteps over which the ``linear`` schedules fall to 0, then stay there (null: the budget).
-    #: A run that stops at a success rate keeps a long budget; this lets its entropy bonus (or
-    #: learning rate) fall over the frames the level is expected to take, and keeps the line where
-    #: it is when a resumed run raises the budget (with null, the line stretches to the new budget)
+    #: timesteps over which the ``linear`` schedules fall to 0 (null: the budget). A run that stops
+    #: at a success rate keeps a long budget: this lets its entropy bonus fall over the frames the
+    #: level is expected to take, then stay at 0 (a linear learning rate or clipping range must reach
+    #: the budget, or the policy would stop learning: refused). A resumed run that raises the budget
+    #: keeps the line where it is (with null, the line stretches to the new budget)
     schedule_timesteps: int | None = bounded(None, 1, 10**12, later=True)
     #: value-loss weight
     vf_coef: float = bounded(0.5, 0.0, 100.0)

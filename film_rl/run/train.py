@@ -176,7 +176,7 @@ def apply_schedules(model: BaseAlgorithm, config: ExperimentConfig) -> None:
     to the new budget (null), instead of the fractions its zip saved for the old budget."""
     settings = ppo_settings(config.agent.algorithm, config.budget.timesteps)
     model.learning_rate = settings["learning_rate"]
-    model._setup_lr_schedule()  # SB3 turns learning_rate into the lr_schedule it reads
+    model.lr_schedule = FloatSchedule(settings["learning_rate"])  # what SB3 reads (as _setup_lr_schedule)
     if isinstance(model, (PPO, RecurrentPPO)):  # both read clip_range as a schedule
         model.clip_range = FloatSchedule(settings["clip_range"])
 
@@ -211,6 +211,15 @@ def validate(config: ExperimentConfig) -> None:
     check_ranges(config)
     check_device(config.device)
     task_for(config).validate()
+    algo = config.agent.algorithm
+    if algo.schedule_timesteps is not None and algo.schedule_timesteps < config.budget.timesteps:
+        for key in ("learning_rate", "clip_range"):
+            if getattr(algo, f"{key}_schedule") == "linear":
+                raise UserError(
+                    f"agent.algorithm.schedule_timesteps ({algo.schedule_timesteps:,}) ends before "
+                    f"budget.timesteps ({config.budget.timesteps:,}): a linear {key} would be 0 past it and "
+                    f"the policy would stop learning; keep {key}_schedule=constant, or the horizon at the budget"
+                )
     rm = reward_model_settings(config.agent)
     if rm is not None and rm.batch_size % 2:
         raise UserError(f"agent.reward_model.batch_size must be even (half goal states), got {rm.batch_size}")

@@ -173,7 +173,10 @@ def first_pickups(episodes: list[Episode]) -> dict[str, dict[str, float]] | None
 
     Success says whether the policy read the description; this says which words it read. A
     language-blind policy's rates are the room's chance level: a policy that reads the type but
-    not the colour matches the type far above that chance and the colour at it.
+    not the colour matches the type far above that chance and the colour at it. The type and colour
+    are not the whole description (a location, ``the`` against ``a``), so ``named type and colour``
+    may exceed success; and on levels where a key or a blocking object must be picked up first
+    (UnlockPickup, KeyCorridor), the first object is that one, whatever the policy read.
     """
     picked: list[bool] = []
     matched: dict[str, list[bool]] = defaultdict(list)

@@ -8,7 +8,7 @@ from film_rl.config import BabyAIEnvConfig, ExperimentConfig
 from film_rl.model.policies import FilmCnnPolicy
 from film_rl.run.evaluate import Episode, evaluate
 from film_rl.tasks.babyai import first_pickups, summarize
-from film_rl.tasks.babyai_envs import make_babyai_env, make_vec_env
+from film_rl.tasks.babyai_envs import make_vec_env
 from film_rl.tasks.instructions import Vocabulary, description_traits, instruction_kind
 from film_rl.tasks.registry import task_for
 
@@ -77,7 +77,7 @@ def test_the_env_names_what_the_agent_picks_up():
     only that step, names the object, the very one the mission's description matches."""
     vocab = Vocabulary.babyai()
     for levels in (["BabyAI-PickupLoc-v0"], ["BabyAI-GoToLocal-v0", "BabyAI-PutNextLocal-v0"]):
-        env = make_babyai_env(levels, vocab)
+        env = task_for(ExperimentConfig(env=BabyAIEnvConfig(levels=levels)), vocab).evaluation_env()
         named = 0
         for seed in range(6):
             _, info = env.reset(seed=seed)

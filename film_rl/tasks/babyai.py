@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from film_rl.config import BabyAIEnvConfig, ExperimentConfig, GridAgentConfig
-from film_rl.tasks.babyai_envs import check_levels, make_babyai_env, policy_input
+from film_rl.tasks.babyai_envs import PickupInfo, check_levels, make_babyai_env, policy_input
 from film_rl.tasks.babyai_metric import CentredSuccess
 from film_rl.tasks.base import Task, TrainingStats
 from film_rl.tasks.episodes import Episode, EvalResult
@@ -82,8 +82,8 @@ class BabyAITask(Task):
 
     def evaluation_env(self, render: bool = False, split: Split = "all") -> gym.Env:
         """The level's own episodes: success ends them, ``done`` does nothing (AGILE runs too);
-        with a holdout, only the missions of ``split``."""
-        return make_babyai_env(
+        with a holdout, only the missions of ``split``; each pick-up named in ``info["picked_up"]``."""
+        env = make_babyai_env(
             self.env.levels,
             self.vocab,
             max_length=self.env.max_instruction_length,
@@ -92,6 +92,7 @@ class BabyAITask(Task):
             split=split,
             fast_view=self.env.fast_view,
         )
+        return PickupInfo(env)
 
     def policy_kwargs(self) -> dict[str, Any]:
         # FilmCnnPolicy / FilmLstmPolicy read the grid through InstructionFeatures by default

@@ -222,9 +222,10 @@ class PickupInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArg
 
     What a policy picks up first on a pick-up or put-next mission shows which words of the
     description it reads: one that reads the type but not the colour holds a ball of the wrong
-    colour (:func:`film_rl.tasks.babyai.first_pickups` counts them in an evaluation).
+    colour (:func:`film_rl.tasks.babyai.first_pickups` counts them in an evaluation). Only the
+    evaluation env wears it: training reads nothing of it.
 
-    :param env: a BabyAI level (or :class:`MultiLevelEnv`).
+    :param env: a wrapped BabyAI level or :class:`MultiLevelEnv` (it reads ``unwrapped.carrying``).
     """
 
     def __init__(self, env: gym.Env) -> None:
@@ -390,7 +391,6 @@ def make_babyai_env(
     if done_action_ends:
         env = DoneActionEnds(env, reward_success=reward_success_at_done)
     env = BabyAISuccess(env, levels[0])
-    env = PickupInfo(env)
     env = InstructionWrapper(env, vocab, max_length)
     env = EpisodeMonitor(env)
     if reward_scale != 1.0:

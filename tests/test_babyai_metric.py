@@ -1,5 +1,6 @@
 """BabyAI's episodes-to-0.99 metric: the centred window of BabyAI's own scripts, through real runs."""
 
+import csv
 import json
 
 import numpy as np
@@ -82,6 +83,15 @@ def test_a_run_stops_when_babyais_window_reaches_the_target(tmp_path):
     assert progress["time/total_timesteps"].max() < 100_000  # stopped early, at the first row
     # it stopped inside a rollout: the figure it stopped on is logged with the final evaluation
     assert progress["rollout/babyai_episodes_to_1"].dropna().tolist() == [stats["centred"]["reached"]["0.01"]]
+    # `film-rl report` puts BabyAI's metric beside the rolling one, with the newest window's success
+    report = run_cli("report", str(stats_path.parent), "--out", str(tmp_path / "report"), WANDB_MODE="disabled")
+    assert report.returncode == 0, report.stderr
+    (row,) = list(csv.DictReader((tmp_path / "report" / "runs.csv").open()))
+    assert float(row["babyai_window"]) == pytest.approx(stats["centred"]["rows"][0][1])
+    assert row["babyai_episodes_to_99"] == ""  # a row of 0.01 reaches neither 0.9 nor 0.99
+    table = (tmp_path / "report" / "report.md").read_text()
+    assert "| BabyAI's metric to 0.9 | BabyAI's metric to 0.99 | window |" in table
+    assert f"| - (0/1) | - (0/1) | {stats['centred']['rows'][0][1]:.3f} |" in table
 
 
 def test_a_run_resumed_without_rows_does_not_make_them_up():

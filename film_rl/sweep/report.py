@@ -6,8 +6,12 @@ RUN_DIR`` makes the same files for one run, also while it trains:
 
 - final success rate: the run's own evaluation (``eval.json``); for tasks scored per game, the mean human-normalized
   score of that evaluation;
-- episodes to 0.9 / 0.99: the rolling-success metric, from the run's episode bookkeeping (``stats.json``);
-  the mean is over the seeds that got there, and the table says how many did;
+- episodes to 0.9 / 0.99: the rolling-success metric (the last ``window`` episodes), from the run's
+  episode bookkeeping (``stats.json``); the mean is over the seeds that got there, and the table
+  says how many did;
+- BabyAI's metric to 0.9 / 0.99 (BabyAI runs): the episode count at the centre of the first
+  centred window of rows reaching it (:mod:`film_rl.tasks.babyai_metric`), the figure BabyAI's
+  papers report; a run that has not reached 0.99 shows its latest window instead;
 - fps: training steps per second of the run's last leg (SB3's ``time/fps``);
 - learning curves: the rolling training success (or score) against frames, each seed's curve
   interpolated onto one grid, mean line and 95% band per setting.
@@ -59,6 +63,11 @@ class RunFigures:
     per_game: dict[str, float] = field(default_factory=dict)
     #: multi-game runs: each game's (frames of that game, rolling return) rows
     game_curves: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    #: BabyAI's centred-window metric: threshold -> episodes; ``None`` where the run does not keep
+    #: it (off BabyAI, or resumed from a checkpoint older than the metric)
+    babyai_episodes_to: dict[float, int] | None = None
+    #: the mean success of its newest full window (nan before there is one, or off BabyAI)
+    babyai_window: float = math.nan
     #: runs with held-out instructions: the final success rate of each split (train, heldout)
     splits: dict[str, float] = field(default_factory=dict)
     #: and each split's mean episode length: on small rooms a policy blind to the mission
@@ -109,6 +118,8 @@ def read_progress(path: Path) -> list[dict[str, str]]:
 
 
 STEPS, SUCCESS = "time/total_timesteps", "rollout/success_rate"
+#: BabyAI's centred window, as the training log records it (film_rl.tasks.babyai.InstructionStats)
+WINDOW = "rollout/success_rate_babyai_window"
 
 
 def _steps(row: dict[str, str]) -> float:
@@ -141,6 +152,16 @@ def read_run(trial: Trial, run_dir: Path, finished: bool = True) -> RunFigures:
         episodes_to = {float(t): int(n) for t, n in stats.get("episodes_to", {}).items()}
     except (TypeError, ValueError):
         raise UserError(f"{stats_path} is not a valid statistics file (episodes_to)") from None
+    centred = stats.get("centred")
+    try:
+        babyai_episodes_to = (
+            None
+            if not centred or centred.get("unknown")
+            else {float(t): int(n) for t, n in centred.get("reached", {}).items()}
+        )
+    except (AttributeError, TypeError, ValueError):
+        raise UserError(f"{stats_path} is not a valid statistics file (centred)") from None
+    window = _number(next((r[WINDOW] for r in reversed(rows) if r.get(WINDOW)), None))
     points = []
     for r in rows:
         if r.get(curve_key) not in (None, "") and r.get(STEPS) not in (None, ""):
@@ -167,6 +188,8 @@ def read_run(trial: Trial, run_dir: Path, finished: bool = True) -> RunFigures:
         final=final,
         scored=not success,
         episodes_to=episodes_to,
+        babyai_episodes_to=babyai_episodes_to,
+        babyai_window=window,
         fps=_number(next((r["time/fps"] for r in reversed(rows) if r.get("time/fps")), None)),
         frames=int(max(_steps(last), 0)),
         curve=np.array(points, dtype=float).reshape(-1, 2),
@@ -227,6 +250,10 @@ class SettingRow:
     episodes_to: dict[float, tuple[float, float, int]]
     fps: tuple[float, float]
     frames: float
+    #: BabyAI's metric per threshold, as ``episodes_to``; empty when no run of the setting kept it
+    babyai_episodes_to: dict[float, tuple[float, float, int]] = field(default_factory=dict)
+    #: the latest centred window, mean over the seeds that have one
+    babyai_window: tuple[float, float] = (math.nan, math.nan)
 
 
 def aggregate(figures: list[RunFigures], spec: SweepSpec) -> list[SettingRow]:
@@ -240,11 +267,9 @@ def aggregate(figures: list[RunFigures], spec: SweepSpec) -> list[SettingRow]:
         group = by_setting.get(setting)
         if not group:
             continue
-        episodes_to = {}
-        for t in THRESHOLDS:
-            reached = [float(f.episodes_to[t]) for f in group if t in f.episodes_to]
-            mean, half = mean_ci(reached)
-            episodes_to[t] = (mean, half, len(reached))
+        episodes_to = _reached(f.episodes_to for f in group)
+        kept = any(f.babyai_episodes_to is not None for f in group)
+        babyai = _reached(f.babyai_episodes_to or {} for f in group) if kept else {}
         rows.append(
             SettingRow(
                 setting=setting,
@@ -254,9 +279,21 @@ def aggregate(figures: list[RunFigures], spec: SweepSpec) -> list[SettingRow]:
                 episodes_to=episodes_to,
                 fps=mean_ci([f.fps for f in group]),
                 frames=float(np.mean([f.frames for f in group])),
+                babyai_episodes_to=babyai,
+                babyai_window=mean_ci([f.babyai_window for f in group]),
             )
         )
     return rows
+
+
+def _reached(counts: Any) -> dict[float, tuple[float, float, int]]:
+    """Per threshold: mean and 95% half-width of the episode counts of the seeds that reached it, and how many did."""
+    counts = list(counts)
+    out = {}
+    for t in THRESHOLDS:
+        reached = [float(c[t]) for c in counts if t in c]
+        out[t] = (*mean_ci(reached), len(reached))
+    return out
 
 
 #: seeds below which a 95% interval says little (Student's t with 1 degree of freedom is 12.7 s/√n)
@@ -293,11 +330,20 @@ def markdown(
             f"Experiment `{spec.experiment}`; mean [95% CI, Student t] across the seeds of each setting "
             f"(n: how many of the seeds {', '.join(map(str, spec.seeds))} finished).",
         ]
-    # episodes to a success threshold: BabyAI's metric, for runs with a success verdict only
+    # episodes to a success threshold, for runs with a success verdict only
     thresholds = THRESHOLDS if bounded else ()
+    centred = thresholds and any(r.babyai_episodes_to for r in rows)
     if thresholds and not one_run:
         lines += ["Episodes to a threshold average the seeds that reached it (reached/n beside it)."]
-    columns = ["setting", "n", metric, *(f"episodes to {t:g}" for t in thresholds), "frames", "fps"]
+    if thresholds:
+        lines += ["Episodes to: the rolling success of the last episodes first at the threshold."]
+    if centred:
+        lines += [
+            "BabyAI's metric: the episode count at the centre of the first centred window of rows reaching "
+            "the threshold, the figure BabyAI's papers report; window: the newest full window's success."
+        ]
+    babyai_columns = [*(f"BabyAI's metric to {t:g}" for t in thresholds), "window"] if centred else []
+    columns = ["setting", "n", metric, *(f"episodes to {t:g}" for t in thresholds), *babyai_columns, "frames", "fps"]
     lines += ["", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     rate = (0.0, 1.0) if bounded else (-math.inf, math.inf)
     few = False
@@ -305,6 +351,12 @@ def markdown(
         eps = [f"{_ci(m, h, 0, 0.0)} ({n}/{r.seeds})" for m, h, n in (r.episodes_to[t] for t in thresholds)]
         few = few or (r.seeds < FEW_SEEDS and not one_run)
         n = f"{r.seeds}" + ("†" if r.seeds < FEW_SEEDS and not one_run else "")
+        if centred and r.babyai_episodes_to:
+            counts = (r.babyai_episodes_to[t] for t in thresholds)
+            eps += [f"{_ci(m, h, 0, 0.0)} ({k}/{r.seeds})" for m, h, k in counts]
+            eps.append(_ci(*r.babyai_window, 3, 0.0, 1.0))
+        elif centred:
+            eps += ["-"] * len(babyai_columns)
         cells = [r.setting, n, _ci(*r.final, 3, *rate), *eps, f"{r.frames:,.0f}", _ci(*r.fps, 0, 0.0)]
         lines.append("| " + " | ".join(cells) + " |")
     if few:
@@ -324,9 +376,13 @@ def csv_rows(rows: list[SettingRow], bounded: bool = True) -> tuple[list[str], l
     can be (``final_low`` / ``final_high``; a success rate stays in [0, 1])."""
     keys = list(dict.fromkeys(k for r in rows for k in r.values))  # named settings may set different keys
     header = ["setting", *keys, "seeds", "final_mean", "final_ci95", "final_low", "final_high"]
-    for t in THRESHOLDS:
-        tag = f"episodes_to_{round(t * 100)}"
-        header += [f"{tag}_mean", f"{tag}_ci95", f"{tag}_reached"]
+    centred = any(r.babyai_episodes_to for r in rows)  # BabyAI's metric: columns of its own
+    for prefix in ("", "babyai_") if centred else ("",):
+        for t in THRESHOLDS:
+            tag = f"{prefix}episodes_to_{round(t * 100)}"
+            header += [f"{tag}_mean", f"{tag}_ci95", f"{tag}_reached"]
+    if centred:
+        header += ["babyai_window_mean", "babyai_window_ci95"]
     header += ["fps_mean", "fps_ci95", "frames"]
     data = []
     for r in rows:
@@ -335,6 +391,10 @@ def csv_rows(rows: list[SettingRow], bounded: bool = True) -> tuple[list[str], l
         line: list[Any] = [r.setting, *(r.values.get(k, "") for k in keys), r.seeds, *r.final, low, high]
         for t in THRESHOLDS:
             line += list(r.episodes_to[t])
+        if centred:
+            for t in THRESHOLDS:
+                line += list(r.babyai_episodes_to.get(t, (math.nan, math.nan, 0)))
+            line += list(r.babyai_window)
         data.append([*line, *r.fps, r.frames])
     return header, data
 
@@ -526,11 +586,15 @@ def write_report(
         data = [[*line, *_split_cells(split_rows.get(str(line[0])))] for line in data]
     write_csv(files["csv"], [header, *data])
     runs_table: list[list[Any]] = [
-        ["trial", "setting", "seed", "final", "episodes_to_90", "episodes_to_99", "fps", "frames", "run"]
+        ["trial", "setting", "seed", "final", "episodes_to_90", "episodes_to_99"]
+        + ["babyai_episodes_to_90", "babyai_episodes_to_99", "babyai_window"]
+        + ["fps", "frames", "run"]
         + (list(SPLITS) if split_rows else [])
     ]
     for f in figures:
-        eps = [f.episodes_to.get(t, "") for t in THRESHOLDS]
+        eps: list[Any] = [f.episodes_to.get(t, "") for t in THRESHOLDS]
+        eps += [(f.babyai_episodes_to or {}).get(t, "") for t in THRESHOLDS]
+        eps.append("" if math.isnan(f.babyai_window) else f.babyai_window)
         line = [f.trial.id, f.trial.setting, f.trial.seed, f.final, *eps, f.fps, f.frames, f.run_dir]
         runs_table.append(line + ([f.splits.get(name, "") for name in SPLITS] if split_rows else []))
     write_csv(files["runs"], runs_table)

@@ -1,6 +1,6 @@
 """Evaluation bookkeeping: instruction kinds, per-level success, and reproducible roll-outs."""
 
-from minigrid.core.constants import COLOR_NAMES
+from minigrid.core.constants import COLOR_NAMES, DIR_TO_VEC
 from minigrid.utils.baby_ai_bot import BabyAIBot
 from stable_baselines3 import PPO
 
@@ -111,6 +111,38 @@ def test_the_env_names_what_the_agent_picks_up():
         env.close()
 
 
+def test_the_env_says_whether_a_location_decides_the_object():
+    """At each reset of a mission naming a location, the evaluation env says whether some object
+    fits the rest of the description but lies elsewhere: worked out here from the agent's starting
+    pose, as minigrid's verifier words a location (left / right / in front / behind)."""
+    vocab = Vocabulary.babyai()
+    env = task_for(ExperimentConfig(env=BabyAIEnvConfig(levels=["BabyAI-PickupLoc-v0"])), vocab).evaluation_env()
+    seen: list[bool] = []
+    for seed in range(60):
+        _, info = env.reset(seed=seed)
+        level = env.unwrapped
+        if description_traits(level.mission)["location"] == "no location":
+            assert "location_decides" not in info
+            continue
+        desc = level.instrs.desc
+        (x, y), (fx, fy) = level.agent_pos, DIR_TO_VEC[level.agent_dir]
+        sides = {"front": (fx, fy), "behind": (-fx, -fy), "right": (-fy, fx), "left": (fy, -fx)}
+        sx, sy = sides[desc.loc]
+        fits = [
+            (i, j)
+            for i in range(level.width)
+            for j in range(level.height)
+            if (cell := level.grid.get(i, j)) is not None
+            and desc.type in (None, cell.type)
+            and desc.color in (None, cell.color)
+        ]
+        elsewhere = [(i, j) for i, j in fits if (i - x) * sx + (j - y) * sy <= 0]
+        assert info["location_decides"] == bool(elsewhere), (seed, level.mission)
+        seen.append(info["location_decides"])
+    assert True in seen and False in seen
+    env.close()
+
+
 def test_first_pickup_counts_the_named_type_and_colour():
     def ep(mission: str, first: str | None) -> Episode:
         return Episode(mission, "L", False, 0.0, 64, first_pickup=first)
@@ -151,6 +183,20 @@ def test_an_evaluation_reports_what_the_policy_picked_up_first():
     assert result.first_pickup is not None
     assert result.first_pickup["picked up anything"] == {"rate": len(firsts) / 20, "episodes": 20}
     assert result.scalars()["first_pickup/picked up anything"] == len(firsts) / 20
+    # the missions naming a location, split by whether it decides the object
+    assert result.per_description is not None
+    traits = list(result.per_description)
+    assert traits[traits.index("no location") + 1 : traits.index("no location") + 3] == [
+        "location decides",
+        "location redundant",
+    ]
+    located = [e for e in played if e.location_decides is not None]
+    assert (
+        result.per_description["location decides"]["episodes"]
+        + result.per_description["location redundant"]["episodes"]
+        == len(located)
+        == result.per_description["location"]["episodes"]
+    )
     venv.close()
 
 

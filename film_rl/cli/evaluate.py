@@ -75,11 +75,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"success_rate        {figures['success_rate']:.3f}")
         print(f"mean_return         {figures['mean_return']:.3f}")
         print(f"mean_episode_length {figures['mean_episode_length']:.1f}")
+        labels = [*figures["per_kind"], *(result.per_description or {})]
+        width = max([18, *(len(label) + 1 for label in labels)])  # one column for every figure
         for kind, rate in figures["per_kind"].items():
-            print(f"  {kind:<18}{rate:.3f}")
+            print(f"  {kind:<{width}}{rate:.3f}")
         if not name or name == result.split:
             for trait, held in (result.per_description or {}).items():
-                print(f"  {trait:<18}{held['success_rate']:.3f} ({held['episodes']:.0f} episodes)")
+                print(f"  {trait:<{width}}{held['success_rate']:.3f} ({held['episodes']:.0f} episodes)")
             if result.first_pickup is not None:
                 print("first object picked up:")
                 for what, held in result.first_pickup.items():

@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from film_rl.config import BabyAIEnvConfig, ExperimentConfig, GridAgentConfig
-from film_rl.tasks.babyai_envs import PickupInfo, check_levels, make_babyai_env, policy_input
+from film_rl.tasks.babyai_envs import LocationInfo, PickupInfo, check_levels, make_babyai_env, policy_input
 from film_rl.tasks.babyai_metric import CentredSuccess
 from film_rl.tasks.base import Task, TrainingStats
 from film_rl.tasks.episodes import Episode, EvalResult
@@ -82,7 +82,8 @@ class BabyAITask(Task):
 
     def evaluation_env(self, render: bool = False, split: Split = "all") -> gym.Env:
         """The level's own episodes: success ends them, ``done`` does nothing (AGILE runs too);
-        with a holdout, only the missions of ``split``; each pick-up named in ``info["picked_up"]``."""
+        with a holdout, only the missions of ``split``; each pick-up named in ``info["picked_up"]``,
+        and whether a mission's location decides its object in ``info["location_decides"]``."""
         env = make_babyai_env(
             self.env.levels,
             self.vocab,
@@ -92,7 +93,7 @@ class BabyAITask(Task):
             split=split,
             fast_view=self.env.fast_view,
         )
-        return PickupInfo(env)
+        return LocationInfo(PickupInfo(env))
 
     def policy_kwargs(self) -> dict[str, Any]:
         # FilmCnnPolicy / FilmLstmPolicy read the grid through InstructionFeatures by default
@@ -132,6 +133,10 @@ class BabyAITask(Task):
         return policy_input(observation, tokens, length)
 
 
+#: the evaluation's split of the missions naming a location (:class:`film_rl.tasks.babyai_envs.LocationInfo`)
+LOCATION_USE = "location use"
+
+
 def summarize(episodes: list[Episode], multi_level: bool) -> EvalResult:
     """Success overall, per instruction kind, per trait of the object descriptions and, for a
     suite, per level."""
@@ -142,13 +147,19 @@ def summarize(episodes: list[Episode], multi_level: bool) -> EvalResult:
         groups[instruction_kind(ep.mission)].append(ep.success)
         if multi_level:
             groups[ep.level].append(ep.success)
-        for dimension, trait in description_traits(ep.mission).items():
+        described = description_traits(ep.mission)
+        if ep.location_decides is not None:  # of the missions naming a location: does it decide?
+            described[LOCATION_USE] = "location decides" if ep.location_decides else "location redundant"
+        for dimension, trait in described.items():
             traits[trait].append(ep.success)
             values[dimension].add(trait)
     # a dimension every mission shares (all name a colour) says nothing: only those that varied
     shown = set().union(*(seen for seen in values.values() if len(seen) > 1))
-    # in the order of the dimensions, then of the traits
-    order = [t for dimension in values for t in sorted(values[dimension]) if t in shown]
+    # in the order of the dimensions (a location's use beside the location), then of the traits
+    dimensions = [d for d in values if d != LOCATION_USE]
+    if LOCATION_USE in values:
+        dimensions.insert(dimensions.index("location") + 1, LOCATION_USE)
+    order = [t for dimension in dimensions for t in sorted(values[dimension]) if t in shown]
     per_description = {t: {"success_rate": float(np.mean(traits[t])), "episodes": len(traits[t])} for t in order}
     return EvalResult(
         success_rate=float(np.mean([e.success for e in episodes])),

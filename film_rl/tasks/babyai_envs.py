@@ -244,6 +244,62 @@ class PickupInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArg
         return obs, reward, terminated, truncated, info
 
 
+def object_descriptions(instr: Any) -> list[Any]:
+    """Every object description (minigrid's ``ObjDesc``) of a BabyAI instruction, sequences included."""
+    if instr is None:
+        return []
+    if hasattr(instr, "instr_a"):  # before / after / and: two instructions
+        return object_descriptions(instr.instr_a) + object_descriptions(instr.instr_b)
+    return [d for d in (getattr(instr, name, None) for name in ("desc", "desc_move", "desc_fixed")) if d is not None]
+
+
+def location_decides(level: Any) -> bool | None:
+    """Whether a location in the mission picks its object out: some object of the grid fits a
+    description's type and colour but not its location. ``None`` when no description names one.
+
+    "Pick up the ball on your left" in a room with one ball is read without its location; with a
+    second ball on the right, only a policy that read the location, and recalls which side was its
+    left when the episode began, picks the right one. Read at the reset, when the level has just
+    matched each description against the agent's starting pose (``ObjDesc.obj_set``).
+
+    :param level: a BabyAI level, unwrapped.
+    """
+    located = [d for d in object_descriptions(getattr(level, "instrs", None)) if getattr(d, "loc", None)]
+    if not located:
+        return None
+    cells = [cell for cell in level.grid.grid if cell is not None]
+    for desc in located:
+        fits = [c for c in cells if desc.type in (None, c.type) and desc.color in (None, c.color)]
+        if len(fits) > len(desc.obj_set):
+            return True
+    return False
+
+
+class LocationInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
+    """Say at each reset whether the mission's location decides which object is meant:
+    ``info["location_decides"]`` (:func:`location_decides`), on missions that name a location.
+
+    Success on missions naming a location mixes two kinds: those where one object fits the rest of
+    the description anyway, and those where the location is the only way to tell two objects
+    apart. Only the second show whether a policy reads (and remembers) locations; an evaluation
+    splits them (:func:`film_rl.tasks.babyai.summarize`). Only the evaluation env wears it.
+
+    :param env: a wrapped BabyAI level or :class:`MultiLevelEnv`.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env)
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        base = self.env.unwrapped
+        decides = location_decides(getattr(base, "playing", base))
+        if decides is not None:
+            info["location_decides"] = decides
+        return obs, info
+
+
 class DoneActionEnds(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
     """AGILE's episodes: the policy, not the level, says when the instruction is carried out.
 
@@ -329,9 +385,14 @@ class MultiLevelEnv(gym.Env[Any, Any]):
         return self.envs[self._current].step(action)
 
     @property
+    def playing(self) -> gym.Env:
+        """The level being played, unwrapped (what a wrapper reads a level's state from)."""
+        return self.envs[self._current].unwrapped
+
+    @property
     def carrying(self) -> Any:
         """What the agent holds in the level being played (minigrid's ``carrying``)."""
-        return getattr(self.envs[self._current].unwrapped, "carrying", None)
+        return getattr(self.playing, "carrying", None)
 
     def render(self) -> Any:
         return self.envs[self._current].render()

@@ -109,6 +109,9 @@ class Episode:
     final_obs: dict[str, np.ndarray] | None = None
     #: the first object the agent picked up (``"red ball"``; BabyAI's ``info["picked_up"]``), if any
     first_pickup: str | None = None
+    #: a mission naming a location: whether the location picks its object out (BabyAI's
+    #: ``info["location_decides"]`` at the reset); ``None`` on the other missions
+    location_decides: bool | None = None
 
 
 def stack(observations: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -149,6 +152,7 @@ def rollout(
         o, info = envs[slot].reset(seed=seed + episode, options=options(episode) if options else None)
         current[slot], obs[slot], starts[slot] = episode, o, True
         running[slot] = Episode(info.get("mission", ""), "", False, 0.0, 0)
+        running[slot].location_decides = info.get("location_decides")  # type: ignore[union-attr]
         if episode < record:
             running[slot].frames.append(envs[slot].render())  # type: ignore[union-attr, arg-type]
             running[slot].returns.append(0.0)  # type: ignore[union-attr]

@@ -11,7 +11,7 @@ RUN_DIR`` makes the same files for one run, also while it trains:
   says how many did;
 - BabyAI's metric to 0.9 / 0.99 (BabyAI runs): the episode count at the centre of the first
   centred window of rows reaching it (:mod:`film_rl.tasks.babyai_metric`), the figure BabyAI's
-  papers report; a run that has not reached 0.99 shows its latest window instead;
+  papers report, with the newest window's success beside it (how far a run short of 0.99 is);
 - fps: training steps per second of the run's last leg (SB3's ``time/fps``);
 - learning curves: the rolling training success (or score) against frames, each seed's curve
   interpolated onto one grid, mean line and 95% band per setting.

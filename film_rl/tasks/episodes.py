@@ -151,8 +151,9 @@ def rollout(
         episode = queue.pop(0)
         o, info = envs[slot].reset(seed=seed + episode, options=options(episode) if options else None)
         current[slot], obs[slot], starts[slot] = episode, o, True
-        running[slot] = Episode(info.get("mission", ""), "", False, 0.0, 0)
-        running[slot].location_decides = info.get("location_decides")  # type: ignore[union-attr]
+        running[slot] = Episode(
+            info.get("mission", ""), "", False, 0.0, 0, location_decides=info.get("location_decides")
+        )
         if episode < record:
             running[slot].frames.append(envs[slot].render())  # type: ignore[union-attr, arg-type]
             running[slot].returns.append(0.0)  # type: ignore[union-attr]

@@ -1,5 +1,6 @@
 """Evaluation bookkeeping: instruction kinds, per-level success, and reproducible roll-outs."""
 
+import numpy as np
 from minigrid.core.constants import COLOR_NAMES, DIR_TO_VEC
 from minigrid.utils.baby_ai_bot import BabyAIBot
 from stable_baselines3 import PPO
@@ -7,7 +8,7 @@ from stable_baselines3 import PPO
 from film_rl.config import BabyAIEnvConfig, ExperimentConfig
 from film_rl.model.policies import FilmCnnPolicy
 from film_rl.run.evaluate import Episode, evaluate
-from film_rl.tasks.babyai import first_pickups, summarize
+from film_rl.tasks.babyai import first_pickups, put_next_parts, summarize
 from film_rl.tasks.babyai_envs import make_vec_env
 from film_rl.tasks.instructions import Vocabulary, description_traits, instruction_kind
 from film_rl.tasks.registry import task_for
@@ -143,6 +144,63 @@ def test_the_env_says_whether_a_location_decides_the_object():
     env.close()
 
 
+def test_the_parts_of_a_put_next_mission_make_minigrids_success():
+    """On PutNextLocal the evaluation env flags holding the object to move and dropping anything
+    beside the target; minigrid's verifier calls a step a success exactly when it drops, beside the
+    target, what the step before held as the object to move. Played by the bot (every episode a
+    success) and by a random policy leaning on pick-up and drop (each part alone, now and then)."""
+    vocab = Vocabulary.babyai()
+    env = task_for(ExperimentConfig(env=BabyAIEnvConfig(levels=["BabyAI-PutNextLocal-v0"])), vocab).evaluation_env()
+    rng = np.random.default_rng(0)
+    actions = env.unwrapped.actions
+    random_actions = [actions.left, actions.right, actions.forward, actions.forward, actions.pickup, actions.drop]
+    seen = {"held only": 0, "dropped beside the target only": 0, "success": 0}
+    for seed in range(40):
+        env.reset(seed=seed)
+        bot = BabyAIBot(env.unwrapped) if seed < 4 else None
+        held_before, held_ever, dropped_ever = False, False, False
+        while True:
+            action = bot.replan() if bot is not None else rng.choice(random_actions)
+            _, reward, terminated, truncated, info = env.step(action)
+            held = info.get("carrying_object_to_move", False)
+            dropped = info.get("dropped_next_to_target", False)
+            success = terminated and float(reward) > 0
+            assert success == (dropped and held_before), (seed, env.unwrapped.mission)
+            held_before, held_ever, dropped_ever = held, held_ever or held, dropped_ever or dropped
+            if terminated or truncated:
+                break
+        if success:
+            assert held_ever and dropped_ever
+            seen["success"] += 1
+        else:
+            seen["held only"] += held_ever
+            seen["dropped beside the target only"] += dropped_ever
+    assert all(count > 0 for count in seen.values()), seen
+    env.close()
+
+
+def test_put_next_parts_count_each_part_over_the_put_next_episodes():
+    def ep(mission: str, held: bool, dropped: bool, success: bool = False) -> Episode:
+        return Episode(mission, "L", success, 0.0, 64, carried_object_to_move=held, dropped_next_to_target=dropped)
+
+    episodes = [
+        ep("put the red ball next to the blue key", True, True, success=True),
+        ep("put the red ball next to the blue key", True, False),
+        ep("put a box next to the grey ball", False, True),  # something else dropped beside the ball
+        ep("put the green key next to a ball", False, False),
+        ep("pick up the red ball", True, False),  # not a put-next mission: left out
+    ]
+    figures = put_next_parts(episodes)
+    assert figures == {
+        "held the object to move": {"rate": 2 / 4, "episodes": 4},
+        "dropped beside the target": {"rate": 2 / 4, "episodes": 4},
+    }
+    result = summarize(episodes, multi_level=False)
+    assert result.put_next == figures
+    assert result.scalars()["put_next/dropped beside the target"] == 0.5
+    assert put_next_parts([ep("pick up the red ball", True, False)]) is None
+
+
 def test_first_pickup_counts_the_named_type_and_colour():
     def ep(mission: str, first: str | None) -> Episode:
         return Episode(mission, "L", False, 0.0, 64, first_pickup=first)
@@ -197,6 +255,24 @@ def test_an_evaluation_reports_what_the_policy_picked_up_first():
         == len(located)
         == result.per_description["location"]["episodes"]
     )
+    venv.close()
+
+
+def test_an_evaluation_of_a_suite_reports_the_put_next_parts_of_its_put_next_episodes():
+    vocab = Vocabulary.babyai()
+    levels = ["BabyAI-GoToLocal-v0", "BabyAI-PutNextLocal-v0"]
+    venv = make_vec_env(levels, vocab, 1, seed=0)
+    model = PPO(FilmCnnPolicy, venv, n_steps=16, batch_size=16, seed=0, device="cpu")
+    task = task_for(ExperimentConfig(env=BabyAIEnvConfig(levels=levels)), vocab)
+    played = task.play(model, 16, seed=3, deterministic=False)
+    put_next = [e for e in played if e.level == "BabyAI-PutNextLocal-v0"]
+    assert put_next and len(put_next) < len(played)
+    others = [e for e in played if e.level != "BabyAI-PutNextLocal-v0"]
+    assert not any(e.carried_object_to_move or e.dropped_next_to_target for e in others)
+    result = task.summarize(played)
+    assert result.put_next is not None
+    held = result.put_next["held the object to move"]
+    assert held == {"rate": float(np.mean([e.carried_object_to_move for e in put_next])), "episodes": len(put_next)}
     venv.close()
 
 

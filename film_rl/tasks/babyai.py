@@ -16,7 +16,14 @@ import gymnasium as gym
 import numpy as np
 
 from film_rl.config import BabyAIEnvConfig, ExperimentConfig, GridAgentConfig
-from film_rl.tasks.babyai_envs import LocationInfo, PickupInfo, check_levels, make_babyai_env, policy_input
+from film_rl.tasks.babyai_envs import (
+    LocationInfo,
+    PickupInfo,
+    PutNextInfo,
+    check_levels,
+    make_babyai_env,
+    policy_input,
+)
 from film_rl.tasks.babyai_metric import CentredSuccess
 from film_rl.tasks.base import Task, TrainingStats
 from film_rl.tasks.episodes import Episode, EvalResult
@@ -83,7 +90,8 @@ class BabyAITask(Task):
     def evaluation_env(self, render: bool = False, split: Split = "all") -> gym.Env:
         """The level's own episodes: success ends them, ``done`` does nothing (AGILE runs too);
         with a holdout, only the missions of ``split``; each pick-up named in ``info["picked_up"]``,
-        and whether a mission's location decides its object in ``info["location_decides"]``."""
+        whether a mission's location decides its object in ``info["location_decides"]``, and the
+        parts of a put-next mission carried out (:class:`film_rl.tasks.babyai_envs.PutNextInfo`)."""
         env = make_babyai_env(
             self.env.levels,
             self.vocab,
@@ -93,7 +101,7 @@ class BabyAITask(Task):
             split=split,
             fast_view=self.env.fast_view,
         )
-        return LocationInfo(PickupInfo(env))
+        return PutNextInfo(LocationInfo(PickupInfo(env)))
 
     def policy_kwargs(self) -> dict[str, Any]:
         # FilmCnnPolicy / FilmLstmPolicy read the grid through InstructionFeatures by default
@@ -169,6 +177,7 @@ def summarize(episodes: list[Episode], multi_level: bool) -> EvalResult:
         per_kind={k: float(np.mean(v)) for k, v in sorted(groups.items())},
         per_description=per_description or None,
         first_pickup=first_pickups(episodes),
+        put_next=put_next_parts(episodes),
     )
 
 
@@ -212,6 +221,24 @@ def first_pickups(episodes: list[Episode]) -> dict[str, dict[str, float]] | None
         return None
     figures = {"picked up anything": picked, **matched}
     return {name: {"rate": float(np.mean(hits)), "episodes": len(hits)} for name, hits in figures.items()}
+
+
+def put_next_parts(episodes: list[Episode]) -> dict[str, dict[str, float]] | None:
+    """The two parts of a put-next mission, each on its own, over the put-next episodes: ``held
+    the object to move`` (at any step), ``dropped beside the target`` (anything, at any step).
+    ``rate`` and ``episodes`` each; ``None`` without put-next missions.
+
+    Success needs both at once. Set beside a language-blind policy's rates (the room's chance),
+    they say which part a policy learnt while its success is still at a random policy's floor.
+    """
+    played = [ep for ep in episodes if instruction_kind(ep.mission) == "put next"]
+    if not played:
+        return None
+    parts = {
+        "held the object to move": [ep.carried_object_to_move for ep in played],
+        "dropped beside the target": [ep.dropped_next_to_target for ep in played],
+    }
+    return {name: {"rate": float(np.mean(hits)), "episodes": len(hits)} for name, hits in parts.items()}
 
 
 class InstructionStats(TrainingStats):

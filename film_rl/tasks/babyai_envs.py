@@ -300,6 +300,60 @@ class LocationInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
         return obs, info
 
 
+def put_next_instructions(instr: Any) -> list[Any]:
+    """Every put-next instruction (minigrid's ``PutNextInstr``) of a BabyAI instruction, sequences
+    included."""
+    if instr is None:
+        return []
+    if hasattr(instr, "instr_a"):
+        return put_next_instructions(instr.instr_a) + put_next_instructions(instr.instr_b)
+    return [instr] if hasattr(instr, "desc_move") else []
+
+
+class PutNextInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
+    """Say which part of a put-next mission the agent carried out: ``info["carrying_object_to_move"]``
+    on each step it holds an object the mission says to move, ``info["dropped_next_to_target"]`` on
+    a step it drops anything beside an object the mission says to put it next to.
+
+    A success needs both at once (the named object, dropped beside the named one), which a random
+    policy manages in ~1% of PutNextLocal's episodes: while success sits at that floor, these say
+    whether a policy has learnt either part (:func:`film_rl.tasks.babyai.put_next_parts` counts
+    them in an evaluation). Beside, as minigrid's verifier has it: one cell apart, not diagonally,
+    from where a target stood at the reset. Only the evaluation env wears it.
+
+    :param env: a wrapped BabyAI level or :class:`MultiLevelEnv`.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env)
+        self._instrs: list[Any] = []
+
+    def _level(self) -> Any:
+        base = self.env.unwrapped
+        return getattr(base, "playing", base)
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self._instrs = put_next_instructions(getattr(self._level(), "instrs", None))
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        before = getattr(self._level(), "carrying", None)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if not self._instrs:
+            return obs, reward, terminated, truncated, info
+        carrying = getattr(self._level(), "carrying", None)
+        if carrying is not None and any(carrying is o for i in self._instrs for o in i.desc_move.obj_set):
+            info["carrying_object_to_move"] = True
+        if before is not None and carrying is None:  # dropped: minigrid set its cur_pos
+            (x, y) = before.cur_pos
+            targets = [pos for i in self._instrs for pos in i.desc_fixed.obj_poss]
+            if any(abs(x - tx) + abs(y - ty) == 1 for tx, ty in targets):
+                info["dropped_next_to_target"] = True
+        return obs, reward, terminated, truncated, info
+
+
 class DoneActionEnds(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
     """AGILE's episodes: the policy, not the level, says when the instruction is carried out.
 

@@ -43,6 +43,9 @@ class EvalResult:
     #: pick-up and put-next missions: how often the first object picked up had the type and the
     #: colour the mission named (:func:`film_rl.tasks.babyai.first_pickups`), ``rate`` and ``episodes``
     first_pickup: dict[str, dict[str, float]] | None = None
+    #: put-next missions: how often the agent held the object to move, and dropped anything beside
+    #: the target (:func:`film_rl.tasks.babyai.put_next_parts`), ``rate`` and ``episodes``
+    put_next: dict[str, dict[str, float]] | None = None
     #: an AGILE run's reward model judged on the episodes' final states (``--reward-model``)
     reward_model: dict[str, float] | None = None
     #: Atari: per game ``episodes``, ``mean_return``, ``std_return``, ``mean_episode_length`` and
@@ -83,6 +86,7 @@ class EvalResult:
         out.update({f"human_normalized_{k}": v for k, v in (self.human_normalized or {}).items()})
         out.update({f"reward_model/{k}": v for k, v in (self.reward_model or {}).items()})
         out.update({f"first_pickup/{k}": v["rate"] for k, v in (self.first_pickup or {}).items()})
+        out.update({f"put_next/{k}": v["rate"] for k, v in (self.put_next or {}).items()})
         for item, figures in (self.per_heldout or {}).items():
             # a held-out mission's text may hold commas and quotes, which a CSV header cannot
             name = re.sub(r"[^\w ./-]", "_", item)
@@ -112,6 +116,11 @@ class Episode:
     #: a mission naming a location: whether the location picks its object out (BabyAI's
     #: ``info["location_decides"]`` at the reset); ``None`` on the other missions
     location_decides: bool | None = None
+    #: a put-next mission: whether the agent ever held an object the mission says to move, and
+    #: ever dropped anything beside the one to put it next to (BabyAI's ``info["carrying_object_to_move"]``
+    #: and ``info["dropped_next_to_target"]``)
+    carried_object_to_move: bool = False
+    dropped_next_to_target: bool = False
 
 
 def stack(observations: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -187,6 +196,8 @@ def rollout(
                 ep.length += 1
                 if ep.first_pickup is None and "picked_up" in info:
                     ep.first_pickup = str(info["picked_up"])
+                ep.carried_object_to_move |= bool(info.get("carrying_object_to_move", False))
+                ep.dropped_next_to_target |= bool(info.get("dropped_next_to_target", False))
                 if current[slot] is not None and current[slot] < record:  # type: ignore[operator]
                     ep.frames.append(envs[slot].render())  # type: ignore[arg-type]
                     ep.returns.append(ep.ret)

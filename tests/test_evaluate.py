@@ -201,6 +201,30 @@ def test_put_next_parts_count_each_part_over_the_put_next_episodes():
     assert put_next_parts([ep("pick up the red ball", True, False)]) is None
 
 
+def test_a_pick_up_of_the_object_meant_is_minigrids_success():
+    """On PickupLoc a wrong pick-up is not a failure: the verifier calls a step a success exactly
+    when it picks up an object the mission means, location included, which is when the evaluation
+    env says ``picked_up_meant``. A random policy leaning on pick-up and drop tries several."""
+    vocab = Vocabulary.babyai()
+    env = task_for(ExperimentConfig(env=BabyAIEnvConfig(levels=["BabyAI-PickupLoc-v0"])), vocab).evaluation_env()
+    rng = np.random.default_rng(1)
+    actions = env.unwrapped.actions
+    random_actions = [actions.left, actions.right, actions.forward, actions.forward, actions.pickup, actions.drop]
+    meant = {True: 0, False: 0}
+    for seed in range(40):
+        env.reset(seed=seed)
+        while True:
+            _, reward, terminated, truncated, info = env.step(rng.choice(random_actions))
+            assert ("picked_up_meant" in info) == ("picked_up" in info)
+            assert (terminated and float(reward) > 0) == info.get("picked_up_meant", False)
+            if "picked_up_meant" in info:
+                meant[info["picked_up_meant"]] += 1
+            if terminated or truncated:
+                break
+    assert meant[True] > 0 and meant[False] > 0, meant
+    env.close()
+
+
 def test_first_pickup_counts_the_named_type_and_colour():
     def ep(mission: str, first: str | None) -> Episode:
         return Episode(mission, "L", False, 0.0, 64, first_pickup=first)
@@ -214,12 +238,19 @@ def test_first_pickup_counts_the_named_type_and_colour():
         ep("pick up a ball", None),  # picked nothing up
         ep("go to the red ball", "red ball"),  # not a pick-up mission: left out
     ]
+    for meant, episode in zip((True, False, False, True), episodes, strict=False):
+        episode.first_pickup_meant = meant
+    episodes[2].location_decides = True
+    episodes.append(ep("pick up the ball on your left", "blue ball"))
+    episodes[-1].first_pickup_meant, episodes[-1].location_decides = True, True
     figures = first_pickups(episodes)
     assert figures == {
-        "picked up anything": {"rate": 5 / 6, "episodes": 6},
-        "named type": {"rate": 3 / 4, "episodes": 4},
+        "picked up anything": {"rate": 6 / 7, "episodes": 7},
+        "named type": {"rate": 4 / 5, "episodes": 5},
         "named colour": {"rate": 3 / 4, "episodes": 4},
         "named type and colour": {"rate": 2 / 3, "episodes": 3},
+        "the object meant": {"rate": 3 / 5, "episodes": 5},
+        "the object meant, location decides": {"rate": 1 / 2, "episodes": 2},
     }
     assert summarize(episodes, multi_level=False).first_pickup == figures
     assert first_pickups([ep("go to the red ball", None)]) is None  # GoToLocal: nothing to pick up
@@ -241,6 +272,8 @@ def test_an_evaluation_reports_what_the_policy_picked_up_first():
     assert result.first_pickup is not None
     assert result.first_pickup["picked up anything"] == {"rate": len(firsts) / 20, "episodes": 20}
     assert result.scalars()["first_pickup/picked up anything"] == len(firsts) / 20
+    assert result.first_pickup["the object meant"]["episodes"] == len(firsts)  # every PickupLoc mission names one
+    assert all(e.first_pickup_meant is not None for e in played if e.first_pickup is not None)
     # the missions naming a location, split by whether it decides the object
     assert result.per_description is not None
     traits = list(result.per_description)

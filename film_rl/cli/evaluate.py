@@ -85,11 +85,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             if result.first_pickup is not None:
                 print("first object picked up:")
                 for what, held in result.first_pickup.items():
-                    print(f"  {what:<22}{held['rate']:.3f} ({held['episodes']:.0f} episodes)")
+                    print(f"  {what:<36}{held['rate']:.3f} ({held['episodes']:.0f} episodes)")
             if result.put_next is not None:
                 print("put next, each part on its own:")
                 for what, held in result.put_next.items():
-                    print(f"  {what:<26}{held['rate']:.3f} ({held['episodes']:.0f} episodes)")
+                    print(f"  {what:<36}{held['rate']:.3f} ({held['episodes']:.0f} episodes)")
         if name == "heldout":
             for item, held in (result.per_heldout or {}).items():
                 print(f"  {item:<18}{held['success_rate']:.3f} ({held['episodes']:.0f} episodes)")

@@ -198,6 +198,12 @@ def first_pickups(episodes: list[Episode]) -> dict[str, dict[str, float]] | None
     are not the whole description (a location, ``the`` against ``a``), so ``named type and colour``
     may exceed success; and on levels where a key or a blocking object must be picked up first
     (UnlockPickup, KeyCorridor), the first object is that one, whatever the policy read.
+
+    ``the object meant``: how often the first object was one the whole description fits, location
+    included; ``the object meant, location decides``: the same where the location alone tells it
+    from another object (``Episode.location_decides``), the one figure that says whether the
+    location was read: a wrong first pick-up is not a failure on PickupLoc (the object can be put
+    down and another tried), so success there also rewards trying the candidates in turn.
     """
     picked: list[bool] = []
     matched: dict[str, list[bool]] = defaultdict(list)
@@ -217,9 +223,20 @@ def first_pickups(episodes: list[Episode]) -> dict[str, dict[str, float]] | None
             matched["named colour"].append(colour == named_colour)
         if named_type is not None and named_colour is not None:
             matched["named type and colour"].append(kind == named_type and colour == named_colour)
+        if ep.first_pickup_meant is not None:
+            matched["the object meant"].append(ep.first_pickup_meant)
+            if ep.location_decides:
+                matched["the object meant, location decides"].append(ep.first_pickup_meant)
     if not picked:
         return None
-    figures = {"picked up anything": picked, **matched}
+    order = (
+        "named type",
+        "named colour",
+        "named type and colour",
+        "the object meant",
+        "the object meant, location decides",
+    )
+    figures = {"picked up anything": picked, **{name: matched[name] for name in order if name in matched}}
     return {name: {"rate": float(np.mean(hits)), "episodes": len(hits)} for name, hits in figures.items()}
 
 

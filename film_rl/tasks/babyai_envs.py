@@ -20,6 +20,7 @@ import minigrid  # noqa: F401  (registers the BabyAI levels)
 import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.registration import load_env_creator
+from minigrid.envs.babyai.core.verifier import PickupInstr
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -218,11 +219,14 @@ class BabyAISuccess(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructor
 
 
 class PickupInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
-    """Name what the agent picks up: ``info["picked_up"] = "red ball"`` on the step it does.
+    """Name what the agent picks up: ``info["picked_up"] = "red ball"`` on the step it does, and
+    on missions that say which object to pick up (pick up, put next), ``info["picked_up_meant"]``:
+    whether it is one the mission means (minigrid's ``ObjDesc.obj_set``, location included).
 
     What a policy picks up first on a pick-up or put-next mission shows which words of the
     description it reads: one that reads the type but not the colour holds a ball of the wrong
-    colour (:func:`film_rl.tasks.babyai.first_pickups` counts them in an evaluation). Only the
+    colour, one that does not read the location holds the ball on the wrong side
+    (:func:`film_rl.tasks.babyai.first_pickups` counts them in an evaluation). Only the
     evaluation env wears it: training reads nothing of it.
 
     :param env: a wrapped BabyAI level or :class:`MultiLevelEnv` (it reads ``unwrapped.carrying``).
@@ -231,17 +235,38 @@ class PickupInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArg
     def __init__(self, env: gym.Env) -> None:
         gym.utils.RecordConstructorArgs.__init__(self)
         super().__init__(env)
+        self._meant: list[Any] = []  # the descriptions of the objects to pick up
 
-    def _carrying(self) -> Any:
-        return getattr(self.env.unwrapped, "carrying", None)
+    def _level(self) -> Any:
+        base = self.env.unwrapped
+        return getattr(base, "playing", base)
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self._meant = objects_to_pick_up(getattr(self._level(), "instrs", None))
+        return obs, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        before = self._carrying()
+        before = getattr(self._level(), "carrying", None)
         obs, reward, terminated, truncated, info = self.env.step(action)
-        carrying = self._carrying()
+        carrying = getattr(self._level(), "carrying", None)
         if carrying is not None and carrying is not before:
             info["picked_up"] = f"{carrying.color} {carrying.type}"
+            if self._meant:
+                info["picked_up_meant"] = any(carrying is o for desc in self._meant for o in desc.obj_set)
         return obs, reward, terminated, truncated, info
+
+
+def objects_to_pick_up(instr: Any) -> list[Any]:
+    """The descriptions (minigrid's ``ObjDesc``) of the objects a BabyAI instruction says to pick
+    up: a pick-up's object, a put-next's object to move; sequences included."""
+    if instr is None:
+        return []
+    if hasattr(instr, "instr_a"):
+        return objects_to_pick_up(instr.instr_a) + objects_to_pick_up(instr.instr_b)
+    if isinstance(instr, PickupInstr):
+        return [instr.desc]
+    return [instr.desc_move] if hasattr(instr, "desc_move") else []
 
 
 def object_descriptions(instr: Any) -> list[Any]:

@@ -113,6 +113,9 @@ class Episode:
     final_obs: dict[str, np.ndarray] | None = None
     #: the first object the agent picked up (``"red ball"``; BabyAI's ``info["picked_up"]``), if any
     first_pickup: str | None = None
+    #: whether that object is one the mission means, location included (BabyAI's
+    #: ``info["picked_up_meant"]``); ``None`` without a pick-up or on missions naming none to pick up
+    first_pickup_meant: bool | None = None
     #: a mission naming a location: whether the location picks its object out (BabyAI's
     #: ``info["location_decides"]`` at the reset); ``None`` on the other missions
     location_decides: bool | None = None
@@ -196,6 +199,7 @@ def rollout(
                 ep.length += 1
                 if ep.first_pickup is None and "picked_up" in info:
                     ep.first_pickup = str(info["picked_up"])
+                    ep.first_pickup_meant = info.get("picked_up_meant")
                 ep.carried_object_to_move |= bool(info.get("carrying_object_to_move", False))
                 ep.dropped_next_to_target |= bool(info.get("dropped_next_to_target", False))
                 if current[slot] is not None and current[slot] < record:  # type: ignore[operator]

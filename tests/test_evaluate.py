@@ -139,6 +139,8 @@ def test_the_env_says_whether_a_location_decides_the_object():
         ]
         elsewhere = [(i, j) for i, j in fits if (i - x) * sx + (j - y) * sy <= 0]
         assert info["location_decides"] == bool(elsewhere), (seed, level.mission)
+        # the chance of the object meant for a policy that picks any object fitting type and colour
+        assert info.get("location_odds") == ((len(fits) - len(elsewhere)) / len(fits) if elsewhere else None)
         seen.append(info["location_decides"])
     assert True in seen and False in seen
     env.close()
@@ -240,9 +242,9 @@ def test_first_pickup_counts_the_named_type_and_colour():
     ]
     for meant, episode in zip((True, False, False, True), episodes, strict=False):
         episode.first_pickup_meant = meant
-    episodes[2].location_decides = True
+    episodes[2].location_decides, episodes[2].location_odds = True, 0.5
     episodes.append(ep("pick up the ball on your left", "blue ball"))
-    episodes[-1].first_pickup_meant, episodes[-1].location_decides = True, True
+    episodes[-1].first_pickup_meant, episodes[-1].location_decides, episodes[-1].location_odds = True, True, 0.25
     figures = first_pickups(episodes)
     assert figures == {
         "picked up anything": {"rate": 6 / 7, "episodes": 7},
@@ -250,7 +252,7 @@ def test_first_pickup_counts_the_named_type_and_colour():
         "named colour": {"rate": 3 / 4, "episodes": 4},
         "named type and colour": {"rate": 2 / 3, "episodes": 3},
         "the object meant": {"rate": 3 / 5, "episodes": 5},
-        "the object meant, location decides": {"rate": 1 / 2, "episodes": 2},
+        "the object meant, location decides": {"rate": 1 / 2, "episodes": 2, "chance": 0.375},
     }
     assert summarize(episodes, multi_level=False).first_pickup == figures
     assert first_pickups([ep("go to the red ball", None)]) is None  # GoToLocal: nothing to pick up

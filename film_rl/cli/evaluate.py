@@ -85,7 +85,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             if result.first_pickup is not None:
                 print("first object picked up:")
                 for what, held in result.first_pickup.items():
-                    print(f"  {what:<36}{held['rate']:.3f} ({held['episodes']:.0f} episodes)")
+                    odds = f"; {held['chance']:.3f} by chance, ignoring the location" if "chance" in held else ""
+                    print(f"  {what:<36}{held['rate']:.3f} ({held['episodes']:.0f} episodes{odds})")
             if result.put_next is not None:
                 print("put next, each part on its own:")
                 for what, held in result.put_next.items():

@@ -201,12 +201,14 @@ def first_pickups(episodes: list[Episode]) -> dict[str, dict[str, float]] | None
 
     ``the object meant``: how often the first object was one the whole description fits, location
     included; ``the object meant, location decides``: the same where the location alone tells it
-    from another object (``Episode.location_decides``), the one figure that says whether the
-    location was read: a wrong first pick-up is not a failure on PickupLoc (the object can be put
-    down and another tried), so success there also rewards trying the candidates in turn.
+    from another object (``Episode.location_odds``), with its ``chance`` for a policy that reads
+    all but the location, the one figure that says whether the location was read: a wrong first
+    pick-up is not a failure on PickupLoc (the object can be put down and another tried), so
+    success there also rewards trying the candidates in turn.
     """
     picked: list[bool] = []
     matched: dict[str, list[bool]] = defaultdict(list)
+    chance: dict[str, list[float]] = defaultdict(list)  # of picking the object meant, ignoring the location
     for ep in episodes:
         traits = description_traits(ep.mission)
         if instruction_kind(ep.mission) not in PICKUP_KINDS or "object" not in traits:
@@ -225,8 +227,9 @@ def first_pickups(episodes: list[Episode]) -> dict[str, dict[str, float]] | None
             matched["named type and colour"].append(kind == named_type and colour == named_colour)
         if ep.first_pickup_meant is not None:
             matched["the object meant"].append(ep.first_pickup_meant)
-            if ep.location_decides:
+            if ep.location_odds is not None:
                 matched["the object meant, location decides"].append(ep.first_pickup_meant)
+                chance["the object meant, location decides"].append(ep.location_odds)
     if not picked:
         return None
     order = (
@@ -237,7 +240,10 @@ def first_pickups(episodes: list[Episode]) -> dict[str, dict[str, float]] | None
         "the object meant, location decides",
     )
     figures = {"picked up anything": picked, **{name: matched[name] for name in order if name in matched}}
-    return {name: {"rate": float(np.mean(hits)), "episodes": len(hits)} for name, hits in figures.items()}
+    out = {name: {"rate": float(np.mean(hits)), "episodes": len(hits)} for name, hits in figures.items()}
+    for name, odds in chance.items():
+        out[name]["chance"] = float(np.mean(odds))
+    return out
 
 
 def put_next_parts(episodes: list[Episode]) -> dict[str, dict[str, float]] | None:

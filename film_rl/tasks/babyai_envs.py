@@ -300,9 +300,27 @@ def location_decides(level: Any) -> bool | None:
     return False
 
 
+def location_odds(level: Any) -> float | None:
+    """Where a location decides which object to pick up: the chance that a policy ignoring the
+    location picks the one meant (the objects meant over those fitting the type and colour, for the
+    first such description). ``None`` where no location decides an object to pick up.
+
+    :param level: a BabyAI level, unwrapped, just reset.
+    """
+    cells = [cell for cell in level.grid.grid if cell is not None]
+    for desc in objects_to_pick_up(getattr(level, "instrs", None)):
+        if getattr(desc, "loc", None):
+            fits = [c for c in cells if desc.type in (None, c.type) and desc.color in (None, c.color)]
+            if len(fits) > len(desc.obj_set):
+                return len(desc.obj_set) / len(fits)
+    return None
+
+
 class LocationInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
     """Say at each reset whether the mission's location decides which object is meant:
-    ``info["location_decides"]`` (:func:`location_decides`), on missions that name a location.
+    ``info["location_decides"]`` (:func:`location_decides`), on missions that name a location; and
+    where it decides the object to pick up, ``info["location_odds"]`` (:func:`location_odds`): the
+    chance of picking the right one without reading it.
 
     Success on missions naming a location mixes two kinds: those where one object fits the rest of
     the description anyway, and those where the location is the only way to tell two objects
@@ -319,9 +337,13 @@ class LocationInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
         base = self.env.unwrapped
-        decides = location_decides(getattr(base, "playing", base))
+        level = getattr(base, "playing", base)
+        decides = location_decides(level)
         if decides is not None:
             info["location_decides"] = decides
+        odds = location_odds(level) if decides else None
+        if odds is not None:
+            info["location_odds"] = odds
         return obs, info
 
 

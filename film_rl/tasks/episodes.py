@@ -119,6 +119,9 @@ class Episode:
     #: a mission naming a location: whether the location picks its object out (BabyAI's
     #: ``info["location_decides"]`` at the reset); ``None`` on the other missions
     location_decides: bool | None = None
+    #: where a location decides the object to pick up: the chance a policy ignoring it picks the
+    #: one meant (BabyAI's ``info["location_odds"]`` at the reset); ``None`` elsewhere
+    location_odds: float | None = None
     #: a put-next mission: whether the agent ever held an object the mission says to move, and
     #: ever dropped anything beside the one to put it next to (BabyAI's ``info["carrying_object_to_move"]``
     #: and ``info["dropped_next_to_target"]``)
@@ -164,7 +167,13 @@ def rollout(
         o, info = envs[slot].reset(seed=seed + episode, options=options(episode) if options else None)
         current[slot], obs[slot], starts[slot] = episode, o, True
         running[slot] = Episode(
-            info.get("mission", ""), "", False, 0.0, 0, location_decides=info.get("location_decides")
+            info.get("mission", ""),
+            "",
+            False,
+            0.0,
+            0,
+            location_decides=info.get("location_decides"),
+            location_odds=info.get("location_odds"),
         )
         if episode < record:
             running[slot].frames.append(envs[slot].render())  # type: ignore[union-attr, arg-type]

@@ -27,7 +27,7 @@ import yaml
 from film_rl.config import atari, babyai, minatar
 from film_rl.config.atari import AtariAgentConfig, AtariEnvConfig
 from film_rl.config.babyai import BabyAIEnvConfig, GridAgentConfig
-from film_rl.config.fields import bounded, check_range, missing_keys, saved_meaning
+from film_rl.config.fields import bounded, check_range, later, missing_keys, saved_meaning
 from film_rl.config.minatar import MinAtarAgentConfig, MinAtarEnvConfig
 from film_rl.config.sections import (
     AgentConfig,
@@ -61,6 +61,11 @@ class ExperimentConfig:
     threads: Literal["auto"] | int = bounded("auto", 0, 1024)
     #: where runs go: RUNS_DIR/NAME/RUN_ID/
     runs_dir: str = "runs"
+    #: start the policy from another run's weights (its ``model.zip``, a checkpoint, or its run
+    #: directory), e.g. a curriculum: one level learnt, then the next from there. The policy must
+    #: have this agent's shape; the optimizer, the step count, the schedules and the episode
+    #: statistics start afresh, so the new run counts only its own episodes
+    init_from: str | None = later(None)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

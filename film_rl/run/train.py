@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.utils import FloatSchedule, LinearSchedule, get_device
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -203,6 +205,55 @@ def build_model(config: ExperimentConfig, task: Task, env: VecEnv, device: str) 
         device=device,
         verbose=0,
     )
+
+
+def saved_policy(source: str, device: str) -> tuple[Path, dict[str, torch.Tensor]]:
+    """The policy weights in ``source`` (a saved model or checkpoint, or a run directory: its
+    ``model.zip``), read before the new run writes anything; a file that is not a saved model is a
+    UserError naming it."""
+    path = Path(source)
+    if path.is_dir():
+        if not (path / runs.MODEL).is_file():
+            raise UserError(
+                f"init_from: {path} has no {runs.MODEL} (unfinished?); pass one of its checkpoints, "
+                f"{path / runs.CHECKPOINTS}/step_N.zip"
+            )
+        path = path / runs.MODEL
+    if not path.is_file():
+        raise UserError(f"init_from: no such saved model: {path}")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"init_from: {path} is not a saved model (not a zip file); it may be truncated or corrupted")
+    try:
+        _, params, _ = load_from_zip_file(path, device=device, print_system_info=False)
+    except Exception as err:  # any failure to read is a bad file, reported as one
+        raise UserError(f"init_from: cannot read {path}: {type(err).__name__}: {str(err).strip()[:200]}") from None
+    if not params or "policy" not in params:
+        raise UserError(f"init_from: {path} holds no policy weights")
+    weights: dict[str, torch.Tensor] = params["policy"]  # type: ignore[assignment]  # a state dict, typed a tensor in SB3
+    return path, weights
+
+
+def start_from(model: BaseAlgorithm, path: Path, weights: dict[str, torch.Tensor]) -> None:
+    """Give a new run's policy the saved weights, all of them or none: a policy of another shape
+    (a CNN's weights for an LSTM, other widths) is refused with what differs."""
+    own = model.policy.state_dict()
+    missing = sorted(set(own) - set(weights))
+    extra = sorted(set(weights) - set(own))
+    resized = sorted(k for k in set(own) & set(weights) if own[k].shape != weights[k].shape)
+    if missing or extra or resized:
+        what = (
+            f"missing {missing[0]}"
+            if missing
+            else f"unexpected {extra[0]}"
+            if extra
+            else f"{resized[0]} is {tuple(weights[resized[0]].shape)} there, {tuple(own[resized[0]].shape)} here"
+        )
+        count = len(missing) + len(extra) + len(resized)
+        raise UserError(
+            f"init_from: {path} holds a policy of another shape than this run's agent "
+            f"({count} tensor{'s' if count > 1 else ''} differ; {what})"
+        )
+    model.policy.load_state_dict(weights)
 
 
 def validate(config: ExperimentConfig) -> None:
@@ -406,6 +457,7 @@ def _set_threads(config: ExperimentConfig) -> None:
 def train(config: ExperimentConfig) -> TrainResult:
     """Train a fresh run of ``config``; returns where it went and how well it does."""
     device = check_before_writing(config)
+    initial = saved_policy(config.init_from, device) if config.init_from else None
     _set_threads(config)
     run_dir = runs.new_run_dir(config)
     print(f"training in {run_dir}", flush=True)  # where to look, and what to --resume, from the start
@@ -418,6 +470,9 @@ def train(config: ExperimentConfig) -> TrainResult:
     reward_model = build_reward_model(config, vocab, run_dir, device) if reward_model_settings(config.agent) else None
     env = build_env(config, task, config.seed, reward_model)
     model = build_model(config, task, env, device)
+    if initial is not None:
+        start_from(model, *initial)
+        print(f"policy started from {initial[0]}", flush=True)
     return _learn(model, config, run_dir, task, reward_model)
 
 

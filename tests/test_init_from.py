@@ -1,0 +1,60 @@
+"""Starting a run from another run's policy (``init_from``): a curriculum's next leg."""
+
+import json
+
+import torch
+import yaml
+from conftest import TINY, only_run_dir, run_cli
+from stable_baselines3 import PPO
+from test_cli import _error
+
+from film_rl.config import load_experiment
+from film_rl.run.train import build_env, build_model, saved_policy, start_from
+from film_rl.tasks.registry import task_for
+
+
+def test_a_new_run_begins_with_the_saved_policy_and_a_fresh_optimizer(tiny_run):
+    config = load_experiment("experiments/quickstart.yaml", [*TINY, f"init_from={tiny_run}"])
+    task = task_for(config)
+    env = build_env(config, task, config.seed, None)
+    model = build_model(config, task, env, "cpu")
+    path, weights = saved_policy(str(config.init_from), "cpu")
+    assert path == tiny_run / "model.zip"  # a run directory means its model
+    saved = PPO.load(path, device="cpu").policy.state_dict()
+    assert any(not torch.equal(v, saved[k]) for k, v in model.policy.state_dict().items())  # a fresh draw
+    start_from(model, path, weights)
+    assert all(torch.equal(v, saved[k]) for k, v in model.policy.state_dict().items())
+    assert not model.policy.optimizer.state  # Adam's moments start afresh
+    assert model.num_timesteps == 0
+    env.close()
+
+
+def test_a_run_started_from_another_level_trains_and_says_where_it_began(tiny_run, tmp_path):
+    checkpoint = tmp_path / "first-leg.zip"  # a saved model anywhere, not only in its run directory
+    checkpoint.write_bytes((tiny_run / "model.zip").read_bytes())
+    done = run_cli(
+        "train",
+        "experiments/quickstart.yaml",
+        f"runs_dir={tmp_path / 'runs'}",
+        *TINY,
+        "env.levels=[BabyAI-GoToLocal-v0]",
+        f"init_from={checkpoint}",
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"policy started from {checkpoint}" in done.stdout
+    run_dir = only_run_dir(tmp_path / "runs")
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["init_from"] == str(checkpoint)
+    assert json.loads((run_dir / "eval.json").read_text())["episodes"] == 4
+
+
+def test_a_bad_init_from_is_one_line_and_exit_status_2(tiny_run, tmp_path, capsys):
+    quick = ["train", "experiments/quickstart.yaml", f"runs_dir={tmp_path / 'runs'}", *TINY]
+    assert "no such saved model" in _error(capsys, *quick, f"init_from={tmp_path / 'none.zip'}")
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    assert "has no model.zip" in _error(capsys, *quick, f"init_from={unfinished}")
+    (tmp_path / "notes.zip").write_text("not a zip")
+    assert "not a saved model" in _error(capsys, *quick, f"init_from={tmp_path / 'notes.zip'}")
+    assert not (tmp_path / "runs").exists()  # refused before the run wrote anything
+    line = _error(capsys, *quick, "agent=film-lstm", f"init_from={tiny_run}")  # a CNN's weights for an LSTM
+    assert "another shape" in line and str(tiny_run / "model.zip") in line

@@ -58,3 +58,22 @@ def test_a_bad_init_from_is_one_line_and_exit_status_2(tiny_run, tmp_path, capsy
     assert not (tmp_path / "runs").exists()  # refused before the run wrote anything
     line = _error(capsys, *quick, "agent=film-lstm", f"init_from={tiny_run}")  # a CNN's weights for an LSTM
     assert "another shape" in line and str(tiny_run / "model.zip") in line
+
+
+def test_the_putnextlocal_curriculum_runs_its_two_legs(tmp_path):
+    """PickupLoc's recipe, then PutNextLocal's curriculum recipe from its run directory."""
+    first = run_cli("train", "experiments/pickuploc.yaml", f"runs_dir={tmp_path / 'first'}", *TINY)
+    assert first.returncode == 0, first.stderr
+    first_leg = only_run_dir(tmp_path / "first")
+    second = run_cli(
+        "train",
+        "experiments/putnextlocal-after-pickuploc.yaml",
+        f"runs_dir={tmp_path / 'second'}",
+        *TINY,
+        f"init_from={first_leg}",
+    )
+    assert second.returncode == 0, second.stderr
+    assert f"policy started from {first_leg / 'model.zip'}" in second.stdout
+    config = yaml.safe_load((only_run_dir(tmp_path / "second") / "config.yaml").read_text())
+    assert config["env"]["levels"] == ["BabyAI-PutNextLocal-v0"]
+    assert config["agent"]["algorithm"]["learning_rate"] == 2e-4

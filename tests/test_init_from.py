@@ -18,13 +18,14 @@ def test_a_new_run_begins_with_the_saved_policy_and_a_fresh_optimizer(tiny_run):
     task = task_for(config)
     env = build_env(config, task, config.seed, None)
     model = build_model(config, task, env, "cpu")
-    path, weights = saved_policy(str(config.init_from), "cpu")
-    assert path == tiny_run / "model.zip"  # a run directory means its model
-    saved = PPO.load(path, device="cpu").policy.state_dict()
+    initial = saved_policy(str(config.init_from), "cpu")
+    assert initial.path == (tiny_run / "model.zip").resolve()  # a run directory means its model
+    source = PPO.load(initial.path, device="cpu")
+    assert initial.timesteps == source.num_timesteps > 0
+    saved = source.policy.state_dict()
     assert any(not torch.equal(v, saved[k]) for k, v in model.policy.state_dict().items())  # a fresh draw
-    start_from(model, path, weights)
+    start_from(model, initial)
     assert all(torch.equal(v, saved[k]) for k, v in model.policy.state_dict().items())
-    assert not model.policy.optimizer.state  # Adam's moments start afresh
     assert model.num_timesteps == 0
     env.close()
 
@@ -41,9 +42,9 @@ def test_a_run_started_from_another_level_trains_and_says_where_it_began(tiny_ru
         f"init_from={checkpoint}",
     )
     assert done.returncode == 0, done.stderr
-    assert f"policy started from {checkpoint}" in done.stdout
+    assert f"policy started from {checkpoint.resolve()}" in done.stdout
     run_dir = only_run_dir(tmp_path / "runs")
-    assert yaml.safe_load((run_dir / "config.yaml").read_text())["init_from"] == str(checkpoint)
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["init_from"] == str(checkpoint.resolve())
     assert json.loads((run_dir / "eval.json").read_text())["episodes"] == 4
 
 
@@ -57,7 +58,8 @@ def test_a_bad_init_from_is_one_line_and_exit_status_2(tiny_run, tmp_path, capsy
     assert "not a saved model" in _error(capsys, *quick, f"init_from={tmp_path / 'notes.zip'}")
     assert not (tmp_path / "runs").exists()  # refused before the run wrote anything
     line = _error(capsys, *quick, "agent=film-lstm", f"init_from={tiny_run}")  # a CNN's weights for an LSTM
-    assert "another shape" in line and str(tiny_run / "model.zip") in line
+    assert "another shape" in line and str((tiny_run / "model.zip").resolve()) in line
+    assert not list((tmp_path / "runs").glob("*/*"))  # the run it refused left no directory behind
 
 
 def test_the_putnextlocal_curriculum_runs_its_two_legs(tmp_path):
@@ -73,7 +75,7 @@ def test_the_putnextlocal_curriculum_runs_its_two_legs(tmp_path):
         f"init_from={first_leg}",
     )
     assert second.returncode == 0, second.stderr
-    assert f"policy started from {first_leg / 'model.zip'}" in second.stdout
+    assert f"policy started from {(first_leg / 'model.zip').resolve()}" in second.stdout
     config = yaml.safe_load((only_run_dir(tmp_path / "second") / "config.yaml").read_text())
     assert config["env"]["levels"] == ["BabyAI-PutNextLocal-v0"]
     assert config["agent"]["algorithm"]["learning_rate"] == 2e-4

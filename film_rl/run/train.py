@@ -8,7 +8,9 @@ algorithm with the FiLM policy, the loggers and callbacks, learns, saves ``model
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import shutil
 import signal
 import time
 import zipfile
@@ -207,7 +209,17 @@ def build_model(config: ExperimentConfig, task: Task, env: VecEnv, device: str) 
     )
 
 
-def saved_policy(source: str, device: str) -> tuple[Path, dict[str, torch.Tensor]]:
+@dataclass
+class SavedPolicy:
+    """The weights a run starts from (``init_from``), and where they came from."""
+
+    path: Path
+    weights: dict[str, torch.Tensor]
+    #: the timesteps the source had trained when it saved them
+    timesteps: int
+
+
+def saved_policy(source: str, device: str) -> SavedPolicy:
     """The policy weights in ``source`` (a saved model or checkpoint, or a run directory: its
     ``model.zip``), read before the new run writes anything; a file that is not a saved model is a
     UserError naming it."""
@@ -224,18 +236,19 @@ def saved_policy(source: str, device: str) -> tuple[Path, dict[str, torch.Tensor
     if not zipfile.is_zipfile(path):
         raise UserError(f"init_from: {path} is not a saved model (not a zip file); it may be truncated or corrupted")
     try:
-        _, params, _ = load_from_zip_file(path, device=device, print_system_info=False)
+        data, params, _ = load_from_zip_file(path, device=device, print_system_info=False)
     except Exception as err:  # any failure to read is a bad file, reported as one
         raise UserError(f"init_from: cannot read {path}: {type(err).__name__}: {str(err).strip()[:200]}") from None
     if not params or "policy" not in params:
         raise UserError(f"init_from: {path} holds no policy weights")
     weights: dict[str, torch.Tensor] = params["policy"]  # type: ignore[assignment]  # a state dict, typed a tensor in SB3
-    return path, weights
+    return SavedPolicy(path.resolve(), weights, int((data or {}).get("num_timesteps", 0)))
 
 
-def start_from(model: BaseAlgorithm, path: Path, weights: dict[str, torch.Tensor]) -> None:
+def start_from(model: BaseAlgorithm, saved: SavedPolicy) -> None:
     """Give a new run's policy the saved weights, all of them or none: a policy of another shape
     (a CNN's weights for an LSTM, other widths) is refused with what differs."""
+    path, weights = saved.path, saved.weights
     own = model.policy.state_dict()
     missing = sorted(set(own) - set(weights))
     extra = sorted(set(weights) - set(own))
@@ -458,6 +471,8 @@ def train(config: ExperimentConfig) -> TrainResult:
     """Train a fresh run of ``config``; returns where it went and how well it does."""
     device = check_before_writing(config)
     initial = saved_policy(config.init_from, device) if config.init_from else None
+    if initial is not None:  # the run's config names its source wherever it is read from later
+        config = dataclasses.replace(config, init_from=str(initial.path))
     _set_threads(config)
     run_dir = runs.new_run_dir(config)
     print(f"training in {run_dir}", flush=True)  # where to look, and what to --resume, from the start
@@ -471,8 +486,13 @@ def train(config: ExperimentConfig) -> TrainResult:
     env = build_env(config, task, config.seed, reward_model)
     model = build_model(config, task, env, device)
     if initial is not None:
-        start_from(model, *initial)
-        print(f"policy started from {initial[0]}", flush=True)
+        try:
+            start_from(model, initial)
+        except UserError:
+            env.close()
+            shutil.rmtree(run_dir)  # made a moment ago, holding only the config: nothing to keep
+            raise
+        print(f"policy started from {initial.path} ({initial.timesteps:,} timesteps)", flush=True)
     return _learn(model, config, run_dir, task, reward_model)
 
 

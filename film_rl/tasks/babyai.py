@@ -200,11 +200,12 @@ def first_pickups(episodes: list[Episode]) -> dict[str, dict[str, float]] | None
     (UnlockPickup, KeyCorridor), the first object is that one, whatever the policy read.
 
     ``the object meant``: how often the first object was one the whole description fits, location
-    included; ``the object meant, location decides``: the same where the location alone tells it
-    from another object (``Episode.location_odds``), with its ``chance`` for a policy that reads
-    all but the location, the one figure that says whether the location was read: a wrong first
-    pick-up is not a failure on PickupLoc (the object can be put down and another tried), so
-    success there also rewards trying the candidates in turn.
+    included; ``the object meant where the location decides``: the same where the location alone
+    tells it from another object (``Episode.location_odds``), with its ``chance`` for a policy
+    that reads all but the location. That figure, not success, says whether the location was
+    read: a wrong first pick-up is not a failure on PickupLoc (the object can be put down and
+    another tried), so success there also rewards trying the candidates in turn. Sequences
+    (BossLevel) are not counted: their first object may belong to either half.
     """
     picked: list[bool] = []
     matched: dict[str, list[bool]] = defaultdict(list)
@@ -228,8 +229,8 @@ def first_pickups(episodes: list[Episode]) -> dict[str, dict[str, float]] | None
         if ep.first_pickup_meant is not None:
             matched["the object meant"].append(ep.first_pickup_meant)
             if ep.location_odds is not None:
-                matched["the object meant, location decides"].append(ep.first_pickup_meant)
-                chance["the object meant, location decides"].append(ep.location_odds)
+                matched["the object meant where the location decides"].append(ep.first_pickup_meant)
+                chance["the object meant where the location decides"].append(ep.location_odds)
     if not picked:
         return None
     order = (
@@ -237,7 +238,7 @@ def first_pickups(episodes: list[Episode]) -> dict[str, dict[str, float]] | None
         "named colour",
         "named type and colour",
         "the object meant",
-        "the object meant, location decides",
+        "the object meant where the location decides",
     )
     figures = {"picked up anything": picked, **{name: matched[name] for name in order if name in matched}}
     out = {name: {"rate": float(np.mean(hits)), "episodes": len(hits)} for name, hits in figures.items()}

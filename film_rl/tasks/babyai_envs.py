@@ -278,6 +278,19 @@ def object_descriptions(instr: Any) -> list[Any]:
     return [d for d in (getattr(instr, name, None) for name in ("desc", "desc_move", "desc_fixed")) if d is not None]
 
 
+def objects_in_start_room(level: Any) -> list[Any]:
+    """The objects of the room the agent starts in (the whole grid for a plain MiniGrid level):
+    minigrid's locations apply only there (``ObjDesc.find_matching_objs``)."""
+    room = level.room_from_pos(*level.agent_pos) if hasattr(level, "room_from_pos") else None
+    grid = level.grid
+    return [
+        cell
+        for i in range(grid.width)
+        for j in range(grid.height)
+        if (cell := grid.get(i, j)) is not None and (room is None or room.pos_inside(i, j))
+    ]
+
+
 def location_decides(level: Any) -> bool | None:
     """Whether a location in the mission picks its object out: some object of the grid fits a
     description's type and colour but not its location. ``None`` when no description names one.
@@ -292,7 +305,7 @@ def location_decides(level: Any) -> bool | None:
     located = [d for d in object_descriptions(getattr(level, "instrs", None)) if getattr(d, "loc", None)]
     if not located:
         return None
-    cells = [cell for cell in level.grid.grid if cell is not None]
+    cells = objects_in_start_room(level)
     for desc in located:
         fits = [c for c in cells if desc.type in (None, c.type) and desc.color in (None, c.color)]
         if len(fits) > len(desc.obj_set):
@@ -302,12 +315,13 @@ def location_decides(level: Any) -> bool | None:
 
 def location_odds(level: Any) -> float | None:
     """Where a location decides which object to pick up: the chance that a policy ignoring the
-    location picks the one meant (the objects meant over those fitting the type and colour, for the
-    first such description). ``None`` where no location decides an object to pick up.
+    location picks the one meant, choosing uniformly among the objects of its room that fit the
+    type and colour (the objects meant over those, for the first such description). ``None`` where
+    no location decides an object to pick up.
 
     :param level: a BabyAI level, unwrapped, just reset.
     """
-    cells = [cell for cell in level.grid.grid if cell is not None]
+    cells = objects_in_start_room(level)
     for desc in objects_to_pick_up(getattr(level, "instrs", None)):
         if getattr(desc, "loc", None):
             fits = [c for c in cells if desc.type in (None, c.type) and desc.color in (None, c.color)]
@@ -366,7 +380,9 @@ class PutNextInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorAr
     policy manages in ~1% of PutNextLocal's episodes: while success sits at that floor, these say
     whether a policy has learnt either part (:func:`film_rl.tasks.babyai.put_next_parts` counts
     them in an evaluation). Beside, as minigrid's verifier has it: one cell apart, not diagonally,
-    from where a target stood at the reset. Only the evaluation env wears it.
+    from a target's position after the drop (the level updates ``obj_poss`` on every drop). On
+    sequences (BossLevel) the flags cover every put-next in the mission. Only the evaluation env
+    wears it.
 
     :param env: a wrapped BabyAI level or :class:`MultiLevelEnv`.
     """

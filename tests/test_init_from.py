@@ -77,5 +77,5 @@ def test_the_putnextlocal_curriculum_runs_its_two_legs(tmp_path):
     assert second.returncode == 0, second.stderr
     assert f"policy started from {(first_leg / 'model.zip').resolve()}" in second.stdout
     config = yaml.safe_load((only_run_dir(tmp_path / "second") / "config.yaml").read_text())
-    assert config["env"]["levels"] == ["BabyAI-PutNextLocal-v0"]
+    assert config["env"]["levels"] == ["BabyAI-PutNextLocal-v0", "BabyAI-PickupLoc-v0"]
     assert config["agent"]["algorithm"]["learning_rate"] == 2e-4 and config["agent"]["algorithm"]["ent_coef"] == 0.0

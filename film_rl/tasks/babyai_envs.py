@@ -218,6 +218,13 @@ class BabyAISuccess(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructor
         return obs, reward, terminated, truncated, info
 
 
+def playing(env: gym.Env) -> Any:
+    """The BabyAI level an env is playing now: itself unwrapped, or a :class:`MultiLevelEnv`'s
+    current level (wrappers in between do not forward attributes)."""
+    base = env.unwrapped
+    return getattr(base, "playing", base)
+
+
 class PickupInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
     """Name what the agent picks up: ``info["picked_up"] = "red ball"`` on the step it does, and
     on missions that say which object to pick up (pick up, put next), ``info["picked_up_meant"]``:
@@ -237,19 +244,15 @@ class PickupInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArg
         super().__init__(env)
         self._meant: list[Any] = []  # the descriptions of the objects to pick up
 
-    def _level(self) -> Any:
-        base = self.env.unwrapped
-        return getattr(base, "playing", base)
-
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
-        self._meant = objects_to_pick_up(getattr(self._level(), "instrs", None))
+        self._meant = objects_to_pick_up(getattr(playing(self.env), "instrs", None))
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        before = getattr(self._level(), "carrying", None)
+        before = getattr(playing(self.env), "carrying", None)
         obs, reward, terminated, truncated, info = self.env.step(action)
-        carrying = getattr(self._level(), "carrying", None)
+        carrying = getattr(playing(self.env), "carrying", None)
         if carrying is not None and carrying is not before:
             info["picked_up"] = f"{carrying.color} {carrying.type}"
             if self._meant:
@@ -350,8 +353,7 @@ class LocationInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
-        base = self.env.unwrapped
-        level = getattr(base, "playing", base)
+        level = playing(self.env)
         decides = location_decides(level)
         if decides is not None:
             info["location_decides"] = decides
@@ -392,21 +394,17 @@ class PutNextInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorAr
         super().__init__(env)
         self._instrs: list[Any] = []
 
-    def _level(self) -> Any:
-        base = self.env.unwrapped
-        return getattr(base, "playing", base)
-
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
-        self._instrs = put_next_instructions(getattr(self._level(), "instrs", None))
+        self._instrs = put_next_instructions(getattr(playing(self.env), "instrs", None))
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        before = getattr(self._level(), "carrying", None)
+        before = getattr(playing(self.env), "carrying", None)
         obs, reward, terminated, truncated, info = self.env.step(action)
         if not self._instrs:
             return obs, reward, terminated, truncated, info
-        carrying = getattr(self._level(), "carrying", None)
+        carrying = getattr(playing(self.env), "carrying", None)
         if carrying is not None and any(carrying is o for i in self._instrs for o in i.desc_move.obj_set):
             info["carrying_object_to_move"] = True
         if before is not None and carrying is None:  # dropped: minigrid set its cur_pos

@@ -162,3 +162,47 @@ def test_bench_floor_plays_babyais_bot_and_reports_the_floor(tmp_path):
     for bad_input in (["--level", level, "--episodes", "0"], ["--level", "MiniGrid-Empty-5x5-v0"]):
         bad = run_cli("bench", "floor", *bad_input)
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_a_run_on_two_levels_counts_each_levels_episodes_and_thresholds(tmp_path):
+    """Each level's own episode count, and the count of its episodes at which its rolling success
+    (window 1: its first success) first reached a threshold, in the log and in the checkpoint's
+    statistics."""
+    from conftest import TINY, only_run_dir
+
+    levels = "env.levels=[BabyAI-GoToObjS4-v0,BabyAI-GoToRedBallGrey-v0]"
+    done = run_cli(
+        "train", "experiments/quickstart.yaml", f"runs_dir={tmp_path}", *TINY, levels,
+        "budget.timesteps=1024", "budget.success_window=1", "checkpoint.freq=512",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run = only_run_dir(tmp_path)
+    rows = [r for r in csv.DictReader((run / "progress.csv").open()) if r.get("rollout/episodes")]
+    last = rows[-1]
+    counts = {level: int(last[f"rollout/episodes/{level}"]) for level in levels.split("[")[1][:-1].split(",")}
+    assert all(n > 0 for n in counts.values()) and sum(counts.values()) == int(last["rollout/episodes"])
+    newest = max((run / "checkpoints").glob("*.stats.json"), key=lambda p: int(p.name.split("_")[1].split(".")[0]))
+    stats = json.loads(newest.read_text())
+    assert sum(stats["level_episodes"].values()) == stats["episodes"]
+    reached = stats["level_episodes_to"]
+    assert reached  # an untrained policy succeeds in ~1/4 of GoToObjS4's episodes
+    for level, thresholds in reached.items():
+        for t, n in thresholds.items():
+            assert 1 <= n <= stats["level_episodes"][level]
+            assert int(last[f"rollout/episodes_to_{round(float(t) * 100)}/{level}"]) == n
+
+
+def test_a_run_resumed_without_level_counts_logs_none():
+    """A checkpoint saved before each level's episodes were counted: counting from 0 would be
+    wrong, so neither the counts nor their thresholds are kept from then on."""
+    from film_rl.tasks.babyai import InstructionStats
+    from film_rl.tasks.instructions import Vocabulary
+
+    stats = InstructionStats(Vocabulary.babyai())
+    stats.restore({"episodes": 500, "unknown_words": 0, "episodes_to": {}, "recent": [], "per_level": {}})
+    assert stats.level_counts_unknown
+    state = stats.state()
+    assert state is not None and "level_episodes" not in state
+    fresh = InstructionStats(Vocabulary.babyai())
+    fresh.restore({**state, "episodes": 0})
+    assert not fresh.level_counts_unknown  # a new run's empty statistics are not unknown

@@ -275,6 +275,11 @@ class InstructionStats(TrainingStats):
     :attr:`episodes_to`; the same for BabyAI's centred window (the figure comparable with
     BabyAI's papers, :mod:`film_rl.tasks.babyai_metric`) in :attr:`babyai_episodes_to`.
 
+    A run on several levels also logs each level's own count, ``rollout/episodes/<level>``, and
+    the count of that level's episodes at which its rolling success first reached each threshold,
+    ``rollout/episodes_to_<pct>/<level>``: what a level learnt beside others (a curriculum's
+    second level) took, beside what the run took in all.
+
     :param vocab: the run's vocabulary (to recognise ``<unk>``).
     :param window: episodes in the rolling success rates.
     :param thresholds: success rates whose first crossing is recorded.
@@ -300,6 +305,9 @@ class InstructionStats(TrainingStats):
         # the stopping rate is a threshold too, so the episode count it stopped at is recorded
         self.thresholds = tuple(sorted({*thresholds, *([stop_at] if stop_at is not None else [])}))
         self.per_level: dict[str, deque[bool]] = defaultdict(lambda: deque(maxlen=window))
+        self.level_episodes: dict[str, int] = defaultdict(int)
+        self.level_episodes_to: dict[str, dict[float, int]] = defaultdict(dict)
+        self.level_counts_unknown = False  # resumed from a checkpoint saved before they were counted
         self.recent: deque[bool] = deque(maxlen=window)
         self.episodes = 0
         self.unknown_words = 0
@@ -330,7 +338,15 @@ class InstructionStats(TrainingStats):
             self.heldout_redraws += int(info.get("heldout_redraws", 0))
             self.recent.append(success)
             self.centred.episode(success)
-            self.per_level[str(info.get("level", "?"))].append(success)
+            level = str(info.get("level", "?"))
+            outcomes = self.per_level[level]
+            outcomes.append(success)
+            self.level_episodes[level] += 1
+            if len(outcomes) == self.window:
+                level_rate = float(np.mean(outcomes))
+                for t in self.thresholds:
+                    if level_rate >= t and t not in self.level_episodes_to[level]:
+                        self.level_episodes_to[level][t] = self.level_episodes[level]
             if len(self.recent) == self.window:
                 rate = float(np.mean(self.recent))
                 for t in self.thresholds:
@@ -352,6 +368,17 @@ class InstructionStats(TrainingStats):
             "recent": list(self.recent),
             "per_level": {level: list(outcomes) for level, outcomes in self.per_level.items()},
             "centred": self.centred.state(),
+            **(
+                {}
+                if self.level_counts_unknown
+                else {
+                    "level_episodes": dict(self.level_episodes),
+                    "level_episodes_to": {
+                        level: {str(t): n for t, n in reached.items()}
+                        for level, reached in self.level_episodes_to.items()
+                    },
+                }
+            ),
         }
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -362,6 +389,12 @@ class InstructionStats(TrainingStats):
         self.recent.extend(bool(x) for x in state["recent"])
         for level, outcomes in state["per_level"].items():
             self.per_level[level].extend(bool(x) for x in outcomes)
+        if "level_episodes" in state:  # saved since each level's episodes are counted
+            self.level_episodes.update({level: int(n) for level, n in state["level_episodes"].items()})
+            for level, reached in state.get("level_episodes_to", {}).items():
+                self.level_episodes_to[level].update({float(t): int(n) for t, n in reached.items()})
+        elif self.episodes:
+            self.level_counts_unknown = True  # counting from 0 now would be wrong, so none is logged
         if "centred" in state:  # saved since BabyAI's centred window is counted
             self.centred.restore(state["centred"])
         elif self.episodes:
@@ -392,6 +425,12 @@ class InstructionStats(TrainingStats):
         for level, outcomes in self.per_level.items():
             self.logger.record(f"rollout/success_rate/{level}", float(np.mean(outcomes)))
         self.logger.record("rollout/episodes", self.episodes)
+        if len(self.level_episodes) > 1 and not self.level_counts_unknown:
+            for level, count in self.level_episodes.items():
+                self.logger.record(f"rollout/episodes/{level}", count)
+            for level, reached in self.level_episodes_to.items():
+                for t, n in reached.items():
+                    self.logger.record(f"rollout/episodes_to_{round(t * 100)}/{level}", n)
         self.logger.record("instructions/unknown_words", self.unknown_words)
         if self.heldout_redraws:
             self.logger.record("instructions/heldout_redraws", self.heldout_redraws)

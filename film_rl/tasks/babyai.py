@@ -342,21 +342,22 @@ class InstructionStats(TrainingStats):
             outcomes = self.per_level[level]
             outcomes.append(success)
             self.level_episodes[level] += 1
-            if len(outcomes) == self.window:
-                level_rate = float(np.mean(outcomes))
-                for t in self.thresholds:
-                    if level_rate >= t and t not in self.level_episodes_to[level]:
-                        self.level_episodes_to[level][t] = self.level_episodes[level]
-            if len(self.recent) == self.window:
-                rate = float(np.mean(self.recent))
-                for t in self.thresholds:
-                    if rate >= t and t not in self.episodes_to:
-                        self.episodes_to[t] = self.episodes
+            self._note_crossings(outcomes, self.level_episodes_to[level], self.level_episodes[level])
+            self._note_crossings(self.recent, self.episodes_to, self.episodes)
         self.centred.advance(self.num_timesteps)
         new_obs = self.locals["new_obs"]
         if isinstance(new_obs, dict):  # the next episode's mission, already tokenized
             self.unknown_words += int((new_obs["instruction"][dones] == self.unk).sum())
         return not self.reached_target
+
+    def _note_crossings(self, outcomes: deque[bool], reached: dict[float, int], count: int) -> None:
+        """Once ``outcomes`` hold a full window: the episode ``count`` at which their success first
+        reached each threshold not in ``reached`` yet."""
+        if len(outcomes) == self.window:
+            rate = float(np.mean(outcomes))
+            for t in self.thresholds:
+                if rate >= t and t not in reached:
+                    reached[t] = count
 
     def state(self) -> dict[str, Any] | None:
         """What a resumed run needs to go on counting: BabyAI's metric counts every episode of the run."""

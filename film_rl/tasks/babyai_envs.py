@@ -20,7 +20,7 @@ import minigrid  # noqa: F401  (registers the BabyAI levels)
 import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.registration import load_env_creator
-from minigrid.envs.babyai.core.verifier import PickupInstr
+from minigrid.envs.babyai.core.verifier import PickupInstr, PutNextInstr
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -260,25 +260,38 @@ class PickupInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArg
         return obs, reward, terminated, truncated, info
 
 
-def objects_to_pick_up(instr: Any) -> list[Any]:
-    """The descriptions (minigrid's ``ObjDesc``) of the objects a BabyAI instruction says to pick
-    up: a pick-up's object, a put-next's object to move; sequences included."""
+def action_instructions(instr: Any) -> list[Any]:
+    """The single actions (go to, pick up, open, put next) of a BabyAI instruction, in order:
+    a sequence's (before / after / and) two halves unfolded."""
     if instr is None:
         return []
     if hasattr(instr, "instr_a"):
-        return objects_to_pick_up(instr.instr_a) + objects_to_pick_up(instr.instr_b)
-    if isinstance(instr, PickupInstr):
-        return [instr.desc]
-    return [instr.desc_move] if hasattr(instr, "desc_move") else []
+        return action_instructions(instr.instr_a) + action_instructions(instr.instr_b)
+    return [instr]
+
+
+def objects_to_pick_up(instr: Any) -> list[Any]:
+    """The descriptions (minigrid's ``ObjDesc``) of the objects a BabyAI instruction says to pick
+    up: a pick-up's object, a put-next's object to move; sequences included."""
+    actions = action_instructions(instr)
+    return [
+        a.desc if isinstance(a, PickupInstr) else a.desc_move
+        for a in actions
+        if isinstance(a, (PickupInstr, PutNextInstr))
+    ]
 
 
 def object_descriptions(instr: Any) -> list[Any]:
     """Every object description (minigrid's ``ObjDesc``) of a BabyAI instruction, sequences included."""
-    if instr is None:
-        return []
-    if hasattr(instr, "instr_a"):  # before / after / and: two instructions
-        return object_descriptions(instr.instr_a) + object_descriptions(instr.instr_b)
-    return [d for d in (getattr(instr, name, None) for name in ("desc", "desc_move", "desc_fixed")) if d is not None]
+    names = ("desc", "desc_move", "desc_fixed")
+    return [
+        d for action in action_instructions(instr) for d in (getattr(action, n, None) for n in names) if d is not None
+    ]
+
+
+def fitting_all_but_location(desc: Any, cells: list[Any]) -> list[Any]:
+    """The objects among ``cells`` that fit a description's type and colour, wherever they lie."""
+    return [c for c in cells if desc.type in (None, c.type) and desc.color in (None, c.color)]
 
 
 def objects_in_start_room(level: Any) -> list[Any]:
@@ -309,11 +322,7 @@ def location_decides(level: Any) -> bool | None:
     if not located:
         return None
     cells = objects_in_start_room(level)
-    for desc in located:
-        fits = [c for c in cells if desc.type in (None, c.type) and desc.color in (None, c.color)]
-        if len(fits) > len(desc.obj_set):
-            return True
-    return False
+    return any(len(fitting_all_but_location(desc, cells)) > len(desc.obj_set) for desc in located)
 
 
 def location_odds(level: Any) -> float | None:
@@ -327,7 +336,7 @@ def location_odds(level: Any) -> float | None:
     cells = objects_in_start_room(level)
     for desc in objects_to_pick_up(getattr(level, "instrs", None)):
         if getattr(desc, "loc", None):
-            fits = [c for c in cells if desc.type in (None, c.type) and desc.color in (None, c.color)]
+            fits = fitting_all_but_location(desc, cells)
             if len(fits) > len(desc.obj_set):
                 return len(desc.obj_set) / len(fits)
     return None
@@ -363,16 +372,6 @@ class LocationInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
         return obs, info
 
 
-def put_next_instructions(instr: Any) -> list[Any]:
-    """Every put-next instruction (minigrid's ``PutNextInstr``) of a BabyAI instruction, sequences
-    included."""
-    if instr is None:
-        return []
-    if hasattr(instr, "instr_a"):
-        return put_next_instructions(instr.instr_a) + put_next_instructions(instr.instr_b)
-    return [instr] if hasattr(instr, "desc_move") else []
-
-
 class PutNextInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
     """Say which part of a put-next mission the agent carried out: ``info["carrying_object_to_move"]``
     on each step it holds an object the mission says to move, ``info["dropped_next_to_target"]`` on
@@ -396,7 +395,8 @@ class PutNextInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorAr
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
-        self._instrs = put_next_instructions(getattr(playing(self.env), "instrs", None))
+        actions = action_instructions(getattr(playing(self.env), "instrs", None))
+        self._instrs = [action for action in actions if isinstance(action, PutNextInstr)]
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:

@@ -1,5 +1,8 @@
 """Evaluation bookkeeping: instruction kinds, per-level success, and reproducible roll-outs."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 from minigrid.core.constants import COLOR_NAMES, DIR_TO_VEC
 from minigrid.utils.baby_ai_bot import BabyAIBot
@@ -10,8 +13,21 @@ from film_rl.model.policies import FilmCnnPolicy
 from film_rl.run.evaluate import Episode, evaluate
 from film_rl.tasks.babyai import first_pickups, put_next_parts, summarize
 from film_rl.tasks.babyai_envs import make_vec_env
+from film_rl.tasks.base import Task
 from film_rl.tasks.instructions import Vocabulary, description_traits, instruction_kind
 from film_rl.tasks.registry import task_for
+
+
+@contextmanager
+def untrained_policy(levels: list[str]) -> Iterator[tuple[PPO, Task]]:
+    """An untrained FiLM CNN policy on ``levels``, and the task that plays and judges it."""
+    vocab = Vocabulary.babyai()
+    venv = make_vec_env(levels, vocab, 1, seed=0)
+    try:
+        model = PPO(FilmCnnPolicy, venv, n_steps=16, batch_size=16, seed=0, device="cpu")
+        yield model, task_for(ExperimentConfig(env=BabyAIEnvConfig(levels=levels)), vocab)
+    finally:
+        venv.close()
 
 
 def test_instruction_kinds_follow_the_babyai_grammar():
@@ -262,12 +278,8 @@ def test_first_pickup_counts_the_named_type_and_colour():
 
 
 def test_an_evaluation_reports_what_the_policy_picked_up_first():
-    vocab = Vocabulary.babyai()
-    levels = ["BabyAI-PickupLoc-v0"]
-    venv = make_vec_env(levels, vocab, 1, seed=0)
-    model = PPO(FilmCnnPolicy, venv, n_steps=16, batch_size=16, seed=0, device="cpu")
-    task = task_for(ExperimentConfig(env=BabyAIEnvConfig(levels=levels)), vocab)
-    played = task.play(model, 20, seed=3, deterministic=False)
+    with untrained_policy(["BabyAI-PickupLoc-v0"]) as (model, task):
+        played = task.play(model, 20, seed=3, deterministic=False)
     firsts = [e.first_pickup for e in played if e.first_pickup is not None]
     assert firsts  # an untrained policy picks something up within 64 steps now and then
     for first in firsts:
@@ -293,16 +305,11 @@ def test_an_evaluation_reports_what_the_policy_picked_up_first():
         == len(located)
         == result.per_description["location"]["episodes"]
     )
-    venv.close()
 
 
 def test_an_evaluation_of_a_suite_reports_the_put_next_parts_of_its_put_next_episodes():
-    vocab = Vocabulary.babyai()
-    levels = ["BabyAI-GoToLocal-v0", "BabyAI-PutNextLocal-v0"]
-    venv = make_vec_env(levels, vocab, 1, seed=0)
-    model = PPO(FilmCnnPolicy, venv, n_steps=16, batch_size=16, seed=0, device="cpu")
-    task = task_for(ExperimentConfig(env=BabyAIEnvConfig(levels=levels)), vocab)
-    played = task.play(model, 16, seed=3, deterministic=False)
+    with untrained_policy(["BabyAI-GoToLocal-v0", "BabyAI-PutNextLocal-v0"]) as (model, task):
+        played = task.play(model, 16, seed=3, deterministic=False)
     put_next = [e for e in played if e.level == "BabyAI-PutNextLocal-v0"]
     assert put_next and len(put_next) < len(played)
     # the object picked up first is judged against the level being played
@@ -313,7 +320,6 @@ def test_an_evaluation_of_a_suite_reports_the_put_next_parts_of_its_put_next_epi
     assert result.put_next is not None
     held = result.put_next["held the object to move"]
     assert held == {"rate": float(np.mean([e.carried_object_to_move for e in put_next])), "episodes": len(put_next)}
-    venv.close()
 
 
 def test_multi_level_summary_reports_every_level_and_kind():
@@ -334,13 +340,9 @@ def test_multi_level_summary_reports_every_level_and_kind():
 
 
 def test_evaluation_is_reproducible_for_a_seed_and_covers_each_level():
-    vocab = Vocabulary.babyai()
     levels = ["BabyAI-GoToLocal-v0", "BabyAI-PickupLoc-v0"]
-    venv = make_vec_env(levels, vocab, 1, seed=0)
-    model = PPO(FilmCnnPolicy, venv, n_steps=16, batch_size=16, seed=0, device="cpu")
-    task = task_for(ExperimentConfig(env=BabyAIEnvConfig(levels=levels)), vocab)
-    a = evaluate(model, task, episodes=12, seed=5, deterministic=False)
-    b = evaluate(model, task, episodes=12, seed=5, deterministic=False)
+    with untrained_policy(levels) as (model, task):
+        a = evaluate(model, task, episodes=12, seed=5, deterministic=False)
+        b = evaluate(model, task, episodes=12, seed=5, deterministic=False)
     assert a == b
     assert set(levels) <= set(a.per_kind) and a.episodes == 12
-    venv.close()

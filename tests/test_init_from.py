@@ -1,6 +1,7 @@
 """Starting a run from another run's policy (``init_from``): a curriculum's next leg."""
 
 import json
+import re
 
 import torch
 import yaml
@@ -79,3 +80,12 @@ def test_the_putnextlocal_curriculum_runs_its_two_legs(tmp_path):
     config = yaml.safe_load((only_run_dir(tmp_path / "second") / "config.yaml").read_text())
     assert config["env"]["levels"] == ["BabyAI-PutNextLocal-v0", "BabyAI-PickupLoc-v0"]
     assert config["agent"]["algorithm"]["learning_rate"] == 2e-4 and config["agent"]["algorithm"]["ent_coef"] == 0.0
+    # its evaluation reports both levels' pick-ups and the put-next parts, every figure in one column
+    shown = run_cli("evaluate", str(only_run_dir(tmp_path / "second")), "--episodes", "12", "--stochastic")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    start = lines.index("first object picked up:")
+    assert "put next, each part on its own:" in lines[start:]
+    figures = [re.match(r"  \S.*? (\d\.\d{3}) \(\d+ episodes", line) for line in lines[start:] if line.startswith("  ")]
+    assert len(figures) >= 3 and all(figures), lines[start:]
+    assert len({match.start(1) for match in figures if match}) == 1  # labels of any length: one column

@@ -82,15 +82,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not name or name == result.split:
             for trait, held in (result.per_description or {}).items():
                 print(f"  {trait:<{width}}{held['success_rate']:.3f} ({held['episodes']:.0f} episodes)")
-            if result.first_pickup is not None:
-                print("first object picked up:")
-                for what, held in result.first_pickup.items():
+            blocks: list[tuple[str, dict[str, dict[str, float]] | None]] = [
+                ("first object picked up:", result.first_pickup),
+                ("put next, each part on its own:", result.put_next),
+            ]
+            column = max([22, *(len(what) + 1 for _, block in blocks for what in block or {})])  # one column
+            for heading, block in blocks:
+                if block is not None:
+                    print(heading)
+                for what, held in (block or {}).items():
                     odds = f"; {held['chance']:.3f} by chance, ignoring the location" if "chance" in held else ""
-                    print(f"  {what:<36}{held['rate']:.3f} ({held['episodes']:.0f} episodes{odds})")
-            if result.put_next is not None:
-                print("put next, each part on its own:")
-                for what, held in result.put_next.items():
-                    print(f"  {what:<36}{held['rate']:.3f} ({held['episodes']:.0f} episodes)")
+                    print(f"  {what:<{column}}{held['rate']:.3f} ({held['episodes']:.0f} episodes{odds})")
         if name == "heldout":
             for item, held in (result.per_heldout or {}).items():
                 print(f"  {item:<18}{held['success_rate']:.3f} ({held['episodes']:.0f} episodes)")

@@ -106,6 +106,8 @@ def test_bad_input_is_one_line_and_exit_status_2(tiny_run, tmp_path, capsys):
     assert "expected an integer" in _error(capsys, "train", "experiments/quickstart.yaml", "seed=abc")
     line = _error(capsys, "train", "experiments/quickstart.yaml", "env.levels=[BabyAI-GoToRedBal-v0]")
     assert "unknown env id" in line and "BabyAI-GoToRedBall-v0" in line
+    line = _error(capsys, "train", "experiments/quickstart.yaml", "agent=film-lstm", "agent.critic_features=own")
+    assert "critic_features=own is for policy: cnn" in line and "critic_memory=own" in line
     with pytest.raises(SystemExit) as exit_info:  # argparse's own errors exit from inside parse_args
         cli.main(["evaluate", str(tiny_run), "--episodes", "x"])
     assert exit_info.value.code == 2 and "--episodes" in capsys.readouterr().err

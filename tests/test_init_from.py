@@ -31,6 +31,23 @@ def test_a_new_run_begins_with_the_saved_policy_and_a_fresh_optimizer(tiny_run):
     env.close()
 
 
+def test_a_critic_of_its_own_starts_from_the_shared_network_of_the_saved_policy(tiny_run):
+    """``agent.critic_features=own`` from a policy whose actor and critic shared one FiLM network:
+    both networks begin with its weights (SB3 saves the shared one under all three names)."""
+    overrides = [*TINY, f"init_from={tiny_run}", "agent.critic_features=own"]
+    config = load_experiment("experiments/quickstart.yaml", overrides)
+    task = task_for(config)
+    env = build_env(config, task, config.seed, None)
+    model = build_model(config, task, env, "cpu")
+    start_from(model, saved_policy(str(config.init_from), "cpu"))
+    policy = model.policy
+    assert policy.vf_features_extractor is not policy.pi_features_extractor
+    shared = PPO.load(tiny_run / "model.zip", device="cpu").policy.features_extractor.state_dict()
+    for extractor in (policy.pi_features_extractor, policy.vf_features_extractor):
+        assert all(torch.equal(v, shared[k]) for k, v in extractor.state_dict().items())
+    env.close()
+
+
 def test_a_run_started_from_another_level_trains_and_says_where_it_began(tiny_run, tmp_path):
     checkpoint = tmp_path / "first-leg.zip"  # a saved model anywhere, not only in its run directory
     checkpoint.write_bytes((tiny_run / "model.zip").read_bytes())

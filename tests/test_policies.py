@@ -199,6 +199,35 @@ def test_an_lstm_critic_trains_the_film_network_only_with_a_memory_of_its_own(me
     model.get_env().close()
 
 
+@pytest.mark.parametrize("features", ["shared", "own"])
+def test_a_cnn_critic_with_features_of_its_own_keeps_the_value_loss_off_the_actors_film_network(features):
+    """``agent.critic_features=own`` gives the critic a FiLM network of its own: the value loss
+    trains it and leaves the actor's alone; both start with identity FiLM layers and act on the
+    FiLM parameters their optimizer steps train. ``shared`` (SB3's default) is one network."""
+    overrides = ["env.n_envs=2", "agent.algorithm.n_steps=32", "agent.algorithm.batch_size=32"]
+    model = film_model(bench_config(LEVELS[0], "film-cnn", [*overrides, f"agent.critic_features={features}"]), "cpu")
+    policy = model.policy
+    actor, critic = policy.pi_features_extractor, policy.vf_features_extractor
+    assert (critic is actor) == (features == "shared")
+    for extractor in (actor, critic):  # SB3's orthogonal init undone: FiLM starts as the identity
+        assert not any(p.abs().sum() > 0 for p in extractor.generator.head.parameters())
+    obs, _ = policy.obs_to_tensor(_observations(model.get_env(), 8))
+    policy.zero_grad()
+    policy.predict_values(obs).sum().backward()
+    reached = [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in actor.cnn.parameters()]
+    assert any(reached) == (features == "shared")
+    assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in critic.cnn.parameters())
+    model.learn(128)  # two rollouts of 2 x 32 steps: two minibatches x four epochs each
+    assert actor.generator._optimizer_steps == critic.generator._optimizer_steps == 16
+    instruction = torch.as_tensor(_observations(model.get_env(), 8)["instruction"])
+    with torch.no_grad():
+        for generator in (actor.generator, critic.generator):
+            torch.testing.assert_close(generator.embed(instruction), generator.head(generator.encoder(instruction)))
+    if features == "own":  # trained apart, the two networks now differ
+        assert any(not torch.equal(a, c) for a, c in zip(actor.parameters(), critic.parameters(), strict=True))
+    model.get_env().close()
+
+
 @pytest.mark.parametrize("agent", ["film-cnn", "film-lstm"])
 def test_after_updates_a_policy_acts_on_the_film_parameters_it_trains(agent):
     """Acting reuses each instruction's FiLM parameters until the optimizer steps. sb3-contrib's

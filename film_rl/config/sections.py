@@ -147,6 +147,12 @@ class AgentConfig:
     #: the gradient stopped (sb3-contrib's ``shared_lstm``), so the value loss trains only its head
     #: and the FiLM network learns from the policy loss alone (docs/results.md: it barely learns)
     critic_memory: Literal["own", "shared"] = later("own", saved=_critic_memory_before)
+    #: the critic's features (policy: cnn). ``shared``: actor and critic read one FiLM network,
+    #: which both losses train (SB3's default); ``own``: the critic reads a FiLM network of its own
+    #: (SB3's ``share_features_extractor=False``), so the value loss no longer shapes the features
+    #: the actor reads, at about twice the network's cost. A run started from a ``shared`` policy
+    #: (``init_from``) gives both networks its weights
+    critic_features: Literal["shared", "own"] = later("shared")
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
 
 

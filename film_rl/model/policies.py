@@ -171,11 +171,19 @@ class _FilmPolicyMixin:
         # Only now is the optimizer the one that trains: sb3-contrib's recurrent policy replaces the
         # one ``_build`` made once its LSTMs exist. The FiLM acting cache must hear *its* steps, or
         # the policy would act on the FiLM parameters of the first rollout for the whole run.
-        self.features_extractor.follow(self.optimizer)  # type: ignore[attr-defined]
+        for extractor in self._film_extractors():
+            extractor.follow(self.optimizer)  # type: ignore[attr-defined]
 
     def _build(self, lr_schedule: Schedule) -> None:
         super()._build(lr_schedule)  # type: ignore[misc]
-        self.features_extractor.reset_film_head()  # type: ignore[attr-defined]
+        for extractor in self._film_extractors():
+            extractor.reset_film_head()
+
+    def _film_extractors(self) -> list[Any]:
+        """The actor's FiLM network, and the critic's where it has its own
+        (``share_features_extractor=False``)."""
+        actor, critic = self.pi_features_extractor, self.vf_features_extractor  # type: ignore[attr-defined]
+        return [actor] if critic is actor else [actor, critic]
 
 
 class FilmCnnPolicy(_FilmPolicyMixin, ActorCriticPolicy):

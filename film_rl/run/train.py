@@ -194,6 +194,7 @@ def build_model(config: ExperimentConfig, task: Task, env: VecEnv, device: str) 
         "optimizer_kwargs": {"eps": algo.adam_eps, "fused": fused_adam(get_device(device))},
     }
     policy: type[FilmCnnPolicy] | type[FilmLstmPolicy] = FilmCnnPolicy
+    policy_kwargs["share_features_extractor"] = agent.critic_features == "shared"
     if agent.policy == "lstm":
         policy = FilmLstmPolicy
         own = agent.critic_memory == "own"
@@ -284,6 +285,11 @@ def validate(config: ExperimentConfig) -> None:
                     f"budget.timesteps ({config.budget.timesteps:,}): a linear {key} would be 0 past it and "
                     f"the policy would stop learning; keep {key}_schedule=constant, or the horizon at the budget"
                 )
+    if config.agent.policy == "lstm" and config.agent.critic_features == "own":
+        raise UserError(
+            "agent.critic_features=own is for policy: cnn; an LSTM policy's critic takes its own "
+            "memory with agent.critic_memory=own"
+        )
     rm = reward_model_settings(config.agent)
     if rm is not None and rm.batch_size % 2:
         raise UserError(f"agent.reward_model.batch_size must be even (half goal states), got {rm.batch_size}")

@@ -206,3 +206,43 @@ def test_a_run_resumed_without_level_counts_logs_none():
     fresh = InstructionStats(Vocabulary.babyai())
     fresh.restore({**state, "episodes": 0})
     assert not fresh.level_counts_unknown  # a new run's empty statistics are not unknown
+
+
+def test_a_run_on_two_levels_logs_its_critics_explained_variance_on_each():
+    """``train/explained_variance/<level>``: the critic's values against the returns of that
+    level's steps in the rollout, each step's level read back from its mission here (GoToObjS4's
+    start with "go", PickupDist's with "pick"); a level whose returns were all alike logs none."""
+    from stable_baselines3.common.logger import KVWriter, Logger
+
+    from film_rl.bench import bench_config, film_model
+    from film_rl.tasks.registry import task_for
+
+    class Kept(KVWriter):
+        def __init__(self) -> None:
+            self.rows: list[dict] = []
+
+        def write(self, key_values, key_excluded, step=0):
+            self.rows.append(dict(key_values))
+
+    levels = ["BabyAI-GoToObjS4-v0", "BabyAI-PickupDist-v0"]
+    overrides = [f"env.levels=[{','.join(levels)}]", "env.n_envs=4", "agent.algorithm.n_steps=256"]
+    config = bench_config(levels[0], "film-cnn", overrides)
+    model, task = film_model(config, "cpu"), task_for(config)
+    kept = Kept()
+    model.set_logger(Logger(None, [kept]))
+    model.learn(4 * 256, callback=task.training_stats())  # one rollout, then its update
+    buffer = model.rollout_buffer
+    verbs = buffer.observations["instruction"][..., 0]
+    logged = {k.split("/")[-1]: v for k, v in kept.rows[-1].items() if k.startswith("train/explained_variance/")}
+    expected = {}
+    for level, verb in zip(levels, ("go", "pick"), strict=True):
+        rows = verbs == task.vocab.stoi[verb]
+        returns, values = buffer.returns[rows], buffer.values[rows]
+        assert rows.any()  # each env draws its level per episode: both are played in 1,024 steps
+        if returns.var() > 0:
+            expected[level] = 1 - np.var(returns - values) / np.var(returns)
+    assert levels[0] in expected  # an untrained policy finds GoToObjS4's object in ~1/4 of episodes
+    assert logged.keys() == expected.keys()
+    for level, value in expected.items():
+        assert logged[level] == pytest.approx(value, rel=1e-4, abs=1e-5)
+    model.get_env().close()

@@ -14,6 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from stable_baselines3.common.utils import explained_variance
 
 from film_rl.config import BabyAIEnvConfig, ExperimentConfig, GridAgentConfig
 from film_rl.tasks.babyai_envs import (
@@ -278,7 +279,10 @@ class InstructionStats(TrainingStats):
     A run on several levels also logs each level's own count, ``rollout/episodes/<level>``, and
     the count of that level's episodes at which its rolling success first reached each threshold,
     ``rollout/episodes_to_<pct>/<level>``: what a level learnt beside others (a curriculum's
-    second level) took, beside what the run took in all.
+    second level) took, beside what the run took in all; and the critic's explained variance of
+    each level's steps in the last rollout, ``train/explained_variance/<level>``, as SB3's
+    ``train/explained_variance`` is of all of them: a critic that predicts one level's return
+    and not another's shows there, where the mixed figure hides it.
 
     :param vocab: the run's vocabulary (to recognise ``<unk>``).
     :param window: episodes in the rolling success rates.
@@ -315,6 +319,7 @@ class InstructionStats(TrainingStats):
         self.episodes_to: dict[float, int] = {}
         self.centred = CentredSuccess(babyai_window, self.thresholds)
         self.curve: list[tuple[int, int, float]] = []  # (episodes, timesteps, rolling success)
+        self.step_levels: list[list[str]] = []  # the level of each env at each step of this rollout
 
     @property
     def babyai_episodes_to(self) -> dict[float, int]:
@@ -325,7 +330,11 @@ class InstructionStats(TrainingStats):
         if isinstance(obs, dict):
             self.unknown_words += int((obs["instruction"] == self.unk).sum())
 
+    def _on_rollout_start(self) -> None:
+        self.step_levels = []
+
     def _on_step(self) -> bool:
+        self.step_levels.append([str(info.get("level", "?")) for info in self.locals["infos"]])
         dones = self.locals["dones"]
         if not dones.any():
             # a row may close on a step where no episode ends
@@ -414,6 +423,7 @@ class InstructionStats(TrainingStats):
 
     def _on_rollout_end(self) -> None:
         self._record()
+        self._record_critic()
         if self.recent:
             self.curve.append((self.episodes, self.num_timesteps, float(np.mean(self.recent))))
 
@@ -421,6 +431,19 @@ class InstructionStats(TrainingStats):
         # a run stopped at its target ends inside a rollout, where SB3 skips _on_rollout_end: the
         # figures it stopped on go into the log row of its final evaluation instead
         self._record()
+
+    def _record_critic(self) -> None:
+        """Each level's explained variance in the rollout just collected (its returns, already
+        computed, against the values the critic gave them), where the run plays several levels."""
+        buffer = self.model.rollout_buffer  # type: ignore[attr-defined]
+        if len(self.level_episodes) < 2 or len(self.step_levels) != buffer.buffer_size:
+            return  # one level (the overall figure is its own), or a rollout not seen from its start
+        levels = np.array(self.step_levels)
+        for level in np.unique(levels):
+            rows = levels == level
+            returns, values = buffer.returns[rows], buffer.values[rows]
+            if returns.var() > 0:  # a level whose every return was alike has nothing to explain
+                self.logger.record(f"train/explained_variance/{level}", float(explained_variance(values, returns)))
 
     def _record(self) -> None:
         for level, outcomes in self.per_level.items():

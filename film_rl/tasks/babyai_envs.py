@@ -194,11 +194,12 @@ class InstructionWrapper(gym.Wrapper[ObsDict, int, dict[str, Any], int], gym.uti
 
 
 class BabyAISuccess(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
-    """Mark each episode's end with ``info["is_success"]`` and ``info["level"]``.
+    """Mark each episode's end with ``info["is_success"]``, and each step with ``info["level"]``.
 
     BabyAI's verifier ends an episode with a positive reward exactly when the instruction was
     carried out, so success is ``terminated and reward > 0``. SB3 averages ``is_success`` into
-    ``rollout/success_rate`` by itself.
+    ``rollout/success_rate`` by itself. The level on every step lets a suite's training split
+    what is computed per step (the critic's explained variance) by level.
 
     :param env: a BabyAI level (or :class:`MultiLevelEnv`).
     :param level: the level's name, reported per episode for per-level success rates.
@@ -213,8 +214,8 @@ class BabyAISuccess(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructor
         obs, reward, terminated, truncated, info = self.env.step(action)
         if terminated or truncated:
             info.setdefault("is_success", bool(terminated and float(reward) > 0))  # DoneActionEnds sets its own
-            # a suite's MultiLevelEnv knows the level; wrappers in between do not forward attributes
-            info["level"] = getattr(self.env.unwrapped, "current_level", self.level)
+        # a suite's MultiLevelEnv knows the level; wrappers in between do not forward attributes
+        info["level"] = getattr(self.env.unwrapped, "current_level", self.level)
         return obs, reward, terminated, truncated, info
 
 

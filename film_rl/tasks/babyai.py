@@ -436,10 +436,13 @@ class InstructionStats(TrainingStats):
         """Each level's explained variance in the rollout just collected (its returns, already
         computed, against the values the critic gave them), where the run plays several levels."""
         buffer = self.model.rollout_buffer  # type: ignore[attr-defined]
-        if len(self.level_episodes) < 2 or len(self.step_levels) != buffer.buffer_size:
-            return  # one level (the overall figure is its own), or a rollout not seen from its start
+        if len(self.step_levels) != buffer.buffer_size:
+            return  # a rollout not seen from its start
         levels = np.array(self.step_levels)
-        for level in np.unique(levels):
+        played = np.unique(levels)
+        if len(set(self.level_episodes) | set(played)) < 2:
+            return  # one level: the overall figure is its own
+        for level in played:
             rows = levels == level
             returns, values = buffer.returns[rows], buffer.values[rows]
             if returns.var() > 0:  # a level whose every return was alike has nothing to explain

@@ -225,12 +225,12 @@ def test_a_run_on_two_levels_logs_its_critics_explained_variance_on_each():
             self.rows.append(dict(key_values))
 
     levels = ["BabyAI-GoToObjS4-v0", "BabyAI-PickupDist-v0"]
-    overrides = [f"env.levels=[{','.join(levels)}]", "env.n_envs=4", "agent.algorithm.n_steps=256"]
+    overrides = [f"env.levels=[{','.join(levels)}]", "env.n_envs=4", "agent.algorithm.n_steps=128"]
     config = bench_config(levels[0], "film-cnn", overrides)
     model, task = film_model(config, "cpu"), task_for(config)
     kept = Kept()
     model.set_logger(Logger(None, [kept]))
-    model.learn(4 * 256, callback=task.training_stats())  # one rollout, then its update
+    model.learn(4 * 128, callback=task.training_stats())  # one rollout, then its update
     buffer = model.rollout_buffer
     verbs = buffer.observations["instruction"][..., 0]
     logged = {k.split("/")[-1]: v for k, v in kept.rows[-1].items() if k.startswith("train/explained_variance/")}
@@ -238,7 +238,7 @@ def test_a_run_on_two_levels_logs_its_critics_explained_variance_on_each():
     for level, verb in zip(levels, ("go", "pick"), strict=True):
         rows = verbs == task.vocab.stoi[verb]
         returns, values = buffer.returns[rows], buffer.values[rows]
-        assert rows.any()  # each env draws its level per episode: both are played in 1,024 steps
+        assert rows.any()  # each env draws its level per episode: both are played in 512 steps
         if returns.var() > 0:
             expected[level] = 1 - np.var(returns - values) / np.var(returns)
     assert levels[0] in expected  # an untrained policy finds GoToObjS4's object in ~1/4 of episodes

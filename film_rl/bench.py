@@ -189,8 +189,16 @@ def throughput(
     ``overrides`` apply to every variant (the reference takes the PPO settings and ``env.*``).
     """
 
+    configs = {
+        v: bench_config(level, _AGENT_OF.get(v, "film-cnn"), [f"env.n_envs={n_envs}", *(overrides or [])])
+        for v in THROUGHPUT_VARIANTS
+    }
+    for variant, config in configs.items():
+        if variant != "reference":  # an override a run would refuse is refused before any timing
+            validate(config)
+
     def build(variant: str) -> BaseAlgorithm:
-        config = bench_config(level, _AGENT_OF.get(variant, "film-cnn"), [f"env.n_envs={n_envs}", *(overrides or [])])
+        config = configs[variant]
         threads = torch_threads(config)  # every variant, the reference too, with the threads a run would take
         if threads is not None:
             torch.set_num_threads(threads)

@@ -75,6 +75,11 @@ def test_bench_rejects_bad_input_in_one_line():
     assert done.returncode == 2 and "unknown env id" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     done = run_cli("bench", "throughput", "--repeats", "0")
     assert done.returncode == 2 and "--repeats must be positive" in done.stderr
+    # an override one variant's run would refuse (the LSTMs have no critic_features) is refused
+    # before any variant is timed, not measured on a policy no run can train
+    done = run_cli("bench", "throughput", "--timesteps", "64", "--repeats", "1", "agent.critic_features=own")
+    assert done.returncode == 2 and "critic_features=own is for policy: cnn" in done.stderr
+    assert "round" not in done.stdout and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_atari_reports_multigame_ratio_against_sb3_single_game_recipe(tmp_path):

@@ -183,15 +183,22 @@ def throughput(
     device: str = "cpu",
     progress: Callable[[str], None] = print,
     overrides: list[str] | None = None,
+    variants: Sequence[str] = THROUGHPUT_VARIANTS[1:],
 ) -> dict[str, Any]:
-    """Training steps per second of the four variants, alternated, medians and ratios to the reference.
+    """Training steps per second of the reference and the FiLM ``variants``, alternated, medians
+    and ratios to the reference.
 
-    ``overrides`` apply to every variant (the reference takes the PPO settings and ``env.*``).
+    ``overrides`` apply to every variant (the reference takes the PPO settings and ``env.*``);
+    ``variants`` leaves out those an override does not apply to (``agent.critic_features=own``
+    is the FiLM CNN's).
     """
-
+    unknown = [v for v in variants if v not in THROUGHPUT_VARIANTS[1:]]
+    if unknown or not variants:
+        raise UserError(f"--variants: {', '.join(unknown) or 'none'}; choose from {', '.join(THROUGHPUT_VARIANTS[1:])}")
+    timed = ("reference", *dict.fromkeys(variants))
     configs = {
         v: bench_config(level, _AGENT_OF.get(v, "film-cnn"), [f"env.n_envs={n_envs}", *(overrides or [])])
-        for v in THROUGHPUT_VARIANTS
+        for v in timed
     }
     for variant, config in configs.items():
         if variant != "reference":  # an override a run would refuse is refused before any timing
@@ -206,7 +213,7 @@ def throughput(
             return reference_model(config)
         return film_model(config, device)
 
-    samples = _alternate(THROUGHPUT_VARIANTS, build, timesteps, repeats, progress)
+    samples = _alternate(timed, build, timesteps, repeats, progress)
     medians = {v: statistics.median(s) for v, s in samples.items()}
     result: dict[str, Any] = {
         "benchmark": "throughput",
@@ -220,7 +227,7 @@ def throughput(
         "samples": samples,
         "peak_rss_mb": peak_rss_mb(),
     }
-    for variant in THROUGHPUT_VARIANTS[1:]:
+    for variant in timed[1:]:
         result[f"ratio_{variant}"] = medians[variant] / medians["reference"]
     return result
 

@@ -80,6 +80,20 @@ def test_bench_rejects_bad_input_in_one_line():
     done = run_cli("bench", "throughput", "--timesteps", "64", "--repeats", "1", "agent.critic_features=own")
     assert done.returncode == 2 and "critic_features=own is for policy: cnn" in done.stderr
     assert "round" not in done.stdout and len(done.stderr.strip().splitlines()) == 1
+    done = run_cli("bench", "throughput", "--variants", "film_cnn,film_gru")
+    assert done.returncode == 2 and "--variants: film_gru; choose from" in done.stderr
+
+
+def test_throughput_times_the_variants_named_with_an_override_only_one_takes(tmp_path):
+    out = tmp_path / "throughput.json"
+    done = run_cli(
+        "bench", "throughput", "--timesteps", "128", "--repeats", "1", "--n-envs", "2", "--out", str(out),
+        "--variants", "film_cnn", "agent.algorithm.n_steps=64", "agent.critic_features=own",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert set(result["steps_per_second"]) == {"reference", "film_cnn"} and result["ratio_film_cnn"] > 0
+    assert "ratio_film_lstm" not in result
 
 
 def test_atari_reports_multigame_ratio_against_sb3_single_game_recipe(tmp_path):

@@ -90,7 +90,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         result = bench.floor(level, args.episodes, args.seed, args.count)
     elif args.kind == "throughput":
         result = bench.throughput(
-            level, args.n_envs, args.timesteps, args.repeats, progress=lambda s: print(s), overrides=args.overrides
+            level,
+            args.n_envs,
+            args.timesteps,
+            args.repeats,
+            progress=lambda s: print(s),
+            overrides=args.overrides,
+            variants=[v for v in args.variants.split(",") if v],
         )
     else:
         from film_rl.run.train import TrainingInterrupted, describe_interrupt
@@ -140,6 +146,12 @@ def add_parser(sub: Any) -> None:
         "throughput", help="steps/s of FiLM policies against a plain SB3 CNN, medians of alternated runs"
     )
     t.add_argument("--env", default="BabyAI-GoToLocal-v0")
+    t.add_argument(
+        "--variants",
+        default="film_cnn,film_lstm,concat_lstm",
+        help="the FiLM variants timed beside the reference, comma-separated (an override that only "
+        "one takes, such as agent.critic_features=own: --variants film_cnn)",
+    )
     e = kinds.add_parser("efficiency", help="episodes until the success first reaches 0.99 by BabyAI's centred window")
     e.add_argument("--level", help="BabyAI level id (default: --experiment's one level)")
     e.add_argument("--experiment", metavar="FILE", help="the level's recipe (default: --agent on the bench's settings)")

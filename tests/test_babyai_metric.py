@@ -208,10 +208,9 @@ def test_a_run_resumed_without_level_counts_logs_none():
     assert not fresh.level_counts_unknown  # a new run's empty statistics are not unknown
 
 
-def test_a_run_on_two_levels_logs_its_critics_explained_variance_on_each():
-    """``train/explained_variance/<level>``: the critic's values against the returns of that
-    level's steps in the rollout, each step's level read back from its mission here (GoToObjS4's
-    start with "go", PickupDist's with "pick"); a level whose returns were all alike logs none."""
+def _one_rollout(levels: list[str]):
+    """One rollout of 4 envs x 128 steps on ``levels``, then its update, with the task's training
+    statistics as the callback: the model, the task, the statistics and the logged rows."""
     from stable_baselines3.common.logger import KVWriter, Logger
 
     from film_rl.bench import bench_config, film_model
@@ -224,25 +223,43 @@ def test_a_run_on_two_levels_logs_its_critics_explained_variance_on_each():
         def write(self, key_values, key_excluded, step=0):
             self.rows.append(dict(key_values))
 
-    levels = ["BabyAI-GoToObjS4-v0", "BabyAI-PickupDist-v0"]
     overrides = [f"env.levels=[{','.join(levels)}]", "env.n_envs=4", "agent.algorithm.n_steps=128"]
     config = bench_config(levels[0], "film-cnn", overrides)
     model, task = film_model(config, "cpu"), task_for(config)
     kept = Kept()
     model.set_logger(Logger(None, [kept]))
-    model.learn(4 * 128, callback=task.training_stats())  # one rollout, then its update
+    stats = task.training_stats()
+    model.learn(4 * 128, callback=stats)
+    model.get_env().close()
+    return model, task, stats, kept.rows
+
+
+def test_a_run_on_two_levels_logs_its_critics_explained_variance_on_each():
+    """``train/explained_variance/<level>``: the critic's values against the returns of that
+    level's steps in the rollout, each step's level read back from its mission here (GoToObjS4's
+    start with "go", PickupDist's with "pick"); a level whose returns were all alike logs none."""
+    levels = ["BabyAI-GoToObjS4-v0", "BabyAI-PickupDist-v0"]
+    model, task, _, rows = _one_rollout(levels)
     buffer = model.rollout_buffer
     verbs = buffer.observations["instruction"][..., 0]
-    logged = {k.split("/")[-1]: v for k, v in kept.rows[-1].items() if k.startswith("train/explained_variance/")}
+    logged = {k.split("/")[-1]: v for k, v in rows[-1].items() if k.startswith("train/explained_variance/")}
     expected = {}
     for level, verb in zip(levels, ("go", "pick"), strict=True):
-        rows = verbs == task.vocab.stoi[verb]
-        returns, values = buffer.returns[rows], buffer.values[rows]
-        assert rows.any()  # each env draws its level per episode: both are played in 512 steps
+        level_rows = verbs == task.vocab.stoi[verb]
+        returns, values = buffer.returns[level_rows], buffer.values[level_rows]
+        assert level_rows.any()  # each env draws its level per episode: both are played in 512 steps
         if returns.var() > 0:
             expected[level] = 1 - np.var(returns - values) / np.var(returns)
     assert levels[0] in expected  # an untrained policy finds GoToObjS4's object in ~1/4 of episodes
     assert logged.keys() == expected.keys()
     for level, value in expected.items():
         assert logged[level] == pytest.approx(value, rel=1e-4, abs=1e-5)
-    model.get_env().close()
+
+
+def test_a_run_on_one_level_keeps_no_per_level_figures():
+    """One level: its per-level count and critic figure would repeat the overall ones, so neither
+    is logged, and no step's level is kept."""
+    _, _, stats, rows = _one_rollout(["BabyAI-GoToObjS4-v0"])
+    assert int(rows[-1]["rollout/episodes"]) > 0  # the rollout ran and was logged
+    assert not [k for row in rows for k in row if k.startswith(("train/explained_variance/", "rollout/episodes/"))]
+    assert stats.step_levels == []

@@ -116,6 +116,7 @@ class BabyAITask(Task):
             stop_at=budget.stop_at_success,
             babyai_window=budget.babyai_window,
             stop_on=budget.stop_on,
+            several_levels=len(self.env.levels) > 1,
         )
 
     def summarize(self, episodes: list[Episode]) -> EvalResult:
@@ -290,6 +291,8 @@ class InstructionStats(TrainingStats):
     :param stop_at: end training once the success ``stop_on`` names reaches this rate.
     :param babyai_window: rows in BabyAI's centred window.
     :param stop_on: ``rolling`` (the last ``window`` episodes) or ``babyai`` (the centred window).
+    :param several_levels: the run plays more than one level: only then are the per-level counts
+        and critic figures kept (a one-level run's are the overall ones).
     """
 
     def __init__(
@@ -300,8 +303,10 @@ class InstructionStats(TrainingStats):
         stop_at: float | None = None,
         babyai_window: int = 100,
         stop_on: str = "rolling",
+        several_levels: bool = False,
     ) -> None:
         super().__init__()
+        self.several_levels = several_levels
         self.stop_at = stop_at
         self.stop_on = stop_on
         self.unk = vocab.stoi[UNK]
@@ -334,7 +339,8 @@ class InstructionStats(TrainingStats):
         self.step_levels = []
 
     def _on_step(self) -> bool:
-        self.step_levels.append([str(info.get("level", "?")) for info in self.locals["infos"]])
+        if self.several_levels:
+            self.step_levels.append([str(info.get("level", "?")) for info in self.locals["infos"]])
         dones = self.locals["dones"]
         if not dones.any():
             # a row may close on a step where no episode ends
@@ -436,13 +442,10 @@ class InstructionStats(TrainingStats):
         """Each level's explained variance in the rollout just collected (its returns, already
         computed, against the values the critic gave them), where the run plays several levels."""
         buffer = self.model.rollout_buffer  # type: ignore[attr-defined]
-        if len(self.step_levels) != buffer.buffer_size:
-            return  # a rollout not seen from its start
+        if not self.several_levels or len(self.step_levels) != buffer.buffer_size:
+            return  # one level (the overall figure is its own), or a rollout not seen from its start
         levels = np.array(self.step_levels)
-        played = np.unique(levels)
-        if len(set(self.level_episodes) | set(played)) < 2:
-            return  # one level: the overall figure is its own
-        for level in played:
+        for level in np.unique(levels):
             rows = levels == level
             returns, values = buffer.returns[rows], buffer.values[rows]
             if returns.var() > 0:  # a level whose every return was alike has nothing to explain
@@ -452,7 +455,7 @@ class InstructionStats(TrainingStats):
         for level, outcomes in self.per_level.items():
             self.logger.record(f"rollout/success_rate/{level}", float(np.mean(outcomes)))
         self.logger.record("rollout/episodes", self.episodes)
-        if len(self.level_episodes) > 1 and not self.level_counts_unknown:
+        if self.several_levels and not self.level_counts_unknown:
             for level, count in self.level_episodes.items():
                 self.logger.record(f"rollout/episodes/{level}", count)
             for level, reached in self.level_episodes_to.items():

@@ -90,3 +90,28 @@ def test_vec_env_in_subprocesses_steps_and_is_seeded():
         assert obs["instruction"].shape == (2, 48)
     finally:
         venv.close()
+
+
+def test_a_timeout_is_bootstrapped_unless_the_run_makes_it_terminal():
+    """SB3's PPO adds gamma * V(last observation) to the reward of a step that truncated its
+    episode; with ``env.timeout_bootstrap=false`` the level's step limit ends the episode as a
+    terminal state, and the rollout keeps the level's own 0 there. The same seed plays the same
+    actions in both rollouts, so they differ at the timeouts and nowhere else."""
+    from film_rl.bench import bench_config, film_model
+
+    buffers = {}
+    for bootstrap in (True, False):
+        overrides = ["env.n_envs=2", "agent.algorithm.n_steps=96", "agent.algorithm.batch_size=64"]
+        overrides.append(f"env.timeout_bootstrap={str(bootstrap).lower()}")
+        model = film_model(bench_config("BabyAI-GoToObjS4-v0", "film-cnn", overrides), "cpu")
+        model.learn(2 * 96)  # one rollout (the buffer keeps it), then its update
+        buffers[bootstrap] = model.rollout_buffer
+        model.get_env().close()
+    kept, cut = buffers[False], buffers[True]
+    assert np.array_equal(kept.actions, cut.actions)
+    ended = kept.episode_starts[1:] == 1  # the step before each start ended an episode
+    differs = kept.rewards[:-1] != cut.rewards[:-1]
+    assert differs.any()  # a random policy runs out GoToObjS4's 16 steps in most episodes
+    assert not (differs & ~ended).any()
+    assert (kept.rewards[:-1][differs] == 0).all()  # a timeout: the level pays nothing
+    assert (kept.rewards[:-1][ended & ~differs] > 0).all()  # the episodes that ended in success

@@ -59,6 +59,10 @@ class BabyAIEnvConfig(EnvConfig):
     #: the same arrays at every step, without the grid copies minigrid's ``gen_obs`` makes;
     #: ``false``: minigrid's own ``gen_obs`` (to measure one against the other, or to rule it out)
     fast_view: bool = later(True)
+    #: at a level's step limit, PPO bootstraps the cut episode's return from the critic (SB3's
+    #: handling of a truncation); ``false``: the limit ends the episode as a terminal state, worth 0
+    #: from then on, as in BabyAI's own PPO (``film_rl.tasks.babyai_envs.TimeoutIsTerminal``)
+    timeout_bootstrap: bool = later(True)
     #: missions held out of training, for zero-shot evaluation (``film-rl evaluate --split``)
     holdout: HoldoutConfig = field(default_factory=HoldoutConfig, metadata={"later": True})
 

@@ -86,6 +86,7 @@ class BabyAITask(Task):
             holdout=self.holdout,
             split="train",
             fast_view=self.env.fast_view,
+            timeout_bootstrap=self.env.timeout_bootstrap,
         )
 
     def evaluation_env(self, render: bool = False, split: Split = "all") -> gym.Env:

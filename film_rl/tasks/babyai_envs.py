@@ -530,6 +530,26 @@ class ScaleReward(gym.RewardWrapper[Any, Any], gym.utils.RecordConstructorArgs):
         return float(reward) * self.scale
 
 
+class TimeoutIsTerminal(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
+    """The level's step limit ends an episode as a terminal state (``terminated``, not
+    ``truncated``), so PPO values what follows a timeout at 0, as BabyAI's own PPO did (torch-ac
+    masks every ``done``), where SB3 bootstraps a truncated episode's last return from the critic.
+
+    Why a run may want it: a BabyAI level's limit is part of its task (success is judged within
+    it, and the reward falls with the steps taken), and the policy does not see the clock, so the
+    critic's value of a cut episode's last state is that of the same state early in an episode: a
+    timeout is paid as if the episode could still succeed.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated or truncated, False, info
+
+
 class EpisodeMonitor(Monitor, gym.utils.RecordConstructorArgs):
     """SB3's ``Monitor`` (episode return, length, ``is_success``, level), recreatable from its spec."""
 
@@ -550,13 +570,14 @@ def make_babyai_env(
     holdout: Holdout | None = None,
     split: Split = "train",
     fast_view: bool = True,
+    timeout_bootstrap: bool = True,
 ) -> gym.Env:
     """One wrapped env over ``levels``: a single level, or a per-episode draw among several.
 
     ``done_action_ends``: AGILE's episodes; ``reward_success_at_done``: with the true reward paid
     at ``done`` (see :class:`DoneActionEnds`). ``holdout``: play only the missions of ``split``
     (below every wrapper, so nothing above ever sees a mission of the other split). ``fast_view``:
-    see :func:`make_level`.
+    see :func:`make_level`. ``timeout_bootstrap=False``: see :class:`TimeoutIsTerminal`.
     """
     silence_rejection_sampling()  # idempotent; here, because every BabyAI env is made here
     if len(levels) == 1:
@@ -572,6 +593,8 @@ def make_babyai_env(
     env = EpisodeMonitor(env)
     if reward_scale != 1.0:
         env = ScaleReward(env, reward_scale)
+    if not timeout_bootstrap:
+        env = TimeoutIsTerminal(env)
     return env
 
 

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas
@@ -164,22 +165,31 @@ def test_bench_floor_plays_babyais_bot_and_reports_the_floor(tmp_path):
         assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
-def test_a_run_on_two_levels_counts_each_levels_episodes_and_thresholds(tmp_path):
-    """Each level's own episode count, and the count of its episodes at which its rolling success
-    (window 1: its first success) first reached a threshold, in the log and in the checkpoint's
-    statistics."""
+TWO_LEVELS = ["BabyAI-GoToObjS4-v0", "BabyAI-GoToRedBallGrey-v0"]
+
+
+@pytest.fixture(scope="module")
+def two_level_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run on two levels, each episode drawing its level; rolling success over 1 episode."""
     from conftest import TINY, only_run_dir
 
-    levels = "env.levels=[BabyAI-GoToObjS4-v0,BabyAI-GoToRedBallGrey-v0]"
+    runs_dir = tmp_path_factory.mktemp("runs")
     done = run_cli(
-        "train", "experiments/quickstart.yaml", f"runs_dir={tmp_path}", *TINY, levels,
+        "train", "experiments/quickstart.yaml", f"runs_dir={runs_dir}", *TINY, f"env.levels=[{','.join(TWO_LEVELS)}]",
         "budget.timesteps=1024", "budget.success_window=1", "checkpoint.freq=512",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    run = only_run_dir(tmp_path)
+    return only_run_dir(runs_dir)
+
+
+def test_a_run_on_two_levels_counts_each_levels_episodes_and_thresholds(two_level_run: Path):
+    """Each level's own episode count, and the count of its episodes at which its rolling success
+    (window 1: its first success) first reached a threshold, in the log and in the checkpoint's
+    statistics."""
+    run = two_level_run
     rows = [r for r in csv.DictReader((run / "progress.csv").open()) if r.get("rollout/episodes")]
     last = rows[-1]
-    counts = {level: int(last[f"rollout/episodes/{level}"]) for level in levels.split("[")[1][:-1].split(",")}
+    counts = {level: int(last[f"rollout/episodes/{level}"]) for level in TWO_LEVELS}
     assert all(n > 0 for n in counts.values()) and sum(counts.values()) == int(last["rollout/episodes"])
     newest = max((run / "checkpoints").glob("*.stats.json"), key=lambda p: int(p.name.split("_")[1].split(".")[0]))
     stats = json.loads(newest.read_text())
@@ -206,6 +216,30 @@ def test_a_run_resumed_without_level_counts_logs_none():
     fresh = InstructionStats(Vocabulary.babyai())
     fresh.restore({**state, "episodes": 0})
     assert not fresh.level_counts_unknown  # a new run's empty statistics are not unknown
+
+
+def test_a_report_of_one_level_shows_that_levels_figures(two_level_run: Path, tmp_path: Path):
+    """``film-rl report RUN --level LEVEL``: the level's evaluation, its rolling success and its own
+    episode counts to the thresholds, where the plain report mixes every level's; a level the run
+    does not play is one line and exit 2."""
+    run, level = two_level_run, TWO_LEVELS[0]
+    done = run_cli("report", str(run), "--level", level, WANDB_MODE="disabled")
+    assert done.returncode == 0, done.stderr
+    out = run / "report" / level
+    line = next(csv.DictReader((out / "runs.csv").open()))
+    evaluation = json.loads((run / "eval.json").read_text())
+    assert float(line["final"]) == pytest.approx(evaluation["per_kind"][level])
+    stats = json.loads((run / "stats.json").read_text())
+    reached = stats["level_episodes_to"][level]  # an untrained policy succeeds in ~1/4 of GoToObjS4's episodes
+    assert int(line["episodes_to_90"]) == reached["0.9"]
+    assert line["babyai_episodes_to_90"] == ""  # BabyAI's window counts every level's episodes
+    assert f"Level `{level}` alone" in (out / "report.md").read_text()
+    assert (out / "curves.png").read_bytes().startswith(b"\x89PNG")
+    rows = [r for r in csv.DictReader((run / "progress.csv").open()) if r.get(f"rollout/success_rate/{level}")]
+    assert rows  # the curve's points
+    bad = run_cli("report", str(run), "--level", "BabyAI-GoTo-v0")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "plays BabyAI-GoToObjS4-v0, BabyAI-GoToRedBallGrey-v0" in bad.stderr
 
 
 def _one_rollout(levels: list[str]):

@@ -14,7 +14,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.out:
         writable_folder(Path(args.out), "--out")
-    result = report(Path(args.sweep_dir), Path(args.out) if args.out else None, args.wandb)
+    result = report(Path(args.sweep_dir), Path(args.out) if args.out else None, args.wandb, args.level)
     print(result.markdown, end="")
     for kind, path in result.files.items():
         print(f"{kind}: {path}")
@@ -29,6 +29,12 @@ def add_parser(sub: Any) -> None:
     where = "runs/sweeps/NAME, or one run's directory (finished or still training)"
     p.add_argument("sweep_dir", metavar="DIR", help=where)
     p.add_argument("--out", metavar="DIR", help="where the files go (default DIR/report)")
+    p.add_argument(
+        "--level",
+        metavar="LEVEL",
+        help="of runs on several levels, that level's figures alone: its evaluation, its rolling success "
+        "and its own episode counts (default DIR/report/LEVEL)",
+    )
     p.add_argument(
         "--wandb",
         choices=("auto", "online", "offline", "disabled"),

@@ -41,6 +41,12 @@ from film_rl.sweep.runner import SPEC, SweepSpec, Trial, disk_state, load_spec
 TABLE_MD, TABLE_CSV, RUNS_CSV, CURVES = "report.md", "report.csv", "runs.csv", "curves.png"
 GAME_CSV, GAME_CURVES = "per-game.csv", "curves-per-game.png"
 THRESHOLDS = (0.9, 0.99)
+#: what a report of one level (``--level``) shows, above its table
+LEVEL_NOTE = (
+    "Level `{level}` alone: its success in the evaluation, its rolling success over its own last "
+    "episodes, and the count of its own episodes at which that first reached each threshold; "
+    "frames count every level's."
+)
 
 
 @dataclass
@@ -129,9 +135,10 @@ def _steps(row: dict[str, str]) -> float:
         return -1.0
 
 
-def read_run(trial: Trial, run_dir: Path, finished: bool = True) -> RunFigures:
+def read_run(trial: Trial, run_dir: Path, finished: bool = True, level: str | None = None) -> RunFigures:
     """A trial's figures; ``finished=False`` also reads a run still training (or stopped before its
-    evaluation): its curves, with the final figure left unknown."""
+    evaluation): its curves, with the final figure left unknown. ``level``: of a run on several
+    levels, that level's alone (:func:`level_figures`)."""
     evaluated = finished or ((run_dir / runs.EVAL).is_file() and not evaluation_is_stale(run_dir))
     evaluation = runs.read_eval(run_dir / runs.EVAL) if evaluated else {}
     rows = progress_rows(run_dir)
@@ -180,7 +187,7 @@ def read_run(trial: Trial, run_dir: Path, finished: bool = True) -> RunFigures:
         lengths = {str(name): float(v["mean_episode_length"]) for name, v in (evaluation.get("splits") or {}).items()}
     except (AttributeError, KeyError, TypeError, ValueError):
         raise UserError(f"{run_dir / runs.EVAL} is not a valid evaluation file (splits)") from None
-    return RunFigures(
+    figures = RunFigures(
         splits=splits,
         split_lengths=lengths,
         trial=trial,
@@ -196,6 +203,43 @@ def read_run(trial: Trial, run_dir: Path, finished: bool = True) -> RunFigures:
         per_game=returns,
         game_curves=games.game_curves(rows, STEPS),
     )
+    return figures if level is None else level_figures(figures, level, evaluation, rows, stats)
+
+
+def played_levels(run_dir: Path) -> list[str]:
+    """The levels a run trains on (none off the language family, whose runs play games)."""
+    return list(getattr(runs.read_config(run_dir).env, "levels", []))
+
+
+def level_figures(
+    figures: RunFigures, level: str, evaluation: dict[str, Any], rows: list[dict[str, str]], stats: dict[str, Any]
+) -> RunFigures:
+    """One level's figures of a run on several (a curriculum's second level beside its first):
+    the level's success in the evaluation, its rolling success over its own last episodes
+    (``rollout/success_rate/<level>``) and the count of its own episodes at which that first
+    reached each threshold. BabyAI's centred window counts every episode of the run, so it is left
+    out; the frames stay the run's, every level's together. A run on that level alone is its own."""
+    played = played_levels(figures.run_dir)
+    if level not in played:
+        raise UserError(f"--level {level}: {figures.run_dir} plays {', '.join(played) or 'no BabyAI level'}")
+    if played == [level]:
+        return figures
+    final = math.nan
+    if evaluation:
+        try:
+            final = float(evaluation["per_kind"][level])
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{figures.run_dir / runs.EVAL} holds no success rate of {level}") from None
+    key = f"{SUCCESS}/{level}"
+    points = [(_steps(r), _number(r[key])) for r in rows if r.get(key) not in (None, "")]
+    try:
+        reached = {float(t): int(n) for t, n in (stats.get("level_episodes_to") or {}).get(level, {}).items()}
+    except (AttributeError, TypeError, ValueError):
+        raise UserError(f"{figures.run_dir}: a statistics file is not valid (level_episodes_to)") from None
+    figures.final, figures.episodes_to = final, reached
+    figures.babyai_episodes_to, figures.babyai_window = None, math.nan
+    figures.curve = np.array(points, dtype=float).reshape(-1, 2)
+    return figures
 
 
 def evaluation_is_stale(run_dir: Path) -> bool:
@@ -212,13 +256,13 @@ def _number(text: str | None) -> float:
         return math.nan
 
 
-def collect(folder: Path, spec: SweepSpec) -> tuple[list[RunFigures], list[Trial]]:
-    """The finished trials' figures, and the trials not finished (yet)."""
+def collect(folder: Path, spec: SweepSpec, level: str | None = None) -> tuple[list[RunFigures], list[Trial]]:
+    """The finished trials' figures (``level``: that level's of each), and the trials not finished (yet)."""
     done, missing = [], []
     for trial in spec.trials():
         state = disk_state(folder, trial)
         if state.state == "done" and state.run_dir is not None:
-            done.append(read_run(trial, state.run_dir))
+            done.append(read_run(trial, state.run_dir, level=level))
         else:
             missing.append(trial)
     return done, missing
@@ -506,33 +550,39 @@ class Report:
     markdown: str
 
 
-def report(folder: Path, out: Path | None = None, wandb_mode: str | None = None) -> Report:
+def report(folder: Path, out: Path | None = None, wandb_mode: str | None = None, level: str | None = None) -> Report:
     """Aggregate a sweep directory into ``report.md``, ``report.csv``, ``runs.csv`` and ``curves.png``;
     a run directory (one ``film-rl train``, finished or still training) into the same files for
     that run alone, with its curve per game where it plays several.
 
-    :param out: where the files go (default: ``SWEEP_DIR/report`` or ``RUN_DIR/report``).
+    :param out: where the files go (default: ``SWEEP_DIR/report`` or ``RUN_DIR/report``, and
+        ``report/LEVEL`` with ``level``).
     :param wandb_mode: also log the table and the curves to a wandb run in the sweep's group
         (``None``: the experiment's own ``logging.wandb``).
+    :param level: of runs on several levels, that level's figures alone (:func:`level_figures`):
+        what a curriculum's second level learnt, which the success over every level hides.
     """
     if not (folder / SPEC).is_file() and (folder / runs.CONFIG).is_file():
-        return run_report(folder, out)
+        return run_report(folder, out, level)
     spec = load_spec(folder, check_experiment=False)  # reading finished runs back needs no check
-    figures, missing = collect(folder, spec)
+    figures, missing = collect(folder, spec, level)
     if not figures:
         raise UserError(f"{folder}: no finished trial to report yet ({len(missing)} not finished)")
-    return write_report(figures, missing, spec, out or folder / "report", wandb_mode)
+    default = folder / "report" if level is None else folder / "report" / level
+    return write_report(figures, missing, spec, out or default, wandb_mode, level=level)
 
 
-def run_report(run_dir: Path, out: Path | None = None) -> Report:
+def run_report(run_dir: Path, out: Path | None = None, level: str | None = None) -> Report:
     """One run's table and curves: the run's curve per game shows what a multi-game policy learns
     of each game, which the mean score hides (one game rising while another stays at random)."""
     config = runs.read_config(run_dir)
     spec = SweepSpec(name=run_dir.name, experiment=str(run_dir / runs.CONFIG), seeds=[config.seed])
-    figures = [read_run(Trial((), config.seed), run_dir, finished=False)]
+    figures = [read_run(Trial((), config.seed), run_dir, finished=False, level=level)]
     if not figures[0].frames:  # every logged row is past step 0
         raise UserError(f"{run_dir}: no training log to report yet")
-    result = write_report(figures, [], spec, out or run_dir / "report", "disabled", title=f"Run {run_dir}")
+    default = run_dir / "report" if level is None else run_dir / "report" / level
+    title = f"Run {run_dir}" if level is None else f"Run {run_dir}: {level}"
+    result = write_report(figures, [], spec, out or default, "disabled", title=title, level=level)
     if (run_dir / runs.EVAL).is_file() and not evaluation_is_stale(run_dir):
         return result
     note = (
@@ -550,8 +600,11 @@ def write_report(
     out: Path,
     wandb_mode: str | None,
     title: str | None = None,
+    level: str | None = None,
 ) -> Report:
     caption = f"{spec.name}: one run" if title else None
+    if level is not None:
+        caption = f"{spec.name}, {level}: " + ("one run" if title else "mean and 95% CI across seeds")
     scored = any(f.scored for f in figures)
     metric, xlabel = ("human-normalized score" if scored else "success rate"), "frames"
     references = games.specialist_returns(figures)
@@ -565,6 +618,8 @@ def write_report(
     rows = aggregate(figures, spec)
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(rows, spec, missing, metric, bounded=not scored, title=title)
+    if level is not None:
+        text = text.replace("\n\n", f"\n\n{LEVEL_NOTE.format(level=level)}\n\n", 1)
     files = {"markdown": out / TABLE_MD, "csv": out / TABLE_CSV, "runs": out / RUNS_CSV, "curves": out / CURVES}
     order = list(dict.fromkeys(t.setting for t in spec.trials()))
     if any(f.per_game for f in figures):
@@ -598,7 +653,7 @@ def write_report(
         line = [f.trial.id, f.trial.setting, f.trial.seed, f.final, *eps, f.fps, f.frames, f.run_dir]
         runs_table.append(line + ([f.splits.get(name, "") for name in SPLITS] if split_rows else []))
     write_csv(files["runs"], runs_table)
-    ylabel = f"rolling training {metric}"
+    ylabel = f"rolling training {metric}"  # a level's report names its level in the caption
     plot_curves(figures, spec, files["curves"], ylabel, bounded=not scored, xlabel=xlabel, caption=caption)
     log_to_wandb(spec, header, data, files, wandb_mode)
     return Report(rows, missing, files, text)

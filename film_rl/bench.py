@@ -183,15 +183,16 @@ def throughput(
     device: str = "cpu",
     progress: Callable[[str], None] = print,
     overrides: list[str] | None = None,
-    variants: Sequence[str] = THROUGHPUT_VARIANTS[1:],
+    variants: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Training steps per second of the reference and the FiLM ``variants``, alternated, medians
     and ratios to the reference.
 
     ``overrides`` apply to every variant (the reference takes the PPO settings and ``env.*``);
-    ``variants`` leaves out those an override does not apply to (``agent.critic_features=own``
-    is the FiLM CNN's).
+    ``variants`` (default: every FiLM variant) leaves out those an override does not apply to
+    (``agent.critic_features=own`` is the FiLM CNN's).
     """
+    variants = THROUGHPUT_VARIANTS[1:] if variants is None else variants
     unknown = [v for v in variants if v not in THROUGHPUT_VARIANTS[1:]]
     if unknown or not variants:
         raise UserError(f"--variants: {', '.join(unknown) or 'none'}; choose from {', '.join(THROUGHPUT_VARIANTS[1:])}")

@@ -96,7 +96,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.repeats,
             progress=lambda s: print(s),
             overrides=args.overrides,
-            variants=[v for v in args.variants.split(",") if v],
+            variants=None if args.variants is None else [v for v in args.variants.split(",") if v],
         )
     else:
         from film_rl.run.train import TrainingInterrupted, describe_interrupt
@@ -148,9 +148,8 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--env", default="BabyAI-GoToLocal-v0")
     t.add_argument(
         "--variants",
-        default="film_cnn,film_lstm,concat_lstm",
-        help="the FiLM variants timed beside the reference, comma-separated (an override that only "
-        "one takes, such as agent.critic_features=own: --variants film_cnn)",
+        help="the FiLM variants timed beside the reference, comma-separated (default: every one; an "
+        "override that only one takes, such as agent.critic_features=own: --variants film_cnn)",
     )
     e = kinds.add_parser("efficiency", help="episodes until the success first reaches 0.99 by BabyAI's centred window")
     e.add_argument("--level", help="BabyAI level id (default: --experiment's one level)")

@@ -218,7 +218,7 @@ def test_a_run_resumed_without_level_counts_logs_none():
     assert not fresh.level_counts_unknown  # a new run's empty statistics are not unknown
 
 
-def test_a_report_of_one_level_shows_that_levels_figures(two_level_run: Path, tmp_path: Path):
+def test_a_report_of_one_level_shows_that_levels_figures(two_level_run: Path):
     """``film-rl report RUN --level LEVEL``: the level's evaluation, its rolling success and its own
     episode counts to the thresholds, where the plain report mixes every level's; a level the run
     does not play is one line and exit 2."""

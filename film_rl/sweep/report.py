@@ -361,10 +361,17 @@ def _ci(mean: float, half: float, digits: int, low: float = -math.inf, high: flo
 
 
 def markdown(
-    rows: list[SettingRow], spec: SweepSpec, missing: list[Trial], metric: str, bounded: bool, title: str | None = None
+    rows: list[SettingRow],
+    spec: SweepSpec,
+    missing: list[Trial],
+    metric: str,
+    bounded: bool,
+    title: str | None = None,
+    note: str | None = None,
 ) -> str:
     """The table: each figure as mean [95% interval] over the n seeds of its setting, intervals cut
-    to what the quantity can be (a success rate to [0, 1], counts and speeds to 0 and above)."""
+    to what the quantity can be (a success rate to [0, 1], counts and speeds to 0 and above).
+    ``note``: a paragraph under the heading (what a report of one level shows)."""
     one_run = title is not None  # `film-rl report RUN_DIR`: no seeds to average
     lines = [f"# {title}", "", f"One run of `{spec.experiment}`: the final figure is its evaluation."]
     if not one_run:
@@ -374,6 +381,8 @@ def markdown(
             f"Experiment `{spec.experiment}`; mean [95% CI, Student t] across the seeds of each setting "
             f"(n: how many of the seeds {', '.join(map(str, spec.seeds))} finished).",
         ]
+    if note is not None:
+        lines[2:2] = [note, ""]
     # episodes to a success threshold, for runs with a success verdict only
     thresholds = THRESHOLDS if bounded else ()
     centred = thresholds and any(r.babyai_episodes_to for r in rows)
@@ -617,9 +626,8 @@ def write_report(
             f.curve = games.normalized_curve(f.game_curves, references)
     rows = aggregate(figures, spec)
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown(rows, spec, missing, metric, bounded=not scored, title=title)
-    if level is not None:
-        text = text.replace("\n\n", f"\n\n{LEVEL_NOTE.format(level=level)}\n\n", 1)
+    note = None if level is None else LEVEL_NOTE.format(level=level)
+    text = markdown(rows, spec, missing, metric, bounded=not scored, title=title, note=note)
     files = {"markdown": out / TABLE_MD, "csv": out / TABLE_CSV, "runs": out / RUNS_CSV, "curves": out / CURVES}
     order = list(dict.fromkeys(t.setting for t in spec.trials()))
     if any(f.per_game for f in figures):

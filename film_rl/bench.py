@@ -351,9 +351,10 @@ def atari(
     return result
 
 
-def _run(config: ExperimentConfig) -> dict[str, Any]:
+def _run(config: ExperimentConfig, level: str | None = None) -> dict[str, Any]:
+    """One run's figures; ``level``: one level of a run on several, whose own episodes count."""
     result = train(config)
-    return {
+    figures: dict[str, Any] = {
         "seed": config.seed,
         "episodes_to_90": result.episodes_to.get(0.9),
         "episodes_to_99": result.episodes_to.get(0.99),
@@ -366,12 +367,39 @@ def _run(config: ExperimentConfig) -> dict[str, Any]:
         "final_success_rate": result.eval.success_rate,
         "run_dir": str(result.run_dir),
     }
+    if level is not None:
+        reached = result.level_episodes_to.get(level, {})
+        figures.update(
+            {
+                "episodes_to_90": reached.get(0.9),
+                "episodes_to_99": reached.get(0.99),
+                "babyai_episodes_to_90": None,
+                "babyai_episodes_to_99": None,
+                "level_episodes": result.level_episodes.get(level, 0),
+                "final_success_rate": result.eval.per_kind.get(level),
+                "final_success_rate_all_levels": result.eval.success_rate,
+            }
+        )
+    return figures
 
 
 def success_window(level: str) -> int:
     """BabyAI's window: 100 (episodes in our rolling figure, rows in BabyAI's centred one), 10 on
     the tiny GoToRedBallGrey."""
     return 10 if level == "BabyAI-GoToRedBallGrey-v0" else 100
+
+
+def efficiency_levels(level: str, experiment: str | None = None, overrides: list[str] | None = None) -> list[str]:
+    """The levels :func:`efficiency` trains on to measure ``level``: ``level`` alone (a one-level
+    recipe is applied to it), or every level of a recipe on several, ``level`` among them."""
+    if experiment is None:
+        return [level]
+    levels = list(getattr(load_experiment(experiment, overrides).env, "levels", []))
+    if len(levels) <= 1:
+        return [level]
+    if level not in levels:
+        raise UserError(f"--level {level}: {experiment} trains on {', '.join(levels)}")
+    return levels
 
 
 def efficiency(
@@ -389,21 +417,24 @@ def efficiency(
 
     :param experiment: a level's own recipe (``experiments/pickuploc.yaml``) instead of ``agent`` on
         the bench's defaults; the bench sets only the budget, the stopping rule, seeds and outputs.
+        A recipe on several levels (a curriculum's second leg, which keeps its first level in the
+        mix) keeps them: ``level`` is one of them, its own episodes are counted, and the run stops
+        when its own rolling success reaches 0.99 (``budget.stop_level``). BabyAI's centred window
+        counts every level's episodes, so it has no figure for one level among others.
     """
     runs = []
     window = success_window(level)
+    levels = efficiency_levels(level, experiment, overrides)
+    among_others = len(levels) > 1
+    stopping = (
+        {"stop_on": "rolling", "stop_level": level} if among_others else {"stop_on": "babyai", "babyai_window": window}
+    )
     for seed in range(seeds):
         settings: dict[str, Any] = {
             "name": f"bench-efficiency-{level}",
             "seed": seed,
             "runs_dir": runs_dir,
-            "budget": {
-                "timesteps": budget,
-                "stop_at_success": 0.99,
-                "stop_on": "babyai",
-                "success_window": window,
-                "babyai_window": window,
-            },
+            "budget": {"timesteps": budget, "stop_at_success": 0.99, "success_window": window, **stopping},
             # GoToLocal takes hours on a CPU: a checkpoint (with its episode count) now and then
             # lets `film-rl train --resume RUN_DIR` finish a run that something else stopped
             "checkpoint": {"freq": 500_000, "keep": 1},
@@ -413,13 +444,15 @@ def efficiency(
         else:
             quiet = {"wandb": "disabled", "progress_bar": False, "tensorboard": False}
             fixed = [f"{key}={json.dumps(value)}" for key, value in flatten({**settings, "logging": quiet}).items()]
-            config = load_experiment(experiment, [*fixed, f"env.levels=[{level}]", *(overrides or [])])
-        runs.append(_run(config))
+            one_level = [] if among_others else [f"env.levels=[{level}]"]
+            config = load_experiment(experiment, [*fixed, *one_level, *(overrides or [])])
+        runs.append(_run(config, level if among_others else None))
     reached = [r["babyai_episodes_to_99"] for r in runs if r["babyai_episodes_to_99"] is not None]
     rolling = [r["episodes_to_99"] for r in runs if r["episodes_to_99"] is not None]
     return {
         "benchmark": "efficiency",
         "level": level,
+        "levels": levels,
         "agent": agent if experiment is None else None,
         "experiment": experiment,
         "budget": budget,

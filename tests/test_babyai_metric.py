@@ -242,6 +242,49 @@ def test_a_report_of_one_level_shows_that_levels_figures(two_level_run: Path):
     assert "plays BabyAI-GoToObjS4-v0, BabyAI-GoToRedBallGrey-v0" in bad.stderr
 
 
+def test_a_run_stops_when_its_named_level_is_learnt_not_the_mixture():
+    """``budget.stop_level``: a curriculum stops on its last level's own rolling success. The first
+    level's successes lift the mixture's rate past the threshold and do not stop it; the named
+    level's do, in the step its window first reaches the rate."""
+    from film_rl.tasks.babyai import InstructionStats
+    from film_rl.tasks.instructions import Vocabulary
+
+    first, last = "BabyAI-PickupLoc-v0", "BabyAI-PutNextLocal-v0"
+    stats = InstructionStats(Vocabulary.babyai(), window=2, stop_at=1.0, several_levels=True, stop_level=last)
+    mixed = InstructionStats(Vocabulary.babyai(), window=2, stop_at=1.0, several_levels=True)
+
+    def step(*episodes: tuple[str, bool]) -> list[bool]:
+        infos = [{"level": level, "is_success": success} for level, success in episodes]
+        dones = np.ones(len(infos), dtype=bool)
+        going_on = []
+        for s in (stats, mixed):
+            s.locals = {"dones": dones, "infos": infos, "new_obs": np.zeros((len(infos), 7, 7, 3))}
+            going_on.append(s._on_step())
+        return going_on
+
+    # (goes on, the mixture's rule goes on): its last 2 episodes of any level succeeded at once
+    assert step((first, True), (first, True)) == [True, False]
+    assert step((last, True), (first, True)) == [True, False]
+    assert step((last, False), (last, True)) == [True, True]  # the level's window: [False, True]
+    assert step((first, False), (last, True)) == [False, True]  # [True, True]: learnt
+    thresholds = (0.9, 0.99, 1.0)  # the stopping rate is recorded too
+    reached = {first: dict.fromkeys(thresholds, 2), last: dict.fromkeys(thresholds, 4)}
+    assert stats.level_counts() == ({first: 4, last: 4}, reached)
+
+
+def test_a_stop_level_is_one_of_the_runs_levels_and_reads_the_rolling_success():
+    levels = f"env.levels=[{','.join(TWO_LEVELS)}]"
+    base = ["train", "experiments/quickstart.yaml", levels, "budget.stop_at_success=0.9"]
+    for override, expected in [
+        ("budget.stop_level=BabyAI-GoTo-v0", "budget.stop_level: BabyAI-GoTo-v0 is not one of env.levels"),
+        ("budget.stop_on=babyai", "use budget.stop_on=rolling"),
+    ]:
+        extra = [] if "stop_level" in override else [f"budget.stop_level={TWO_LEVELS[0]}"]
+        done = run_cli(*base, override, *extra)
+        assert done.returncode == 2 and expected in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+
+
 def _one_rollout(levels: list[str]):
     """One rollout of 4 envs x 128 steps on ``levels``, then its update, with the task's training
     statistics as the callback: the model, the task, the statistics and the logged rows."""

@@ -58,6 +58,35 @@ def test_efficiency_runs_a_levels_own_recipe(tmp_path):
     assert several.returncode == 2 and "name the one to measure (--level)" in several.stderr, several.stderr
 
 
+def test_efficiency_measures_a_curriculums_level_among_the_levels_it_keeps(tmp_path):
+    """A recipe on several levels (PutNextLocal with PickupLoc kept in the mix) keeps them: the run
+    stops on the named level's own rolling success, and its figures are that level's."""
+    out = tmp_path / "efficiency.json"
+    recipe, level = "experiments/putnextlocal-after-pickuploc.yaml", "BabyAI-PutNextLocal-v0"
+    done = run_cli(
+        "bench", "efficiency", "--experiment", recipe, "--level", level, "--budget", "512",
+        "--runs-dir", str(tmp_path / "runs"), "--out", str(out), *SMALL, "eval.episodes=20",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "cannot report its metric" not in done.stderr  # BabyAI's window is not this bench's figure here
+    result = json.loads(out.read_text())
+    assert result["levels"] == [level, "BabyAI-PickupLoc-v0"]
+    (run_dir,) = (tmp_path / "runs").glob("*/*/config.yaml")
+    config = yaml.safe_load(run_dir.read_text())
+    assert config["env"]["levels"] == result["levels"] and config["env"]["timeout_bootstrap"] is False
+    assert config["budget"] == {**config["budget"], "stop_level": level, "stop_on": "rolling", "stop_at_success": 0.99}
+    (run,) = result["runs"]
+    stats = json.loads((run_dir.parent / "stats.json").read_text())
+    assert run["level_episodes"] == stats["level_episodes"][level] > 0
+    assert run["level_episodes"] < run["episodes"] == stats["episodes"]
+    evaluation = json.loads((run_dir.parent / "eval.json").read_text())
+    assert run["final_success_rate"] == evaluation["per_kind"].get(level)
+    assert run["babyai_episodes_to_99"] is None
+    other = run_cli("bench", "efficiency", "--experiment", recipe, "--level", "BabyAI-GoTo-v0")
+    assert other.returncode == 2 and len(other.stderr.strip().splitlines()) == 1, other.stderr
+    assert "trains on BabyAI-PutNextLocal-v0, BabyAI-PickupLoc-v0" in other.stderr
+
+
 def test_conditioning_ablation_covers_every_mechanism(tmp_path):
     out = tmp_path / "conditioning.json"
     done = run_cli(

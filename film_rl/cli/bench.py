@@ -32,16 +32,20 @@ def _print_bench(result: dict[str, Any]) -> None:
                    "final success")  # fmt: skip
         for column in columns:
             table.add_column(column, justify="right")
+        among_others = len(result.get("levels", [])) > 1
         for run in result["runs"]:
+            final = run["final_success_rate"]
             table.add_row(
-                str(run["seed"]), str(run["babyai_episodes_to_99"] or "not reached"),
+                str(run["seed"]), "-" if among_others else str(run["babyai_episodes_to_99"] or "not reached"),
                 str(run["episodes_to_99"] or "-"), str(run["frames"]), str(run["seconds"]),
-                f"{run['final_success_rate']:.3f}",
+                "-" if final is None else f"{final:.3f}",
             )  # fmt: skip
         table.caption = (
-            f"median {result['median_babyai_episodes_to_99']} (BabyAI's window); "
-            f"BabyAI: {result['babyai'] or 'no figure'}"
-        )
+            f"the level's own episodes, trained beside {', '.join(result['levels'])}; BabyAI's window "
+            "counts every level's, so it has none; "
+            if among_others
+            else f"median {result['median_babyai_episodes_to_99']} (BabyAI's window); "
+        ) + f"BabyAI: {result['babyai'] or 'no figure'}"
     elif kind == "floor":
         for column in ("bot episodes", "bot success", "bot mean length", "step limit", "window",
                        "fewest episodes to 0.99 (BabyAI's window)"):  # fmt: skip
@@ -106,7 +110,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 from film_rl.tasks.babyai_metric import ROW_FRAMES
 
                 window = bench.success_window(level) * ROW_FRAMES
-                if args.budget < window:
+                if args.budget < window and len(bench.efficiency_levels(level, args.experiment, args.overrides)) == 1:
                     print(
                         f"note: BabyAI's window on {level} spans {window:,} frames; a budget of {args.budget:,} "
                         "cannot report its metric, only the rolling one",

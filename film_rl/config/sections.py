@@ -171,6 +171,11 @@ class BudgetConfig:
     stop_on: Literal["rolling", "babyai"] = later("rolling")
     #: rows of 25,600 frames in BabyAI's centred success window (BabyAI: 100; 10 on GoToRedBallGrey)
     babyai_window: int = bounded(100, 1, 100_000, later=True)
+    #: in a run on several levels, the one whose own rolling success (its last success_window
+    #: episodes) stop_at_success reads: a curriculum stops when its last level is learnt, not when
+    #: the mixture's success, which its first level lifts, reaches the rate (unset: every level's
+    #: episodes together). Needs stop_on: rolling, since BabyAI's window counts every level's
+    stop_level: str | None = later(None)
 
 
 @dataclass

@@ -14,7 +14,7 @@ import shutil
 import signal
 import time
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,9 @@ class TrainResult:
     episodes: int
     fps: float
     seconds: float
+    #: in a run on several levels, each level's own episodes, and its own episodes_to
+    level_episodes: dict[str, int] = field(default_factory=dict)
+    level_episodes_to: dict[str, dict[float, int]] = field(default_factory=dict)
 
 
 def check_device(device: str) -> None:
@@ -398,6 +401,7 @@ def _learn(
         record_final_evaluation(model.logger, result.scalars(), model.num_timesteps)
         if wandb_run is not None:
             wandb_run.summary.update({f"eval/{k}": v for k, v in result.scalars().items()})
+        level_episodes, level_episodes_to = stats.level_counts()
         return TrainResult(
             run_dir=run_dir,
             model_path=model_path,
@@ -406,6 +410,8 @@ def _learn(
             episodes_to=dict(stats.episodes_to),
             babyai_episodes_to=dict(stats.babyai_episodes_to),
             episodes=stats.episodes,
+            level_episodes=level_episodes,
+            level_episodes_to=level_episodes_to,
             fps=(model.num_timesteps - start_steps) / max(elapsed, 1e-9),
             seconds=elapsed,
         )

@@ -17,6 +17,7 @@ import numpy as np
 from stable_baselines3.common.utils import explained_variance
 
 from film_rl.config import BabyAIEnvConfig, ExperimentConfig, GridAgentConfig
+from film_rl.errors import UserError
 from film_rl.tasks.babyai_envs import (
     LocationInfo,
     PickupInfo,
@@ -55,6 +56,17 @@ class BabyAITask(Task):
 
     def validate(self) -> None:
         check_levels(self.env.levels)
+        budget = self.config.budget
+        if budget.stop_level is not None:
+            if budget.stop_level not in self.env.levels:
+                raise UserError(
+                    f"budget.stop_level: {budget.stop_level} is not one of env.levels ({', '.join(self.env.levels)})"
+                )
+            if budget.stop_on != "rolling":
+                raise UserError(
+                    "budget.stop_level reads its level's rolling success; BabyAI's window counts every level's "
+                    "episodes: use budget.stop_on=rolling"
+                )
         if self.env.holdout:
             _ = self.holdout  # its errors (a split left empty) are the config's
 
@@ -118,6 +130,7 @@ class BabyAITask(Task):
             babyai_window=budget.babyai_window,
             stop_on=budget.stop_on,
             several_levels=len(self.env.levels) > 1,
+            stop_level=budget.stop_level,
         )
 
     def summarize(self, episodes: list[Episode]) -> EvalResult:
@@ -294,6 +307,8 @@ class InstructionStats(TrainingStats):
     :param stop_on: ``rolling`` (the last ``window`` episodes) or ``babyai`` (the centred window).
     :param several_levels: the run plays more than one level: only then are the per-level counts
         and critic figures kept (a one-level run's are the overall ones).
+    :param stop_level: the level whose own rolling success ``stop_at`` reads (``stop_on``
+        ``rolling``); ``None``: every level's episodes together.
     """
 
     def __init__(
@@ -305,9 +320,11 @@ class InstructionStats(TrainingStats):
         babyai_window: int = 100,
         stop_on: str = "rolling",
         several_levels: bool = False,
+        stop_level: str | None = None,
     ) -> None:
         super().__init__()
         self.several_levels = several_levels
+        self.stop_level = stop_level
         self.stop_at = stop_at
         self.stop_on = stop_on
         self.unk = vocab.stoi[UNK]
@@ -375,6 +392,11 @@ class InstructionStats(TrainingStats):
                 if rate >= t and t not in reached:
                     reached[t] = count
 
+    def level_counts(self) -> tuple[dict[str, int], dict[str, dict[float, int]]]:
+        if not self.several_levels or self.level_counts_unknown:
+            return {}, {}
+        return dict(self.level_episodes), {level: dict(reached) for level, reached in self.level_episodes_to.items()}
+
     def state(self) -> dict[str, Any] | None:
         """What a resumed run needs to go on counting: BabyAI's metric counts every episode of the run."""
         return {
@@ -426,7 +448,9 @@ class InstructionStats(TrainingStats):
             return False
         if self.stop_on == "babyai":
             return self.stop_at in self.centred.reached
-        return len(self.recent) == self.window and float(np.mean(self.recent)) >= self.stop_at
+        # .get: the per-level table is a defaultdict, and a level not played yet has no figure to log
+        recent = self.recent if self.stop_level is None else self.per_level.get(self.stop_level, ())
+        return len(recent) == self.window and float(np.mean(recent)) >= self.stop_at
 
     def _on_rollout_end(self) -> None:
         self._record()

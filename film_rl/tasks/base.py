@@ -49,6 +49,11 @@ class TrainingStats(BaseCallback):
     def babyai_episodes_to(self) -> dict[float, int]:
         return {}
 
+    def level_counts(self) -> tuple[dict[str, int], dict[str, dict[float, int]]]:
+        """In a run on several levels: each level's own episode count, and the count of its episodes
+        at which its own rolling success first reached each threshold; empty where none are kept."""
+        return {}, {}
+
     def state(self) -> dict[str, Any] | None:
         return None
 

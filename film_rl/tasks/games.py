@@ -76,8 +76,9 @@ class MultiGameTask(Task):
                 f"env.sampling=worker pins one game per worker, but {env.n_envs} workers cannot play "
                 f"{len(env.levels)} games; use env.n_envs >= {len(env.levels)} or env.sampling=episode"
             )
-        if config.budget.stop_at_success is not None:
-            raise UserError("budget.stop_at_success: games report returns, not success; leave it unset")
+        for key in ("stop_at_success", "stop_level"):
+            if getattr(config.budget, key) is not None:
+                raise UserError(f"budget.{key}: games report returns, not success; leave it unset")
         if config.eval.episodes < len(env.levels):
             raise UserError(
                 f"eval.episodes ({config.eval.episodes}) must be at least the number of games ({len(env.levels)}), "

@@ -156,6 +156,7 @@ def test_a_resume_that_raises_the_budget_can_pin_the_entropy_line_where_it_ended
         ("gotolocal-efficiency", "BabyAI-GoToLocal-v0", False),
         ("gotolocal-lstm", "BabyAI-GoToLocal-v0", True),
         ("goto", "BabyAI-GoTo-v0", True),
+        ("goto-cnn", "BabyAI-GoTo-v0", False),
     ],
 )
 def test_a_level_recipe_trains_a_few_hundred_steps_and_its_policy_plays(tmp_path, recipe, level, memory):

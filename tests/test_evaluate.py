@@ -4,7 +4,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
-from minigrid.core.constants import COLOR_NAMES, DIR_TO_VEC
+from minigrid.core.constants import COLOR_NAMES, COLOR_TO_IDX, DIR_TO_VEC, OBJECT_TO_IDX
 from minigrid.utils.baby_ai_bot import BabyAIBot
 from stable_baselines3 import PPO
 
@@ -160,6 +160,73 @@ def test_the_env_says_whether_a_location_decides_the_object():
         seen.append(info["location_decides"])
     assert True in seen and False in seen
     env.close()
+
+
+def test_the_env_says_where_the_object_meant_starts():
+    """At each reset the evaluation env says where the object meant lies: in view exactly when the
+    agent's first observation shows an object of the type and colour named, else in the agent's
+    room or in another, judged here from the room grid's coordinates (rooms of 7 cells and a
+    shared wall). GoTo's missions have all three; GoToLocal's one room never another; a
+    sequence's two objects, neither."""
+    vocab = Vocabulary.babyai()
+
+    def evaluation_env(level: str):
+        return task_for(ExperimentConfig(env=BabyAIEnvConfig(levels=[level])), vocab).evaluation_env()
+
+    env = evaluation_env("BabyAI-GoTo-v0")
+    seen: list[str] = []
+    for seed in range(60):
+        _, info = env.reset(seed=seed)
+        level = env.unwrapped
+        desc = level.instrs.desc
+        image = level.gen_obs()["image"]
+        shown = (image[..., 0] == OBJECT_TO_IDX[desc.type]) & (
+            True if desc.color is None else image[..., 1] == COLOR_TO_IDX[desc.color]
+        )
+        where = info["object_meant_starts"]
+        assert (where == "in view") == bool(shown.any()), (seed, level.mission)
+        ax, ay = (int(v) // 7 * 7 for v in level.agent_pos)  # the agent's room's top-left corner
+        in_room = [ax <= x <= ax + 7 and ay <= y <= ay + 7 for x, y in desc.obj_poss]
+        if where != "in view":
+            assert (where == "in the agent's room") == any(in_room), (seed, level.mission)
+        seen.append(where)
+    assert set(seen) == {"in view", "in the agent's room", "in another room"}
+    env.close()
+    env = evaluation_env("BabyAI-GoToLocal-v0")
+    local = {env.reset(seed=seed)[1]["object_meant_starts"] for seed in range(30)}
+    assert local == {"in view", "in the agent's room"}
+    env.close()
+    env = evaluation_env("BabyAI-GoToSeq-v0")  # "go to the red ball, then go to a key": two objects
+    for seed in range(10):
+        _, info = env.reset(seed=seed)
+        assert ("object_meant_starts" in info) == (instruction_kind(env.unwrapped.mission) != "sequence")
+    env.close()
+
+
+def test_an_evaluation_splits_success_by_where_the_object_meant_starts():
+    """Nearest first, beside the description's traits: judged on made-up episodes, then played for
+    real (GoToLocal's one room: in view or not)."""
+
+    def ep(success: bool, where: str | None) -> Episode:
+        return Episode("go to the red ball", "L", success, 0.0, 64, object_meant_starts=where)
+
+    episodes = [ep(True, "in view"), ep(True, "in another room"), ep(False, "in another room")]
+    episodes += [ep(True, "in the agent's room"), ep(False, None)]  # a sequence: left out of the split
+    traits = summarize(episodes, multi_level=False).per_description
+    assert traits == {
+        "object meant in view": {"success_rate": 1.0, "episodes": 1},
+        "object meant in the agent's room": {"success_rate": 1.0, "episodes": 1},
+        "object meant in another room": {"success_rate": 0.5, "episodes": 2},
+    }
+    assert summarize([ep(True, "in view"), ep(False, "in view")], multi_level=False).per_description is None
+    with untrained_policy(["BabyAI-GoToLocal-v0"]) as (model, task):
+        played = task.play(model, 16, seed=5, deterministic=False)
+    result = task.summarize(played)
+    assert all(e.object_meant_starts is not None for e in played)
+    split = {t: v for t, v in (result.per_description or {}).items() if t.startswith("object meant")}
+    assert sum(v["episodes"] for v in split.values()) == 16 and len(split) == 2
+    for trait, figures in split.items():
+        assert figures["success_rate"] == np.mean([e.success for e in played if trait.endswith(e.object_meant_starts)])
 
 
 def test_the_parts_of_a_put_next_mission_make_minigrids_success():

@@ -19,9 +19,11 @@ from stable_baselines3.common.utils import explained_variance
 from film_rl.config import BabyAIEnvConfig, ExperimentConfig, GridAgentConfig
 from film_rl.errors import UserError
 from film_rl.tasks.babyai_envs import (
+    OBJECT_MEANT_STARTS,
     LocationInfo,
     PickupInfo,
     PutNextInfo,
+    StartInfo,
     check_levels,
     make_babyai_env,
     policy_input,
@@ -104,8 +106,9 @@ class BabyAITask(Task):
     def evaluation_env(self, render: bool = False, split: Split = "all") -> gym.Env:
         """The level's own episodes: success ends them, ``done`` does nothing (AGILE runs too);
         with a holdout, only the missions of ``split``; each pick-up named in ``info["picked_up"]``,
-        whether a mission's location decides its object in ``info["location_decides"]``, and the
-        parts of a put-next mission carried out (:class:`film_rl.tasks.babyai_envs.PutNextInfo`)."""
+        whether a mission's location decides its object in ``info["location_decides"]``, the
+        parts of a put-next mission carried out (:class:`film_rl.tasks.babyai_envs.PutNextInfo`),
+        and where the object meant starts (:class:`film_rl.tasks.babyai_envs.StartInfo`)."""
         env = make_babyai_env(
             self.env.levels,
             self.vocab,
@@ -115,7 +118,7 @@ class BabyAITask(Task):
             split=split,
             fast_view=self.env.fast_view,
         )
-        return PutNextInfo(LocationInfo(PickupInfo(env)))
+        return StartInfo(PutNextInfo(LocationInfo(PickupInfo(env))))
 
     def policy_kwargs(self) -> dict[str, Any]:
         # FilmCnnPolicy / FilmLstmPolicy read the grid through InstructionFeatures by default
@@ -159,11 +162,13 @@ class BabyAITask(Task):
 
 #: the evaluation's split of the missions naming a location (:class:`film_rl.tasks.babyai_envs.LocationInfo`)
 LOCATION_USE = "location use"
+#: the evaluation's split of the missions by where their object starts (:class:`film_rl.tasks.babyai_envs.StartInfo`)
+OBJECT_START = "object meant starts"
 
 
 def summarize(episodes: list[Episode], multi_level: bool) -> EvalResult:
-    """Success overall, per instruction kind, per trait of the object descriptions and, for a
-    suite, per level."""
+    """Success overall, per instruction kind, per trait of the object descriptions (and of where
+    the object meant starts) and, for a suite, per level."""
     groups: dict[str, list[bool]] = defaultdict(list)
     traits: dict[str, list[bool]] = defaultdict(list)
     values: dict[str, set[str]] = defaultdict(set)  # each dimension's traits seen
@@ -174,6 +179,8 @@ def summarize(episodes: list[Episode], multi_level: bool) -> EvalResult:
         described = description_traits(ep.mission)
         if ep.location_decides is not None:  # of the missions naming a location: does it decide?
             described[LOCATION_USE] = "location decides" if ep.location_decides else "location redundant"
+        if ep.object_meant_starts is not None:  # is the object meant in view, in the room, further?
+            described[OBJECT_START] = f"object meant {ep.object_meant_starts}"
         for dimension, trait in described.items():
             traits[trait].append(ep.success)
             values[dimension].add(trait)
@@ -183,7 +190,13 @@ def summarize(episodes: list[Episode], multi_level: bool) -> EvalResult:
     dimensions = [d for d in values if d != LOCATION_USE]
     if LOCATION_USE in values:
         dimensions.insert(dimensions.index("location") + 1, LOCATION_USE)
-    order = [t for dimension in dimensions for t in sorted(values[dimension]) if t in shown]
+    nearest_first = {f"object meant {where}": i for i, where in enumerate(OBJECT_MEANT_STARTS)}
+    order = [
+        t
+        for dimension in dimensions
+        for t in sorted(values[dimension], key=lambda t: (nearest_first.get(t, 0), t))
+        if t in shown
+    ]
     per_description = {t: {"success_rate": float(np.mean(traits[t])), "episodes": len(traits[t])} for t in order}
     return EvalResult(
         success_rate=float(np.mean([e.success for e in episodes])),

@@ -373,6 +373,68 @@ class LocationInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
         return obs, info
 
 
+#: where the object a mission sends the agent to first starts, nearest first (:func:`object_meant_starts`)
+OBJECT_MEANT_STARTS = ("in view", "in the agent's room", "in another room")
+
+
+def first_object_meant(instr: Any) -> Any | None:
+    """The description (minigrid's ``ObjDesc``) of the object a single-action mission sends the
+    agent to first: the one to go to, pick up or open, a put-next's object to move. ``None`` for
+    sequences (BossLevel), whose halves each have their own."""
+    actions = action_instructions(instr)
+    if len(actions) != 1:
+        return None
+    action = actions[0]
+    return getattr(action, "desc_move", None) or getattr(action, "desc", None)
+
+
+def object_meant_starts(level: Any) -> str | None:
+    """Where the object a mission sends the agent to first lies when the episode begins: ``in
+    view`` (the agent's first observation shows it, walls and doors hiding what they hide), else
+    ``in the agent's room`` (a door on the room's wall counts), else ``in another room``; where
+    several objects fit the description, the nearest of these counts. ``None`` for sequences.
+
+    A memoryless policy reaches an object in view by following what it sees, one in its room by
+    turning about, and one in another room only by searching rooms it cannot remember having
+    searched: on GoTo, success falls with each step of this order, which success alone hides.
+
+    :param level: a BabyAI level, unwrapped, just reset (``ObjDesc.obj_poss`` set by its verifier).
+    """
+    desc = first_object_meant(getattr(level, "instrs", None))
+    if desc is None or not desc.obj_poss:
+        return None
+    if any(level.agent_sees(x, y) for x, y in desc.obj_poss):
+        return OBJECT_MEANT_STARTS[0]
+    room = level.room_from_pos(*level.agent_pos) if hasattr(level, "room_from_pos") else None
+    if room is None or any(room.pos_inside(x, y) for x, y in desc.obj_poss):
+        return OBJECT_MEANT_STARTS[1]
+    return OBJECT_MEANT_STARTS[2]
+
+
+class StartInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
+    """Say at each reset where the object the mission sends the agent to first lies:
+    ``info["object_meant_starts"]`` (:func:`object_meant_starts`), on single-action missions.
+
+    On the multi-room levels (GoTo, Pickup, Open) most objects meant start out of sight, some in
+    another room; an evaluation splits success by where (:func:`film_rl.tasks.babyai.summarize`),
+    which says whether a policy fails at reading the mission or at finding what it read. Only the
+    evaluation env wears it.
+
+    :param env: a wrapped BabyAI level or :class:`MultiLevelEnv`.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env)
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        where = object_meant_starts(playing(self.env))
+        if where is not None:
+            info["object_meant_starts"] = where
+        return obs, info
+
+
 class PutNextInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
     """Say which part of a put-next mission the agent carried out: ``info["carrying_object_to_move"]``
     on each step it holds an object the mission says to move, ``info["dropped_next_to_target"]`` on

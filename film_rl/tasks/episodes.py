@@ -38,7 +38,8 @@ class EvalResult:
     per_kind: dict[str, float] = field(default_factory=dict)
     #: success rate and episodes per trait of the missions' object descriptions (location, colour,
     #: article, the first object's type and colour)
-    #: (:func:`film_rl.tasks.instructions.description_traits`), for the dimensions that varied
+    #: (:func:`film_rl.tasks.instructions.description_traits`) and of where the object meant starts,
+    #: for the dimensions that varied
     per_description: dict[str, dict[str, float]] | None = None
     #: pick-up and put-next missions: how often the first object picked up had the type and the
     #: colour the mission named (:func:`film_rl.tasks.babyai.first_pickups`), ``rate`` and ``episodes``
@@ -122,6 +123,10 @@ class Episode:
     #: where a location decides the object to pick up: the chance a policy ignoring it picks the
     #: one meant (BabyAI's ``info["location_odds"]`` at the reset); ``None`` elsewhere
     location_odds: float | None = None
+    #: where the object the mission sends the agent to first lies at the reset: ``in view``, ``in the
+    #: agent's room`` or ``in another room`` (BabyAI's ``info["object_meant_starts"]``); ``None`` on
+    #: sequences and on other families
+    object_meant_starts: str | None = None
     #: a put-next mission: whether the agent ever held an object the mission says to move, and
     #: ever dropped anything beside the one to put it next to (BabyAI's ``info["carrying_object_to_move"]``
     #: and ``info["dropped_next_to_target"]``)
@@ -174,6 +179,7 @@ def rollout(
             0,
             location_decides=info.get("location_decides"),
             location_odds=info.get("location_odds"),
+            object_meant_starts=info.get("object_meant_starts"),
         )
         if episode < record:
             running[slot].frames.append(envs[slot].render())  # type: ignore[union-attr, arg-type]

@@ -10,7 +10,7 @@ from stable_baselines3 import PPO
 from test_cli import _error
 
 from film_rl.config import load_experiment
-from film_rl.run.train import build_env, build_model, saved_policy, start_from
+from film_rl.run.train import FEATURES_PREFIXES, build_env, build_model, saved_policy, start_from
 from film_rl.tasks.registry import task_for
 
 
@@ -48,6 +48,48 @@ def test_a_critic_of_its_own_starts_from_the_shared_network_of_the_saved_policy(
     env.close()
 
 
+def test_features_alone_start_an_lstm_from_a_cnns_film_network(tiny_run):
+    """``init_parts=features``: the LSTM policy takes the CNN policy's FiLM network (grid CNN,
+    instruction encoder, FiLM generator) under every name SB3 gives it; its memory and heads keep
+    their fresh draw."""
+    overrides = [*TINY, "agent=film-lstm", f"init_from={tiny_run}", "init_parts=features"]
+    config = load_experiment("experiments/quickstart.yaml", overrides)
+    task = task_for(config)
+    env = build_env(config, task, config.seed, None)
+    model = build_model(config, task, env, "cpu")
+    drawn = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    start_from(model, saved_policy(str(config.init_from), "cpu"), config.init_parts)
+    saved = PPO.load(tiny_run / "model.zip", device="cpu").policy.state_dict()
+    now = model.policy.state_dict()
+    features = [k for k in now if k.startswith(FEATURES_PREFIXES)]
+    assert {k.split(".")[0] for k in features} == {
+        "features_extractor",
+        "pi_features_extractor",
+        "vf_features_extractor",
+    }
+    assert all(torch.equal(now[k], saved[k]) and not torch.equal(drawn[k], saved[k]) for k in features)
+    rest = [k for k in now if k not in features]
+    assert any(k.startswith("lstm_actor.") for k in rest) and "action_net.weight" in rest
+    assert all(torch.equal(now[k], drawn[k]) for k in rest)
+    env.close()
+
+
+def test_an_lstm_started_from_a_cnns_film_network_trains(tiny_run, tmp_path):
+    done = run_cli(
+        "train",
+        "experiments/quickstart.yaml",
+        f"runs_dir={tmp_path / 'runs'}",
+        *TINY,
+        "agent=film-lstm",
+        f"init_from={tiny_run}",
+        "init_parts=features",
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"FiLM network started from {(tiny_run / 'model.zip').resolve()}" in done.stdout
+    config = yaml.safe_load((only_run_dir(tmp_path / "runs") / "config.yaml").read_text())
+    assert config["init_parts"] == "features" and config["agent"]["policy"] == "lstm"
+
+
 def test_a_run_started_from_another_level_trains_and_says_where_it_began(tiny_run, tmp_path):
     checkpoint = tmp_path / "first-leg.zip"  # a saved model anywhere, not only in its run directory
     checkpoint.write_bytes((tiny_run / "model.zip").read_bytes())
@@ -78,6 +120,11 @@ def test_a_bad_init_from_is_one_line_and_exit_status_2(tiny_run, tmp_path, capsy
     line = _error(capsys, *quick, "agent=film-lstm", f"init_from={tiny_run}")  # a CNN's weights for an LSTM
     assert "another shape" in line and str((tiny_run / "model.zip").resolve()) in line
     assert not list((tmp_path / "runs").glob("*/*"))  # the run it refused left no directory behind
+    line = _error(capsys, *quick, "init_parts=features")  # nothing to take the features from
+    assert "init_parts=features" in line and "init_from" in line
+    narrower = _error(capsys, *quick, "agent.channels=[8,16]", f"init_from={tiny_run}", "init_parts=features")
+    assert "holds a FiLM network of another shape" in narrower and "is (16,) there, (8,) here" in narrower
+    assert not list((tmp_path / "runs").glob("*/*"))
 
 
 def test_the_putnextlocal_curriculum_runs_its_two_legs(tmp_path):

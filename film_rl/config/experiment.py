@@ -66,6 +66,12 @@ class ExperimentConfig:
     #: have this agent's shape; the optimizer, the step count, the schedules and the episode
     #: statistics start afresh, so the new run counts only its own episodes
     init_from: str | None = later(None)
+    #: what ``init_from`` gives the new policy. ``all``: every weight. ``features``: the FiLM network
+    #: alone (the grid's CNN, the instruction's encoder and the FiLM generator: the features
+    #: extractor), the rest drawn afresh; so a CNN policy's reading of grid and mission can start a
+    #: policy of another kind, an LSTM that must learn to remember on a level where the CNN learnt
+    #: to see. The two agents' FiLM networks must have one shape
+    init_parts: Literal["all", "features"] = later("all")
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

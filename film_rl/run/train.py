@@ -249,11 +249,20 @@ def saved_policy(source: str, device: str) -> SavedPolicy:
     return SavedPolicy(path.resolve(), weights, int((data or {}).get("num_timesteps", 0)))
 
 
-def start_from(model: BaseAlgorithm, saved: SavedPolicy) -> None:
-    """Give a new run's policy the saved weights, all of them or none: a policy of another shape
-    (a CNN's weights for an LSTM, other widths) is refused with what differs."""
+#: the features extractor's weights under every name SB3 gives it (shared, the actor's, the critic's)
+FEATURES_PREFIXES = ("features_extractor.", "pi_features_extractor.", "vf_features_extractor.")
+
+
+def start_from(model: BaseAlgorithm, saved: SavedPolicy, parts: str = "all") -> None:
+    """Give a new run's policy the saved weights, all of them or none of them: every weight
+    (``parts="all"``) or the FiLM network's alone (``"features"``: the features extractor, the rest
+    of the policy left as drawn). Weights of another shape (a CNN's for an LSTM under ``all``,
+    other widths) are refused with what differs."""
     path, weights = saved.path, saved.weights
     own = model.policy.state_dict()
+    if parts == "features":
+        own = {k: v for k, v in own.items() if k.startswith(FEATURES_PREFIXES)}
+        weights = {k: v for k, v in weights.items() if k.startswith(FEATURES_PREFIXES)}
     missing = sorted(set(own) - set(weights))
     extra = sorted(set(weights) - set(own))
     resized = sorted(k for k in set(own) & set(weights) if own[k].shape != weights[k].shape)
@@ -266,11 +275,12 @@ def start_from(model: BaseAlgorithm, saved: SavedPolicy) -> None:
             else f"{resized[0]} is {tuple(weights[resized[0]].shape)} there, {tuple(own[resized[0]].shape)} here"
         )
         count = len(missing) + len(extra) + len(resized)
+        shape = "a FiLM network" if parts == "features" else "a policy"
         raise UserError(
-            f"init_from: {path} holds a policy of another shape than this run's agent "
+            f"init_from: {path} holds {shape} of another shape than this run's agent "
             f"({count} tensor{'s' if count > 1 else ''} differ; {what})"
         )
-    model.policy.load_state_dict(weights)
+    model.policy.load_state_dict(weights, strict=parts == "all")
 
 
 def validate(config: ExperimentConfig) -> None:
@@ -288,6 +298,8 @@ def validate(config: ExperimentConfig) -> None:
                     f"budget.timesteps ({config.budget.timesteps:,}): a linear {key} would be 0 past it and "
                     f"the policy would stop learning; keep {key}_schedule=constant, or the horizon at the budget"
                 )
+    if config.init_parts != "all" and not config.init_from:
+        raise UserError(f"init_parts={config.init_parts} says what to take from init_from, which is not set")
     if config.agent.policy == "lstm" and config.agent.critic_features == "own":
         raise UserError(
             "agent.critic_features=own is for policy: cnn; an LSTM policy's critic takes its own "
@@ -499,12 +511,13 @@ def train(config: ExperimentConfig) -> TrainResult:
     model = build_model(config, task, env, device)
     if initial is not None:
         try:
-            start_from(model, initial)
+            start_from(model, initial, config.init_parts)
         except UserError:
             env.close()
             shutil.rmtree(run_dir)  # made a moment ago, holding only the config: nothing to keep
             raise
-        print(f"policy started from {initial.path} ({initial.timesteps:,} timesteps)", flush=True)
+        what = "policy" if config.init_parts == "all" else "FiLM network"
+        print(f"{what} started from {initial.path} ({initial.timesteps:,} timesteps)", flush=True)
     return _learn(model, config, run_dir, task, reward_model)
 
 

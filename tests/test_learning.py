@@ -148,6 +148,23 @@ def test_a_resume_that_raises_the_budget_can_pin_the_entropy_line_where_it_ended
     assert refused.returncode == 2 and "cannot change 'agent.algorithm.ent_coef' when resuming" in refused.stderr
 
 
+def test_the_goto_lstm_recipe_starts_from_a_cnn_runs_film_network(tmp_path, tiny_run):
+    """goto-lstm-from-cnn.yaml takes a FiLM CNN run's features (here the quickstart's: the same
+    network on another level) into an LSTM policy, trains, and plays GoTo; without init_from it is
+    one line and exit status 2."""
+    recipe = "experiments/goto-lstm-from-cnn.yaml"
+    done = run_cli("train", recipe, f"runs_dir={tmp_path}", *TINY, f"init_from={tiny_run}")
+    assert done.returncode == 0, done.stderr
+    assert "FiLM network started from" in done.stdout
+    run = only_run_dir(tmp_path)
+    assert isinstance(RecurrentPPO.load(run / "model.zip").policy, FilmLstmPolicy)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["init_parts"] == "features" and saved["env"]["levels"] == ["BabyAI-GoTo-v0"]
+    assert eval_json(run)["episodes"] == 4
+    refused = run_cli("train", recipe, f"runs_dir={tmp_path / 'refused'}", *TINY)
+    assert refused.returncode == 2 and "init_from" in refused.stderr and len(refused.stderr.splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     "recipe,level,memory",
     [

@@ -119,6 +119,7 @@ def test_a_bad_init_from_is_one_line_and_exit_status_2(tiny_run, tmp_path, capsy
     assert not (tmp_path / "runs").exists()  # refused before the run wrote anything
     line = _error(capsys, *quick, "agent=film-lstm", f"init_from={tiny_run}")  # a CNN's weights for an LSTM
     assert "another shape" in line and str((tiny_run / "model.zip").resolve()) in line
+    assert line.endswith("init_parts=features takes its FiLM network alone")  # which would fit
     assert not list((tmp_path / "runs").glob("*/*"))  # the run it refused left no directory behind
     line = _error(capsys, *quick, "init_parts=features")  # nothing to take the features from
     assert "init_parts=features" in line and "init_from" in line

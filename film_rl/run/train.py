@@ -249,8 +249,21 @@ def saved_policy(source: str, device: str) -> SavedPolicy:
     return SavedPolicy(path.resolve(), weights, int((data or {}).get("num_timesteps", 0)))
 
 
+def differences(own: dict[str, torch.Tensor], saved: dict[str, torch.Tensor]) -> tuple[list[str], ...]:
+    """The names a policy has and the saved weights lack, those it lacks, and those of another shape."""
+    missing = sorted(set(own) - set(saved))
+    extra = sorted(set(saved) - set(own))
+    resized = sorted(k for k in set(own) & set(saved) if own[k].shape != saved[k].shape)
+    return missing, extra, resized
+
+
 #: the features extractor's weights under every name SB3 gives it (shared, the actor's, the critic's)
 FEATURES_PREFIXES = ("features_extractor.", "pi_features_extractor.", "vf_features_extractor.")
+
+
+def features_of(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A policy's weights of its FiLM network (the features extractor) alone."""
+    return {k: v for k, v in weights.items() if k.startswith(FEATURES_PREFIXES)}
 
 
 def start_from(model: BaseAlgorithm, saved: SavedPolicy, parts: str = "all") -> None:
@@ -261,11 +274,8 @@ def start_from(model: BaseAlgorithm, saved: SavedPolicy, parts: str = "all") -> 
     path, weights = saved.path, saved.weights
     own = model.policy.state_dict()
     if parts == "features":
-        own = {k: v for k, v in own.items() if k.startswith(FEATURES_PREFIXES)}
-        weights = {k: v for k, v in weights.items() if k.startswith(FEATURES_PREFIXES)}
-    missing = sorted(set(own) - set(weights))
-    extra = sorted(set(weights) - set(own))
-    resized = sorted(k for k in set(own) & set(weights) if own[k].shape != weights[k].shape)
+        own, weights = features_of(own), features_of(weights)
+    missing, extra, resized = differences(own, weights)
     if missing or extra or resized:
         what = (
             f"missing {missing[0]}"
@@ -276,9 +286,11 @@ def start_from(model: BaseAlgorithm, saved: SavedPolicy, parts: str = "all") -> 
         )
         count = len(missing) + len(extra) + len(resized)
         shape = "a FiLM network" if parts == "features" else "a policy"
+        features_fit = parts == "all" and not any(differences(features_of(own), features_of(weights)))
+        hint = "; init_parts=features takes its FiLM network alone" if features_fit else ""  # a CNN's, an LSTM
         raise UserError(
             f"init_from: {path} holds {shape} of another shape than this run's agent "
-            f"({count} tensor{'s' if count > 1 else ''} differ; {what})"
+            f"({count} tensor{'s' if count > 1 else ''} differ; {what}){hint}"
         )
     model.policy.load_state_dict(weights, strict=parts == "all")
 

@@ -14,13 +14,22 @@ from film_rl import cli
 EVAL_KEYS = {"success_rate", "mean_return", "mean_episode_length", "episodes", "per_kind"}
 
 
+def assert_documented_keys(result: dict) -> None:
+    """The headline keys, and on GoToRedBallGrey, whose one mission never varies, at most the
+    split by where the red ball starts (when the episodes had it in view and out of view)."""
+    assert EVAL_KEYS <= set(result) <= EVAL_KEYS | {"per_description"}, set(result)
+    starts = {"object meant in view", "object meant in the agent's room"}
+    assert set(result.get("per_description", starts)) == starts
+
+
 def test_train_writes_a_complete_run_directory(tiny_run):
     for name in ("config.yaml", "model.zip", "vocab.json", "eval.json", "progress.csv"):
         assert (tiny_run / name).is_file(), name
     assert (tiny_run / "checkpoints").is_dir()
     assert any((tiny_run / "tensorboard").rglob("events.out.tfevents.*"))
     result = json.loads((tiny_run / "eval.json").read_text())
-    assert set(result) == EVAL_KEYS and result["episodes"] == 4
+    assert_documented_keys(result)
+    assert result["episodes"] == 4
     header = (tiny_run / "progress.csv").read_text().splitlines()[0].split(",")
     for key in ("rollout/success_rate", "eval/success_rate", "instructions/unknown_words", "train/loss"):
         assert key in header, key
@@ -54,7 +63,7 @@ def test_evaluate_json_has_exactly_the_documented_keys(tiny_run):
     done = run_cli("evaluate", str(tiny_run), "--episodes", "6", "--json", "--stochastic")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert set(result) == EVAL_KEYS
+    assert_documented_keys(result)
     assert result["episodes"] == 6 and 0.0 <= result["success_rate"] <= 1.0
     assert set(result["per_kind"]) == {"go to"}
 

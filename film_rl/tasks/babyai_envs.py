@@ -343,16 +343,10 @@ def location_odds(level: Any) -> float | None:
     return None
 
 
-class LocationInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
-    """Say at each reset whether the mission's location decides which object is meant:
-    ``info["location_decides"]`` (:func:`location_decides`), on missions that name a location; and
-    where it decides the object to pick up, ``info["location_odds"]`` (:func:`location_odds`): the
-    chance of picking the right one without reading it.
-
-    Success on missions naming a location mixes two kinds: those where one object fits the rest of
-    the description anyway, and those where the location is the only way to tell two objects
-    apart. Only the second show whether a policy reads (and remembers) locations; an evaluation
-    splits them (:func:`film_rl.tasks.babyai.summarize`). Only the evaluation env wears it.
+class ResetInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
+    """Add to each reset's ``info`` what :meth:`facts` reads off the level just reset: facts about
+    the episode about to be played, for an evaluation to split its figures by. Only the evaluation
+    env wears these.
 
     :param env: a wrapped BabyAI level or :class:`MultiLevelEnv`.
     """
@@ -363,14 +357,32 @@ class LocationInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorA
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
-        level = playing(self.env)
-        decides = location_decides(level)
-        if decides is not None:
-            info["location_decides"] = decides
-        odds = location_odds(level) if decides else None
-        if odds is not None:
-            info["location_odds"] = odds
+        info.update(self.facts(playing(self.env)))
         return obs, info
+
+    def facts(self, level: Any) -> dict[str, Any]:
+        """The facts of the episode ``level`` (unwrapped, just reset) is about to play."""
+        raise NotImplementedError
+
+
+class LocationInfo(ResetInfo):
+    """Say at each reset whether the mission's location decides which object is meant:
+    ``info["location_decides"]`` (:func:`location_decides`), on missions that name a location; and
+    where it decides the object to pick up, ``info["location_odds"]`` (:func:`location_odds`): the
+    chance of picking the right one without reading it.
+
+    Success on missions naming a location mixes two kinds: those where one object fits the rest of
+    the description anyway, and those where the location is the only way to tell two objects
+    apart. Only the second show whether a policy reads (and remembers) locations; an evaluation
+    splits them (:func:`film_rl.tasks.babyai.summarize`).
+    """
+
+    def facts(self, level: Any) -> dict[str, Any]:
+        decides = location_decides(level)
+        if decides is None:
+            return {}
+        odds = location_odds(level) if decides else None
+        return {"location_decides": decides} | ({"location_odds": odds} if odds is not None else {})
 
 
 #: where the object a mission sends the agent to first starts, nearest first (:func:`object_meant_starts`)
@@ -411,28 +423,18 @@ def object_meant_starts(level: Any) -> str | None:
     return OBJECT_MEANT_STARTS[2]
 
 
-class StartInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
+class StartInfo(ResetInfo):
     """Say at each reset where the object the mission sends the agent to first lies:
     ``info["object_meant_starts"]`` (:func:`object_meant_starts`), on single-action missions.
 
     On the multi-room levels (GoTo, Pickup, Open) most objects meant start out of sight, some in
     another room; an evaluation splits success by where (:func:`film_rl.tasks.babyai.summarize`),
-    which says whether a policy fails at reading the mission or at finding what it read. Only the
-    evaluation env wears it.
-
-    :param env: a wrapped BabyAI level or :class:`MultiLevelEnv`.
+    which says whether a policy fails at reading the mission or at finding what it read.
     """
 
-    def __init__(self, env: gym.Env) -> None:
-        gym.utils.RecordConstructorArgs.__init__(self)
-        super().__init__(env)
-
-    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        obs, info = self.env.reset(**kwargs)
-        where = object_meant_starts(playing(self.env))
-        if where is not None:
-            info["object_meant_starts"] = where
-        return obs, info
+    def facts(self, level: Any) -> dict[str, Any]:
+        where = object_meant_starts(level)
+        return {} if where is None else {"object_meant_starts": where}
 
 
 class PutNextInfo(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):

@@ -408,7 +408,8 @@ def object_meant_starts(level: Any) -> str | None:
 
     A memoryless policy reaches an object in view by following what it sees, one in its room by
     turning about, and one in another room only by searching rooms it cannot remember having
-    searched: on GoTo, success falls with each step of this order, which success alone hides.
+    searched: on GoTo, success falls where the object starts in another room (docs/results.md),
+    which success alone hides.
 
     :param level: a BabyAI level, unwrapped, just reset (``ObjDesc.obj_poss`` set by its verifier).
     """

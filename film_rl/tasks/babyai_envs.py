@@ -393,11 +393,10 @@ def first_object_meant(instr: Any) -> Any | None:
     """The description (minigrid's ``ObjDesc``) of the object a single-action mission sends the
     agent to first: the one to go to, pick up or open, a put-next's object to move. ``None`` for
     sequences (BossLevel), whose halves each have their own."""
-    actions = action_instructions(instr)
-    if len(actions) != 1:
+    if len(action_instructions(instr)) != 1:
         return None
-    action = actions[0]
-    return getattr(action, "desc_move", None) or getattr(action, "desc", None)
+    descriptions = object_descriptions(instr)  # a put-next's object to move before its target
+    return descriptions[0] if descriptions else None
 
 
 def object_meant_starts(level: Any) -> str | None:

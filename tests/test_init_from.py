@@ -6,10 +6,12 @@ import re
 import torch
 import yaml
 from conftest import TINY, only_run_dir, run_cli
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3 import PPO
 from test_cli import _error
 
 from film_rl.config import load_experiment
+from film_rl.model.policies import ResidualLSTM
 from film_rl.run.train import FEATURES_PREFIXES, build_env, build_model, saved_policy, start_from
 from film_rl.tasks.registry import task_for
 
@@ -125,6 +127,9 @@ def test_a_bad_init_from_is_one_line_and_exit_status_2(tiny_run, tmp_path, capsy
     assert "init_parts=features" in line and "init_from" in line
     narrower = _error(capsys, *quick, "agent.channels=[8,16]", f"init_from={tiny_run}", "init_parts=features")
     assert "holds a FiLM network of another shape" in narrower and "is (16,) there, (8,) here" in narrower
+    stacked = _error(capsys, *quick, "agent=film-lstm", f"init_from={tiny_run}", "init_parts=memoryless")
+    assert "needs agent.memory=residual" in stacked  # a stacked LSTM's heads read the LSTM, not the features
+    assert "is for policy: lstm" in _error(capsys, *quick, "agent.memory=residual")
     assert not list((tmp_path / "runs").glob("*/*"))
 
 
@@ -154,3 +159,38 @@ def test_the_putnextlocal_curriculum_runs_its_two_legs(tmp_path):
     figures = [re.match(r"  \S.*? (\d\.\d{3}) \(\d+ episodes", line) for line in lines[start:] if line.startswith("  ")]
     assert len(figures) >= 3 and all(figures), lines[start:]
     assert len({match.start(1) for match in figures if match}) == 1  # labels of any length: one column
+
+
+def test_a_residual_lstm_from_a_memoryless_policy_starts_as_that_policy(tiny_run):
+    """``agent.memory=residual`` with ``init_parts=memoryless``: the LSTM policy takes every weight
+    of the CNN policy (FiLM network, heads), its memory keeps its fresh draw, and on the level's
+    own observations it acts and values as the CNN does, step after step, until it learns."""
+    overrides = [*TINY, "agent=film-lstm", "agent.memory=residual", f"init_from={tiny_run}", "init_parts=memoryless"]
+    config = load_experiment("experiments/quickstart.yaml", overrides)
+    task = task_for(config)
+    env = build_env(config, task, config.seed, None)
+    model = build_model(config, task, env, "cpu")
+    assert isinstance(model.policy.lstm_actor, ResidualLSTM) and isinstance(model.policy.lstm_critic, ResidualLSTM)
+    drawn = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    start_from(model, saved_policy(str(config.init_from), "cpu"), config.init_parts)
+    source = PPO.load(tiny_run / "model.zip", device="cpu").policy
+    saved, now = source.state_dict(), model.policy.state_dict()
+    assert all(torch.equal(now[k], saved[k]) for k in saved)  # every weight the CNN has
+    memory = [k for k in now if k not in saved]
+    assert memory and all(k.startswith(("lstm_actor.", "lstm_critic.")) for k in memory)
+    assert all(torch.equal(now[k], drawn[k]) for k in memory)
+    obs = env.reset()
+    zeros = torch.zeros(1, env.num_envs, config.agent.lstm_hidden)
+    states = RNNStates((zeros, zeros), (zeros, zeros))
+    starts = torch.ones(env.num_envs)
+    with torch.no_grad():
+        for _ in range(12):  # the memory carries its state from step to step; it adds nothing yet
+            tensors, _ = model.policy.obs_to_tensor(obs)
+            actions, values, log_prob, states = model.policy(tensors, states, starts, deterministic=True)
+            expected = source(tensors, deterministic=True)
+            assert torch.equal(actions, expected[0])
+            assert torch.allclose(values, expected[1], atol=1e-6) and torch.allclose(log_prob, expected[2], atol=1e-6)
+            obs, _, dones, _ = env.step(actions.numpy())
+            starts = torch.as_tensor(dones, dtype=torch.float32)
+    assert states.pi[0].abs().sum() > 0  # the memory did run
+    env.close()

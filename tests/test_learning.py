@@ -13,7 +13,7 @@ from conftest import TINY, eval_json, only_run_dir, run_cli
 from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 
-from film_rl.model.policies import FilmCnnPolicy, FilmLstmPolicy
+from film_rl.model.policies import FilmCnnPolicy, FilmLstmPolicy, ResidualLSTM
 
 FAST = [
     "env.levels=[BabyAI-GoToObjS4-v0]",
@@ -148,18 +148,27 @@ def test_a_resume_that_raises_the_budget_can_pin_the_entropy_line_where_it_ended
     assert refused.returncode == 2 and "cannot change 'agent.algorithm.ent_coef' when resuming" in refused.stderr
 
 
-def test_the_goto_lstm_recipe_starts_from_a_cnn_runs_film_network(tmp_path, tiny_run):
-    """goto-lstm-from-cnn.yaml takes a FiLM CNN run's features (here the quickstart's: the same
-    network on another level) into an LSTM policy, trains, and plays GoTo; without init_from it is
-    one line and exit status 2."""
-    recipe = "experiments/goto-lstm-from-cnn.yaml"
+@pytest.mark.parametrize(
+    "recipe,parts,started",
+    [
+        ("goto-lstm-from-cnn", "features", "FiLM network started from"),
+        ("goto-lstm-residual", "memoryless", "policy but its memory started from"),
+    ],
+)
+def test_the_goto_lstm_recipes_start_from_a_cnn_run(tmp_path, tiny_run, recipe, parts, started):
+    """The GoTo LSTM recipes take a FiLM CNN run (here the quickstart's: the same network on
+    another level): its FiLM network, or its whole policy for the residual memory. They train, save
+    the memory they name, and play GoTo; without init_from each is one line and exit status 2."""
+    recipe = f"experiments/{recipe}.yaml"
     done = run_cli("train", recipe, f"runs_dir={tmp_path}", *TINY, f"init_from={tiny_run}")
     assert done.returncode == 0, done.stderr
-    assert "FiLM network started from" in done.stdout
+    assert started in done.stdout
     run = only_run_dir(tmp_path)
-    assert isinstance(RecurrentPPO.load(run / "model.zip").policy, FilmLstmPolicy)
+    policy = RecurrentPPO.load(run / "model.zip").policy
+    assert isinstance(policy, FilmLstmPolicy)
+    assert isinstance(policy.lstm_actor, ResidualLSTM) == (parts == "memoryless")  # saved and loaded back
     saved = yaml.safe_load((run / "config.yaml").read_text())
-    assert saved["init_parts"] == "features" and saved["env"]["levels"] == ["BabyAI-GoTo-v0"]
+    assert saved["init_parts"] == parts and saved["env"]["levels"] == ["BabyAI-GoTo-v0"]
     assert eval_json(run)["episodes"] == 4
     refused = run_cli("train", recipe, f"runs_dir={tmp_path / 'refused'}", *TINY)
     assert refused.returncode == 2 and "init_from" in refused.stderr and len(refused.stderr.splitlines()) == 1

@@ -70,8 +70,10 @@ class ExperimentConfig:
     #: alone (the grid's CNN, the instruction's encoder and the FiLM generator: the features
     #: extractor), the rest drawn afresh; so a CNN policy's reading of grid and mission can start a
     #: policy of another kind, an LSTM that must learn to remember on a level where the CNN learnt
-    #: to see. The two agents' FiLM networks must have one shape
-    init_parts: Literal["all", "features"] = later("all")
+    #: to see. The two agents' FiLM networks must have one shape. ``memoryless``: every weight but
+    #: the memory's (the LSTMs, drawn afresh): a memoryless run's whole policy for an LSTM with
+    #: ``agent.memory: residual``, which then starts as that policy
+    init_parts: Literal["all", "features", "memoryless"] = later("all")
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

@@ -153,6 +153,11 @@ class AgentConfig:
     #: the actor reads, at about twice the network's cost. A run started from a ``shared`` policy
     #: (``init_from``) gives both networks its weights
     critic_features: Literal["shared", "own"] = later("shared")
+    #: what the heads of an LSTM policy read. ``stack``: the LSTM's output (sb3-contrib's);
+    #: ``residual``: the features plus a projection of the LSTM's output that starts at zero, so
+    #: the policy starts as its memoryless self and memory adds only what it earns; a memoryless
+    #: run's whole policy then fits it (``init_parts: memoryless``)
+    memory: Literal["stack", "residual"] = later("stack")
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
 
 

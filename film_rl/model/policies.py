@@ -190,12 +190,70 @@ class FilmCnnPolicy(_FilmPolicyMixin, ActorCriticPolicy):
     """Feed-forward actor-critic over :class:`InstructionFeatures`, for ``PPO``."""
 
 
+class ResidualLSTM(nn.LSTM):
+    """An LSTM whose output is its input plus a projection of its hidden state, the projection
+    starting at zero: a policy whose heads read it starts as its memoryless self (the heads read
+    the features) and memory can only add what it earns.
+
+    The output has the input's width, whatever the hidden width.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, **kwargs: Any) -> None:
+        super().__init__(input_size, hidden_size, **kwargs)
+        self.out = nn.Linear(hidden_size, input_size)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    @classmethod
+    def like(cls, lstm: nn.LSTM) -> ResidualLSTM:
+        """A residual LSTM of ``lstm``'s shape, with its weights (so its seed's draw is kept)."""
+        residual = cls(lstm.input_size, lstm.hidden_size, num_layers=lstm.num_layers, bias=lstm.bias)
+        residual.load_state_dict(lstm.state_dict(), strict=False)
+        return residual.to(next(lstm.parameters()).device)
+
+    def forward(  # type: ignore[override]
+        self, input: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        output, states = super().forward(input, hx)
+        return input + self.out(output), states
+
+
 class FilmLstmPolicy(_FilmPolicyMixin, RecurrentActorCriticPolicy):
     """:class:`InstructionFeatures` followed by an LSTM memory, for ``sb3_contrib.RecurrentPPO``.
+
+    ``memory="stack"`` (sb3-contrib's): the heads read the LSTM's output. ``"residual"``: they read
+    :class:`ResidualLSTM`'s, the features plus what memory adds, so a memoryless policy's heads and
+    FiLM network fit it as they are and it starts as that policy.
 
     Its sequence pass runs the LSTM once over every padded sequence where sb3-contrib steps it in a
     Python loop: see :meth:`_process_sequence`.
     """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        memory: str = "stack",
+        **kwargs: Any,
+    ):
+        if memory not in ("stack", "residual"):
+            raise ValueError(f"memory must be 'stack' or 'residual', got {memory!r}")
+        self.memory = memory  # read by _build_mlp_extractor, inside the base's __init__
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+        if memory == "residual":
+            self.lstm_actor = ResidualLSTM.like(self.lstm_actor)
+            if self.lstm_critic is not None:
+                self.lstm_critic = ResidualLSTM.like(self.lstm_critic)
+            # sb3-contrib built its optimizer over the LSTMs just replaced
+            self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
+            for extractor in self._film_extractors():
+                extractor.follow(self.optimizer)
+
+    def _build_mlp_extractor(self) -> None:
+        if self.memory == "residual":
+            self.lstm_output_dim = self.features_dim
+        super()._build_mlp_extractor()
 
     def extract_features(  # type: ignore[override]
         self, obs: dict[str, torch.Tensor], features_extractor: BaseFeaturesExtractor | None = None

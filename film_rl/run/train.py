@@ -202,6 +202,8 @@ def build_model(config: ExperimentConfig, task: Task, env: VecEnv, device: str) 
         policy = FilmLstmPolicy
         own = agent.critic_memory == "own"
         policy_kwargs.update(lstm_hidden_size=agent.lstm_hidden, shared_lstm=not own, enable_critic_lstm=own)
+        if agent.memory != "stack":  # absent from the runs saved before it, which load as "stack"
+            policy_kwargs["memory"] = agent.memory
     return runs.algorithm_class(config)(
         policy,  # type: ignore[arg-type]
         env,
@@ -266,15 +268,27 @@ def features_of(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in weights.items() if k.startswith(FEATURES_PREFIXES)}
 
 
+#: an LSTM policy's memory: the actor's LSTM and the critic's own (sb3-contrib's names)
+MEMORY_PREFIXES = ("lstm_actor.", "lstm_critic.")
+
+
+def without_memory(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A policy's weights but its memory's: what a memoryless policy and a residual LSTM share."""
+    return {k: v for k, v in weights.items() if not k.startswith(MEMORY_PREFIXES)}
+
+
 def start_from(model: BaseAlgorithm, saved: SavedPolicy, parts: str = "all") -> None:
     """Give a new run's policy the saved weights, all of them or none of them: every weight
-    (``parts="all"``) or the FiLM network's alone (``"features"``: the features extractor, the rest
-    of the policy left as drawn). Weights of another shape (a CNN's for an LSTM under ``all``,
-    other widths) are refused with what differs."""
+    (``parts="all"``), the FiLM network's alone (``"features"``: the features extractor, the rest
+    of the policy left as drawn) or every weight but the memory's (``"memoryless"``: the LSTMs
+    left as drawn). Weights of another shape (a CNN's for an LSTM under ``all``, other widths) are
+    refused with what differs."""
     path, weights = saved.path, saved.weights
     own = model.policy.state_dict()
     if parts == "features":
         own, weights = features_of(own), features_of(weights)
+    elif parts == "memoryless":
+        own, weights = without_memory(own), without_memory(weights)
     missing, extra, resized = differences(own, weights)
     if missing or extra or resized:
         what = (
@@ -285,7 +299,7 @@ def start_from(model: BaseAlgorithm, saved: SavedPolicy, parts: str = "all") -> 
             else f"{resized[0]} is {tuple(weights[resized[0]].shape)} there, {tuple(own[resized[0]].shape)} here"
         )
         count = len(missing) + len(extra) + len(resized)
-        shape = "a FiLM network" if parts == "features" else "a policy"
+        shape = {"features": "a FiLM network", "memoryless": "a policy (its memory aside)"}.get(parts, "a policy")
         features_fit = parts == "all" and not any(differences(features_of(own), features_of(weights)))
         hint = "; init_parts=features takes its FiLM network alone" if features_fit else ""  # a CNN's, an LSTM
         raise UserError(
@@ -312,6 +326,15 @@ def validate(config: ExperimentConfig) -> None:
                 )
     if config.init_parts != "all" and not config.init_from:
         raise UserError(f"init_parts={config.init_parts} says what to take from init_from, which is not set")
+    if config.agent.memory != "stack" and config.agent.policy != "lstm":
+        raise UserError(
+            f"agent.memory={config.agent.memory} is for policy: lstm; a {config.agent.policy} policy has no memory"
+        )
+    if config.init_parts == "memoryless" and config.agent.memory != "residual":
+        raise UserError(
+            "init_parts=memoryless gives this policy's heads another's, which read the features: "
+            "it needs agent.memory=residual (policy: lstm), whose heads read them too"
+        )
     if config.agent.policy == "lstm" and config.agent.critic_features == "own":
         raise UserError(
             "agent.critic_features=own is for policy: cnn; an LSTM policy's critic takes its own "
@@ -528,7 +551,7 @@ def train(config: ExperimentConfig) -> TrainResult:
             env.close()
             shutil.rmtree(run_dir)  # made a moment ago, holding only the config: nothing to keep
             raise
-        what = "policy" if config.init_parts == "all" else "FiLM network"
+        what = {"features": "FiLM network", "memoryless": "policy but its memory"}.get(config.init_parts, "policy")
         print(f"{what} started from {initial.path} ({initial.timesteps:,} timesteps)", flush=True)
     return _learn(model, config, run_dir, task, reward_model)
 

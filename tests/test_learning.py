@@ -26,12 +26,19 @@ FAST = [
 
 # the CNN learns faster at 1e-3; the LSTM, at 1e-3, reaches 1.0 by 14k steps and then falls back to
 # ~0.5 (constant or linearly decayed alike): it keeps its recipe's 5e-4
-@pytest.mark.parametrize("agent,timesteps,lr", [("film-cnn", 16000, "1e-3"), ("film-lstm", 20000, "5e-4")])
-def test_policy_learns_through_the_cli(tmp_path, agent, timesteps, lr):
+@pytest.mark.parametrize(
+    "agent,timesteps,lr,memory",
+    [
+        ("film-cnn", 16000, "1e-3", []),
+        ("film-lstm", 20000, "5e-4", []),
+        ("film-lstm", 20000, "5e-4", ["agent.memory=residual"]),
+    ],
+)
+def test_policy_learns_through_the_cli(tmp_path, agent, timesteps, lr, memory):
     budget = f"budget.timesteps={timesteps}"
     rate = f"agent.algorithm.learning_rate={lr}"
     done = run_cli(
-        "train", "experiments/quickstart.yaml", f"agent={agent}", budget, rate, f"runs_dir={tmp_path}", *FAST
+        "train", "experiments/quickstart.yaml", f"agent={agent}", *memory, budget, rate, f"runs_dir={tmp_path}", *FAST
     )
     assert done.returncode == 0, done.stderr
     assert "success_rate=" in done.stdout and "run directory:" in done.stdout

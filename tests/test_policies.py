@@ -11,7 +11,7 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 
 from film_rl.bench import bench_config, film_model
-from film_rl.model.policies import FilmCnnPolicy, FilmLstmPolicy, InstructionFeatures
+from film_rl.model.policies import FilmCnnPolicy, FilmLstmPolicy, InstructionFeatures, ResidualLSTM
 from film_rl.tasks.babyai_envs import make_vec_env
 from film_rl.tasks.instructions import Vocabulary
 
@@ -82,13 +82,17 @@ def test_policy_defaults_suit_symbolic_grids():
     venv.close()
 
 
+@pytest.mark.parametrize("residual", [False, True])
 @pytest.mark.parametrize("starts_inside", [False, True])
-def test_fused_sequence_pass_equals_sb3_contribs_loop(starts_inside):
-    """Same outputs, states and gradients as RecurrentActorCriticPolicy's step-by-step pass."""
+def test_fused_sequence_pass_equals_sb3_contribs_loop(starts_inside, residual):
+    """Same outputs, states and gradients as RecurrentActorCriticPolicy's step-by-step pass, for
+    sb3-contrib's LSTM and the residual one (its projection drawn, not at its zero start)."""
     from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 
     torch.manual_seed(0)
-    lstm = torch.nn.LSTM(6, 5)
+    lstm = ResidualLSTM(6, 5) if residual else torch.nn.LSTM(6, 5)
+    if isinstance(lstm, ResidualLSTM):
+        torch.nn.init.normal_(lstm.out.weight)
     n_seq, length = 4, 7
     features = torch.randn(n_seq * length, 6, requires_grad=True)
     states = (torch.randn(1, n_seq, 5), torch.randn(1, n_seq, 5))
@@ -244,3 +248,27 @@ def test_after_updates_a_policy_acts_on_the_film_parameters_it_trains(agent):
         training = generator.head(generator.encoder(instruction))  # what the loss sees
     torch.testing.assert_close(acting, training)
     model.get_env().close()
+
+
+def test_a_residual_lstm_passes_its_input_through_until_memory_learns():
+    """Its output has the input's width whatever the hidden width; at its zero start the output is
+    the input, at every step and whatever the state; yet the loss reaches the projection at once
+    and, once that moves, the LSTM's own weights."""
+    torch.manual_seed(0)
+    lstm = ResidualLSTM(6, 5)
+    sequence = torch.randn(7, 3, 6)
+    states = (torch.randn(1, 3, 5), torch.randn(1, 3, 5))
+    output, (hidden, _) = lstm(sequence, states)
+    assert output.shape == sequence.shape and hidden.shape == (1, 3, 5)
+    assert torch.equal(output, sequence)
+    loss = (output * torch.randn_like(output)).sum()
+    loss.backward()
+    assert lstm.out.weight.grad is not None and lstm.out.weight.grad.abs().sum() > 0
+    assert lstm.weight_ih_l0.grad is None or lstm.weight_ih_l0.grad.abs().sum() == 0  # nothing to pass yet
+    optimizer = torch.optim.Adam(lstm.parameters(), lr=1e-2)
+    optimizer.step()
+    optimizer.zero_grad()
+    output, _ = lstm(sequence, states)
+    assert not torch.equal(output, sequence)  # memory now adds something
+    (output * torch.randn_like(output)).sum().backward()
+    assert lstm.weight_ih_l0.grad is not None and lstm.weight_ih_l0.grad.abs().sum() > 0

@@ -129,6 +129,8 @@ def test_a_bad_init_from_is_one_line_and_exit_status_2(tiny_run, tmp_path, capsy
     assert "holds a FiLM network of another shape" in narrower and "is (16,) there, (8,) here" in narrower
     stacked = _error(capsys, *quick, "agent=film-lstm", f"init_from={tiny_run}", "init_parts=memoryless")
     assert "needs agent.memory=residual" in stacked  # a stacked LSTM's heads read the LSTM, not the features
+    residual = _error(capsys, *quick, "agent=film-lstm", "agent.memory=residual", f"init_from={tiny_run}")
+    assert residual.endswith("init_parts=memoryless takes all of it but the memory")
     assert "is for policy: lstm" in _error(capsys, *quick, "agent.memory=residual")
     assert not list((tmp_path / "runs").glob("*/*"))
 

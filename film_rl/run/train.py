@@ -300,8 +300,12 @@ def start_from(model: BaseAlgorithm, saved: SavedPolicy, parts: str = "all") -> 
         )
         count = len(missing) + len(extra) + len(resized)
         shape = {"features": "a FiLM network", "memoryless": "a policy (its memory aside)"}.get(parts, "a policy")
-        features_fit = parts == "all" and not any(differences(features_of(own), features_of(weights)))
-        hint = "; init_parts=features takes its FiLM network alone" if features_fit else ""  # a CNN's, an LSTM
+        hint = ""  # a CNN's weights for an LSTM: which part of them would fit
+        if parts == "all" and getattr(model.policy, "memory", "stack") == "residual":
+            if not any(differences(without_memory(own), without_memory(weights))):
+                hint = "; init_parts=memoryless takes all of it but the memory"
+        elif parts == "all" and not any(differences(features_of(own), features_of(weights))):
+            hint = "; init_parts=features takes its FiLM network alone"
         raise UserError(
             f"init_from: {path} holds {shape} of another shape than this run's agent "
             f"({count} tensor{'s' if count > 1 else ''} differ; {what}){hint}"

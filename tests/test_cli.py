@@ -134,6 +134,7 @@ def test_bad_input_is_one_line_and_exit_status_2(tiny_run, tmp_path, capsys):
         cli.main(["evaluate", str(tiny_run), "--episodes", "x"])
     assert exit_info.value.code == 2 and "--episodes" in capsys.readouterr().err
     assert "no such run" in _error(capsys, "evaluate", str(tmp_path / "nothing"))
+    assert "has no memory to forget" in _error(capsys, "evaluate", str(tiny_run), "--forget")  # a CNN policy
 
     corrupted = tmp_path / "run"
     corrupted.mkdir()

@@ -4,12 +4,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
+import pytest
+import torch
 from minigrid.core.constants import COLOR_NAMES, COLOR_TO_IDX, DIR_TO_VEC, OBJECT_TO_IDX
 from minigrid.utils.baby_ai_bot import BabyAIBot
+from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 
 from film_rl.config import BabyAIEnvConfig, ExperimentConfig
-from film_rl.model.policies import FilmCnnPolicy
+from film_rl.model.policies import FilmCnnPolicy, FilmLstmPolicy
 from film_rl.run.evaluate import Episode, evaluate
 from film_rl.tasks.babyai import first_pickups, put_next_parts, summarize
 from film_rl.tasks.babyai_envs import make_vec_env
@@ -413,3 +416,32 @@ def test_evaluation_is_reproducible_for_a_seed_and_covers_each_level():
         b = evaluate(model, task, episodes=12, seed=5, deterministic=False)
     assert a == b
     assert set(levels) <= set(a.per_kind) and a.episodes == 12
+
+
+@pytest.mark.parametrize("memory", ["stack", "residual"])
+def test_forget_resets_an_lstm_policys_memory_at_every_step(memory):
+    """``evaluate(forget=True)`` (``film-rl evaluate --forget``): sb3-contrib hears an episode
+    start at every step, so the LSTM's state never carries over. A drawn LSTM whose state reaches
+    its actions then plays other episodes from the same seed; a residual one whose memory still
+    adds zero plays the very same ones."""
+    levels = ["BabyAI-GoToLocal-v0"]
+    vocab = Vocabulary.babyai()
+    venv = make_vec_env(levels, vocab, 1, seed=0)
+    kwargs = {"lstm_hidden_size": 16, "memory": memory}
+    model = RecurrentPPO(FilmLstmPolicy, venv, n_steps=16, batch_size=16, seed=0, device="cpu", policy_kwargs=kwargs)
+    torch.nn.init.normal_(model.policy.action_net.weight)  # SB3 draws it near zero: actions near uniform
+    task = task_for(ExperimentConfig(env=BabyAIEnvConfig(levels=levels)), vocab)
+    heard: list[np.ndarray] = []
+    predict = model.predict
+    model.predict = lambda obs, **kw: heard.append(np.array(kw["episode_start"])) or predict(obs, **kw)  # type: ignore[method-assign]
+    kept = task.play(model, 8, seed=3, deterministic=False)
+    assert not all(bool(starts.all()) for starts in heard)  # the memory carries over between steps
+    heard.clear()
+    forgot = task.play(model, 8, seed=3, deterministic=False, forget=True)
+    assert heard and all(bool(starts.all()) for starts in heard)
+    lengths = [[e.length for e in played] for played in (kept, forgot)]
+    if memory == "stack":
+        assert lengths[0] != lengths[1]
+    else:
+        assert lengths[0] == lengths[1] and [e.success for e in kept] == [e.success for e in forgot]
+    venv.close()

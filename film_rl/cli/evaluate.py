@@ -36,6 +36,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.episodes < task.min_episodes():
         plays = f"{task.min_episodes()} {task.level_noun}s"
         raise UserError(f"--episodes {args.episodes}: this run plays {plays}, one episode each at least")
+    if args.forget and config.agent.policy != "lstm":
+        raise UserError(f"--forget: {model_path} is a {config.agent.policy} policy, which has no memory to forget")
     model = runs.load_model(config, model_path, device=args.device)
     deterministic = config.eval.deterministic if args.deterministic is None else args.deterministic
     reward_model = None
@@ -59,11 +61,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         reward_model=reward_model,
         progress=True,
         split=args.split,
+        forget=args.forget,
     )
     if args.json:
         print(result.to_json())
         return 0
-    print(f"{model_path}: {result.episodes} episodes, {'deterministic' if deterministic else 'stochastic'} actions")
+    forgetting = ", memory reset at every step" if args.forget else ""
+    print(
+        f"{model_path}: {result.episodes} episodes, "
+        f"{'deterministic' if deterministic else 'stochastic'} actions{forgetting}"
+    )
     if result.per_game is not None:
         print_games(result)
         if args.video:
@@ -129,6 +136,12 @@ def add_parser(sub: Any) -> None:
         choices=["train", "heldout", "all"],
         help="a run with held-out instructions (env.holdout): play only these missions "
         "(default: the train and heldout splits, --episodes each)",
+    )
+    p.add_argument(
+        "--forget",
+        action="store_true",
+        help="an LSTM policy: reset its memory at every step; the same episodes with and without "
+        "say what the memory is worth",
     )
     p.add_argument("--device", default="cpu", help="torch device for the policy (default cpu)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -35,6 +35,7 @@ def evaluate(
     reward_model: RewardModelTrainer | None = None,
     progress: bool = False,
     split: Split | None = None,
+    forget: bool = False,
 ) -> EvalResult:
     """Evaluate on the true environment reward, in the task's evaluation episodes.
 
@@ -48,6 +49,8 @@ def evaluate(
     ``split``: of a run with held-out instructions, the missions to play (``train``, ``heldout``
     or ``all``); by default ``episodes`` of each split, the training split's figures on top and
     every split's in :attr:`EvalResult.splits` (videos of the held-out split in ``VIDEO_DIR/heldout``).
+    ``forget``: an LSTM policy's memory reset at every step, so that the same episodes with and
+    without it say what the memory is worth.
     """
     held_out = task.splits() != ("all",)
     if split is not None and split not in (*task.splits(), "all"):
@@ -61,7 +64,9 @@ def evaluate(
     for name in splits:
         label = f"evaluation ({name})" if held_out else "evaluation"
         shown = EpisodeProgress(episodes, label) if progress and episodes >= EpisodeProgress.lines else None
-        played = task.play(model, episodes, seed, deterministic, record=record, progress=shown, split=name)
+        played = task.play(
+            model, episodes, seed, deterministic, record=record, progress=shown, split=name, forget=forget
+        )
         if video_dir is not None:
             task.write_videos(played[:record], video_dir if name == splits[0] else video_dir / name)
         results[name] = task.summarize(played)

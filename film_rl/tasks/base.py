@@ -174,8 +174,10 @@ class Task(ABC):
         record: int = 0,
         progress: Callable[[int, int], None] | None = None,
         split: Split = "all",
+        forget: bool = False,
     ) -> list[Episode]:
-        """Play ``episodes`` evaluation episodes; the first ``record`` keep their frames.
+        """Play ``episodes`` evaluation episodes; the first ``record`` keep their frames;
+        ``forget``: a recurrent policy's memory reset at every step (:func:`rollout`).
 
         Sampled actions draw from torch's global generator: it is seeded for this call only, so the
         same seed gives the same numbers in any process and training's own stream is untouched.
@@ -191,6 +193,7 @@ class Task(ABC):
                 record=record,
                 options=self.episode_options,
                 progress=progress,
+                forget=forget,
             )
         return self.label(played)
 

@@ -148,6 +148,7 @@ def rollout(
     record: int = 0,
     options: Callable[[int], dict[str, Any]] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    forget: bool = False,
 ) -> list[Episode]:
     """Run ``episodes`` episodes; the first ``record`` keep their rendered frames.
 
@@ -155,6 +156,8 @@ def rollout(
         when recording).
     :param options: episode index -> its reset options, e.g. which Atari game it plays.
     :param progress: called with (episodes finished, episodes) after every finished episode.
+    :param forget: a recurrent policy's memory starts afresh at every step, as at an episode's
+        first: what its memory is worth is the success this costs.
     """
     n = max(1, min(slots, episodes))
     envs: list[gym.Env] = [make_env() for _ in range(n)]
@@ -205,7 +208,7 @@ def rollout(
                     s[:, active] = ns
             else:
                 actions, _ = model.predict(batch, deterministic=deterministic)
-            starts[:] = False
+            starts[:] = forget
             for slot, action in zip(active, actions, strict=True):
                 o, reward, terminated, truncated, info = envs[slot].step(int(action))
                 ep = running[slot]

@@ -431,9 +431,14 @@ def test_forget_resets_an_lstm_policys_memory_at_every_step(memory):
     model = RecurrentPPO(FilmLstmPolicy, venv, n_steps=16, batch_size=16, seed=0, device="cpu", policy_kwargs=kwargs)
     torch.nn.init.normal_(model.policy.action_net.weight)  # SB3 draws it near zero: actions near uniform
     task = task_for(ExperimentConfig(env=BabyAIEnvConfig(levels=levels)), vocab)
-    heard: list[np.ndarray] = []
+    heard: list[np.ndarray] = []  # the episode starts sb3-contrib is told of, step by step
     predict = model.predict
-    model.predict = lambda obs, **kw: heard.append(np.array(kw["episode_start"])) or predict(obs, **kw)  # type: ignore[method-assign]
+
+    def listening(obs: dict[str, np.ndarray], **kwargs: object) -> object:
+        heard.append(np.array(kwargs["episode_start"]))
+        return predict(obs, **kwargs)  # type: ignore[arg-type]
+
+    model.predict = listening  # type: ignore[method-assign,assignment]
     kept = task.play(model, 8, seed=3, deterministic=False)
     assert not all(bool(starts.all()) for starts in heard)  # the memory carries over between steps
     heard.clear()

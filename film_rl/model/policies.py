@@ -168,9 +168,14 @@ class _FilmPolicyMixin:
         kwargs.setdefault("features_extractor_class", InstructionFeatures)
         kwargs.setdefault("normalize_images", False)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)  # type: ignore[call-arg]
-        # Only now is the optimizer the one that trains: sb3-contrib's recurrent policy replaces the
-        # one ``_build`` made once its LSTMs exist. The FiLM acting cache must hear *its* steps, or
-        # the policy would act on the FiLM parameters of the first rollout for the whole run.
+        # Only now is there an optimizer that trains: sb3-contrib's recurrent policy replaces the
+        # one ``_build`` made once its LSTMs exist.
+        self._follow_optimizer()
+
+    def _follow_optimizer(self) -> None:
+        """Let the FiLM acting cache hear the steps of the optimizer that trains, or the policy
+        would act on the FiLM parameters of the first rollout for the whole run; whatever replaces
+        ``self.optimizer`` calls this again."""
         for extractor in self._film_extractors():
             extractor.follow(self.optimizer)  # type: ignore[attr-defined]
 
@@ -247,8 +252,7 @@ class FilmLstmPolicy(_FilmPolicyMixin, RecurrentActorCriticPolicy):
                 self.lstm_critic = ResidualLSTM.like(self.lstm_critic)
             # sb3-contrib built its optimizer over the LSTMs just replaced
             self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
-            for extractor in self._film_extractors():
-                extractor.follow(self.optimizer)
+            self._follow_optimizer()
 
     def _build_mlp_extractor(self) -> None:
         if self.memory == "residual":

@@ -202,7 +202,7 @@ def build_model(config: ExperimentConfig, task: Task, env: VecEnv, device: str) 
         policy = FilmLstmPolicy
         own = agent.critic_memory == "own"
         policy_kwargs.update(lstm_hidden_size=agent.lstm_hidden, shared_lstm=not own, enable_critic_lstm=own)
-        if agent.memory != "stack":  # absent from the runs saved before it, which load as "stack"
+        if agent.memory != "stack":  # only when set: a stack run's zip loads in versions before it
             policy_kwargs["memory"] = agent.memory
     return runs.algorithm_class(config)(
         policy,  # type: ignore[arg-type]

@@ -50,6 +50,11 @@ class AlgorithmConfig:
     #: the budget, or the policy would stop learning: refused). A resumed run that raises the budget
     #: keeps the line where it is (with null, the line stretches to the new budget)
     schedule_timesteps: int | None = bounded(None, 1, 10**12, later=True)
+    #: RecurrentPPO (policy: lstm): the longest sequence the LSTM is trained on, in steps
+    #: (truncated backpropagation through time, BabyAI's ``recurrence``). A sequence starts every
+    #: this many steps of each env's rollout, besides every episode start, from the LSTM state the
+    #: rollout stored there (film_rl.run.sequences). null: sb3-contrib's, whole episodes up to n_steps
+    sequence_length: int | None = bounded(None, 1, 1_000_000, later=True)
     #: value-loss weight
     vf_coef: float = bounded(0.5, 0.0, 100.0)
     #: gradient norm clip

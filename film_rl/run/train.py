@@ -62,6 +62,7 @@ from film_rl.run.callbacks import (
     handling_signals,
 )
 from film_rl.run.evaluate import FINAL_EVAL_SEED, EvalResult, evaluate
+from film_rl.run.sequences import cut_sequences
 from film_rl.run.tracking import check_wandb, finish_wandb, make_logger, record_final_evaluation, start_wandb
 from film_rl.tasks.base import Task
 from film_rl.tasks.registry import task_class, task_for
@@ -204,7 +205,7 @@ def build_model(config: ExperimentConfig, task: Task, env: VecEnv, device: str) 
         policy_kwargs.update(lstm_hidden_size=agent.lstm_hidden, shared_lstm=not own, enable_critic_lstm=own)
         if agent.memory != "stack":  # only when set: a stack run's zip loads in versions before it
             policy_kwargs["memory"] = agent.memory
-    return runs.algorithm_class(config)(
+    model = runs.algorithm_class(config)(
         policy,  # type: ignore[arg-type]
         env,
         **ppo_settings(algo, config.budget.timesteps),
@@ -213,6 +214,9 @@ def build_model(config: ExperimentConfig, task: Task, env: VecEnv, device: str) 
         device=device,
         verbose=0,
     )
+    if isinstance(model, RecurrentPPO):
+        cut_sequences(model, algo.sequence_length)
+    return model
 
 
 @dataclass
@@ -333,6 +337,11 @@ def validate(config: ExperimentConfig) -> None:
     if config.agent.memory != "stack" and config.agent.policy != "lstm":
         raise UserError(
             f"agent.memory={config.agent.memory} is for policy: lstm; a {config.agent.policy} policy has no memory"
+        )
+    if algo.sequence_length is not None and config.agent.policy != "lstm":
+        raise UserError(
+            f"agent.algorithm.sequence_length={algo.sequence_length} is for policy: lstm; "
+            f"a {config.agent.policy} policy has no sequences to cut"
         )
     if config.init_parts == "memoryless" and config.agent.memory != "residual":
         raise UserError(
@@ -645,6 +654,8 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> TrainResult:
     latest = newest_intact(run_dir, config, device)
     model, steps = latest.model, latest.model.num_timesteps
     apply_schedules(model, config)
+    if isinstance(model, RecurrentPPO):
+        cut_sequences(model, config.agent.algorithm.sequence_length)  # the buffer is not saved
     # model.zip is written when training ends: at the budget, or early at budget.stop_at_success
     # (then only a budget raised now trains on); a checkpoint newer than it is an extension's
     finished = latest.state.path.name == runs.MODEL and (

@@ -1,0 +1,79 @@
+"""RecurrentPPO's rollout cut into sequences of at most N steps: truncated backpropagation through
+time (BabyAI's ``recurrence``).
+
+sb3-contrib cuts its rollout into sequences only at episode starts, so the LSTM's gradient runs
+back through up to ``n_steps`` steps, and every minibatch is padded to its longest sequence. On a
+level whose episodes last hundreds of steps (GoTo: up to 576) that is one long chain per episode.
+Here a sequence also starts every ``sequence_length`` steps of each env's rollout. The LSTM state it
+starts from is the one the buffer stored at that step while the rollout was played: what the memory
+held then, computed by the weights of that time; the gradient stops there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sb3_contrib import RecurrentPPO
+from sb3_contrib.common.recurrent.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer
+from sb3_contrib.common.recurrent.type_aliases import RecurrentDictRolloutBufferSamples, RecurrentRolloutBufferSamples
+from stable_baselines3.common.vec_env import VecNormalize
+
+
+def with_cuts(env_change: np.ndarray, sequence_length: int, n_steps: int, n_envs: int) -> np.ndarray:
+    """``env_change`` (one flag per row, in the buffer's env-major order) with every
+    ``sequence_length``-th step of each env's rollout flagged too.
+
+    sb3-contrib's ``_get_samples`` starts a sequence wherever an episode starts or the env changes.
+    The cuts join the env changes, which start a sequence and nothing else: the LSTM state is not
+    reset there, as it is at an episode start, but taken from the buffer.
+    """
+    steps = np.zeros((n_steps, n_envs), dtype=np.float32)
+    steps[::sequence_length] = 1.0
+    cuts = RecurrentRolloutBuffer.swap_and_flatten(steps)  # (n_steps, n_envs) -> env-major rows
+    return np.logical_or(env_change, cuts).astype(np.float32)
+
+
+class CutRolloutBuffer(RecurrentRolloutBuffer):
+    """sb3-contrib's buffer for array observations, cut every ``sequence_length`` steps."""
+
+    sequence_length: int
+
+    def _get_samples(  # type: ignore[override]  # sb3-contrib's signature, as its own classes have it
+        self, batch_inds: np.ndarray, env_change: np.ndarray, env: VecNormalize | None = None
+    ) -> RecurrentRolloutBufferSamples:
+        cut = with_cuts(env_change, self.sequence_length, self.buffer_size, self.n_envs)
+        return super()._get_samples(batch_inds, cut, env)
+
+
+class CutDictRolloutBuffer(RecurrentDictRolloutBuffer):
+    """sb3-contrib's buffer for dict observations (BabyAI's, Atari's), cut every ``sequence_length`` steps."""
+
+    sequence_length: int
+
+    def _get_samples(  # type: ignore[override]  # sb3-contrib's signature, as its own classes have it
+        self, batch_inds: np.ndarray, env_change: np.ndarray, env: VecNormalize | None = None
+    ) -> RecurrentDictRolloutBufferSamples:
+        cut = with_cuts(env_change, self.sequence_length, self.buffer_size, self.n_envs)
+        return super()._get_samples(batch_inds, cut, env)
+
+
+def cut_sequences(model: RecurrentPPO, sequence_length: int | None) -> None:
+    """Give ``model`` a rollout buffer whose sequences are at most ``sequence_length`` steps long
+    (None: sb3-contrib's, cut at episode starts only). The buffer is not saved with the model, so
+    a loaded model gets its cut again from its config."""
+    if sequence_length is None:
+        return
+    old = model.rollout_buffer
+    assert isinstance(old, (RecurrentRolloutBuffer, RecurrentDictRolloutBuffer))  # RecurrentPPO's own
+    cls = CutDictRolloutBuffer if isinstance(old, RecurrentDictRolloutBuffer) else CutRolloutBuffer
+    buffer = cls(
+        old.buffer_size,
+        old.observation_space,
+        old.action_space,
+        old.hidden_state_shape,
+        old.device,
+        gae_lambda=old.gae_lambda,
+        gamma=old.gamma,
+        n_envs=old.n_envs,
+    )
+    buffer.sequence_length = sequence_length
+    model.rollout_buffer = buffer

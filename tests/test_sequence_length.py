@@ -135,14 +135,11 @@ def test_a_sequence_length_the_run_cannot_use_is_one_line_and_exit_status_2(tmp_
     assert not any(tmp_path.iterdir())
 
 
-def test_obs_of_a_cut_minibatch_are_the_rollouts():
-    """The cut changes where sequences start, never which rows a minibatch holds: every row of
-    the rollout is sampled once per epoch, padding aside."""
+def test_a_cut_minibatch_holds_the_same_rows():
+    """The cut changes where sequences start, never which rows are sampled: every row of the
+    rollout once per epoch, padding aside."""
     model = _played(8)
-    images = [
-        batch.observations["image"][batch.mask > 0] for batch in model.rollout_buffer.get(64)
-    ]  # fmt: skip
-    sampled = torch.cat(images).reshape(len(torch.cat(images)), -1)
+    sampled = torch.cat([batch.observations["image"][batch.mask > 0] for batch in model.rollout_buffer.get(64)])
     played = obs_as_tensor(model.rollout_buffer.observations, "cpu")["image"]
-    played = played.reshape(len(played), -1)
-    assert sorted(map(tuple, sampled.tolist())) == sorted(map(tuple, played.tolist()))
+    rows = sorted(map(tuple, sampled.flatten(start_dim=1).tolist()))
+    assert rows == sorted(map(tuple, played.flatten(start_dim=1).tolist()))

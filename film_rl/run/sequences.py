@@ -15,6 +15,7 @@ import numpy as np
 from sb3_contrib import RecurrentPPO
 from sb3_contrib.common.recurrent.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer
 from sb3_contrib.common.recurrent.type_aliases import RecurrentDictRolloutBufferSamples, RecurrentRolloutBufferSamples
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
 
@@ -56,11 +57,12 @@ class CutDictRolloutBuffer(RecurrentDictRolloutBuffer):
         return super()._get_samples(batch_inds, cut, env)
 
 
-def cut_sequences(model: RecurrentPPO, sequence_length: int | None) -> None:
-    """Give ``model`` a rollout buffer whose sequences are at most ``sequence_length`` steps long
-    (None: sb3-contrib's, cut at episode starts only). The buffer is not saved with the model, so
-    a loaded model gets its cut again from its config."""
-    if sequence_length is None:
+def cut_sequences(model: BaseAlgorithm, sequence_length: int | None) -> None:
+    """Give a RecurrentPPO ``model`` a rollout buffer whose sequences are at most
+    ``sequence_length`` steps long (None: sb3-contrib's, cut at episode starts only; PPO has no
+    sequences). The buffer is not saved with the model, so a loaded model gets its cut again
+    from its config."""
+    if sequence_length is None or not isinstance(model, RecurrentPPO):
         return
     old = model.rollout_buffer
     assert isinstance(old, (RecurrentRolloutBuffer, RecurrentDictRolloutBuffer))  # RecurrentPPO's own

@@ -214,8 +214,7 @@ def build_model(config: ExperimentConfig, task: Task, env: VecEnv, device: str) 
         device=device,
         verbose=0,
     )
-    if isinstance(model, RecurrentPPO):
-        cut_sequences(model, algo.sequence_length)
+    cut_sequences(model, algo.sequence_length)
     return model
 
 
@@ -654,8 +653,7 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> TrainResult:
     latest = newest_intact(run_dir, config, device)
     model, steps = latest.model, latest.model.num_timesteps
     apply_schedules(model, config)
-    if isinstance(model, RecurrentPPO):
-        cut_sequences(model, config.agent.algorithm.sequence_length)  # the buffer is not saved
+    cut_sequences(model, config.agent.algorithm.sequence_length)  # the rollout buffer is not saved
     # model.zip is written when training ends: at the budget, or early at budget.stop_at_success
     # (then only a budget raised now trains on); a checkpoint newer than it is an extension's
     finished = latest.state.path.name == runs.MODEL and (

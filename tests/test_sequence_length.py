@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY, only_run_dir, run_cli
+from gymnasium import spaces
 from sb3_contrib.common.recurrent.buffers import RecurrentDictRolloutBuffer
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.utils import obs_as_tensor
 
 from film_rl.bench import bench_config, film_model
 from film_rl.run import train as training
-from film_rl.run.sequences import CutDictRolloutBuffer
+from film_rl.run.sequences import CutDictRolloutBuffer, CutRolloutBuffer
 
 N_STEPS = 96  # GoToLocal's episodes last up to 64 steps: every env's rollout holds an episode start
 
@@ -143,3 +145,22 @@ def test_a_cut_minibatch_holds_the_same_rows():
     played = obs_as_tensor(model.rollout_buffer.observations, "cpu")["image"]
     rows = sorted(map(tuple, sampled.flatten(start_dim=1).tolist()))
     assert rows == sorted(map(tuple, played.flatten(start_dim=1).tolist()))
+
+
+def test_the_buffer_for_array_observations_cuts_too():
+    """The same cut for sb3-contrib's other buffer (observations that are one array): each of two
+    envs' 16 steps, one episode long, in sequences of at most 5 steps."""
+    buffer = CutRolloutBuffer(16, spaces.Box(0, 1, (3,)), spaces.Discrete(2), (16, 1, 2, 4), "cpu", n_envs=2)
+    buffer.sequence_length = 5
+    zeros = torch.zeros(1, 2, 4)
+    states = RNNStates((zeros, zeros), (zeros, zeros))
+    for t in range(16):
+        start = np.full(2, t == 0, dtype=np.float32)
+        buffer.add(
+            np.zeros((2, 3)), np.zeros((2, 1)), np.zeros(2), start, torch.zeros(2), torch.zeros(2), lstm_states=states
+        )
+    buffer.compute_returns_and_advantage(last_values=torch.zeros(2), dones=np.zeros(2))
+    (batch,) = buffer.get(None)
+    n_seq = batch.lstm_states.pi[0].shape[1]
+    lengths = (batch.mask.reshape(n_seq, -1) > 0).sum(dim=1).tolist()
+    assert sum(lengths) == 32 and max(lengths) <= 5 and len(lengths) >= 2 * 4

@@ -11,10 +11,11 @@ held then, computed by the weights of that time; the gradient stops there.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sb3_contrib import RecurrentPPO
 from sb3_contrib.common.recurrent.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer
-from sb3_contrib.common.recurrent.type_aliases import RecurrentDictRolloutBufferSamples, RecurrentRolloutBufferSamples
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -33,28 +34,26 @@ def with_cuts(env_change: np.ndarray, sequence_length: int, n_steps: int, n_envs
     return np.logical_or(env_change, cuts).astype(np.float32)
 
 
-class CutRolloutBuffer(RecurrentRolloutBuffer):
+class _CutSequences:
+    """The cut, placed before either of sb3-contrib's recurrent buffers (array or dict
+    observations), whose ``_get_samples`` it hands the flags to."""
+
+    sequence_length: int
+    buffer_size: int
+    n_envs: int
+
+    def _get_samples(self, batch_inds: np.ndarray, env_change: np.ndarray, env: VecNormalize | None = None) -> Any:
+        cut = with_cuts(env_change, self.sequence_length, self.buffer_size, self.n_envs)
+        return super()._get_samples(batch_inds, cut, env)  # type: ignore[misc]
+
+
+# sb3-contrib's _get_samples takes env_change where SB3's does not: mypy flags the base classes
+class CutRolloutBuffer(_CutSequences, RecurrentRolloutBuffer):  # type: ignore[misc]
     """sb3-contrib's buffer for array observations, cut every ``sequence_length`` steps."""
 
-    sequence_length: int
 
-    def _get_samples(  # type: ignore[override]  # sb3-contrib's signature, as its own classes have it
-        self, batch_inds: np.ndarray, env_change: np.ndarray, env: VecNormalize | None = None
-    ) -> RecurrentRolloutBufferSamples:
-        cut = with_cuts(env_change, self.sequence_length, self.buffer_size, self.n_envs)
-        return super()._get_samples(batch_inds, cut, env)
-
-
-class CutDictRolloutBuffer(RecurrentDictRolloutBuffer):
+class CutDictRolloutBuffer(_CutSequences, RecurrentDictRolloutBuffer):  # type: ignore[misc]
     """sb3-contrib's buffer for dict observations (BabyAI's, Atari's), cut every ``sequence_length`` steps."""
-
-    sequence_length: int
-
-    def _get_samples(  # type: ignore[override]  # sb3-contrib's signature, as its own classes have it
-        self, batch_inds: np.ndarray, env_change: np.ndarray, env: VecNormalize | None = None
-    ) -> RecurrentDictRolloutBufferSamples:
-        cut = with_cuts(env_change, self.sequence_length, self.buffer_size, self.n_envs)
-        return super()._get_samples(batch_inds, cut, env)
 
 
 def cut_sequences(model: BaseAlgorithm, sequence_length: int | None) -> None:

@@ -151,7 +151,7 @@ def test_the_buffer_for_array_observations_cuts_too():
     """The same cut for sb3-contrib's other buffer (observations that are one array): each of two
     envs' 16 steps, one episode long, in sequences of at most 5 steps."""
     buffer = CutRolloutBuffer(16, spaces.Box(0, 1, (3,)), spaces.Discrete(2), (16, 1, 2, 4), "cpu", n_envs=2)
-    buffer.sequence_length = 5
+    buffer.cut_every(5)
     zeros = torch.zeros(1, 2, 4)
     states = RNNStates((zeros, zeros), (zeros, zeros))
     for t in range(16):

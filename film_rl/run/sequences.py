@@ -20,18 +20,17 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecNormalize
 
 
-def with_cuts(env_change: np.ndarray, sequence_length: int, n_steps: int, n_envs: int) -> np.ndarray:
-    """``env_change`` (one flag per row, in the buffer's env-major order) with every
-    ``sequence_length``-th step of each env's rollout flagged too.
+def cut_flags(sequence_length: int, n_steps: int, n_envs: int) -> np.ndarray:
+    """One flag per row of the rollout, in the buffer's env-major order: every
+    ``sequence_length``-th step of each env's rollout.
 
     sb3-contrib's ``_get_samples`` starts a sequence wherever an episode starts or the env changes.
-    The cuts join the env changes, which start a sequence and nothing else: the LSTM state is not
-    reset there, as it is at an episode start, but taken from the buffer.
+    These flags join the env changes, which start a sequence and nothing else: the LSTM state is
+    not reset there, as it is at an episode start, but taken from the buffer.
     """
     steps = np.zeros((n_steps, n_envs), dtype=np.float32)
     steps[::sequence_length] = 1.0
-    cuts = RecurrentRolloutBuffer.swap_and_flatten(steps)  # (n_steps, n_envs) -> env-major rows
-    return np.logical_or(env_change, cuts).astype(np.float32)
+    return RecurrentRolloutBuffer.swap_and_flatten(steps)  # (n_steps, n_envs) -> env-major rows
 
 
 class _CutSequences:
@@ -39,11 +38,18 @@ class _CutSequences:
     observations), whose ``_get_samples`` it hands the flags to."""
 
     sequence_length: int
+    cuts: np.ndarray
     buffer_size: int
     n_envs: int
 
+    def cut_every(self, sequence_length: int) -> None:
+        """Start a sequence every ``sequence_length`` steps; the flags are the same for every
+        rollout this buffer holds, so they are computed once."""
+        self.sequence_length = sequence_length
+        self.cuts = cut_flags(sequence_length, self.buffer_size, self.n_envs)
+
     def _get_samples(self, batch_inds: np.ndarray, env_change: np.ndarray, env: VecNormalize | None = None) -> Any:
-        cut = with_cuts(env_change, self.sequence_length, self.buffer_size, self.n_envs)
+        cut = np.logical_or(env_change, self.cuts).astype(np.float32)
         return super()._get_samples(batch_inds, cut, env)  # type: ignore[misc]
 
 
@@ -76,5 +82,5 @@ def cut_sequences(model: BaseAlgorithm, sequence_length: int | None) -> None:
         gamma=old.gamma,
         n_envs=old.n_envs,
     )
-    buffer.sequence_length = sequence_length
+    buffer.cut_every(sequence_length)
     model.rollout_buffer = buffer

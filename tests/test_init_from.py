@@ -3,6 +3,7 @@
 import json
 import re
 
+import pytest
 import torch
 import yaml
 from conftest import TINY, only_run_dir, run_cli
@@ -163,11 +164,14 @@ def test_the_putnextlocal_curriculum_runs_its_two_legs(tmp_path):
     assert len({match.start(1) for match in figures if match}) == 1  # labels of any length: one column
 
 
-def test_a_residual_lstm_from_a_memoryless_policy_starts_as_that_policy(tiny_run):
+@pytest.mark.parametrize("previous_action", [False, True])
+def test_a_residual_lstm_from_a_memoryless_policy_starts_as_that_policy(tiny_run, previous_action):
     """``agent.memory=residual`` with ``init_parts=memoryless``: the LSTM policy takes every weight
     of the CNN policy (FiLM network, heads), its memory keeps its fresh draw, and on the level's
-    own observations it acts and values as the CNN does, step after step, until it learns."""
+    own observations it acts and values as the CNN does, step after step, until it learns. With
+    ``env.previous_action``, the previous action's vectors are part of the memory: drawn at zero."""
     overrides = [*TINY, "agent=film-lstm", "agent.memory=residual", f"init_from={tiny_run}", "init_parts=memoryless"]
+    overrides.append(f"env.previous_action={str(previous_action).lower()}")
     config = load_experiment("experiments/quickstart.yaml", overrides)
     task = task_for(config)
     env = build_env(config, task, config.seed, None)
@@ -179,8 +183,11 @@ def test_a_residual_lstm_from_a_memoryless_policy_starts_as_that_policy(tiny_run
     saved, now = source.state_dict(), model.policy.state_dict()
     assert all(torch.equal(now[k], saved[k]) for k in saved)  # every weight the CNN has
     memory = [k for k in now if k not in saved]
-    assert memory and all(k.startswith(("lstm_actor.", "lstm_critic.")) for k in memory)
+    lstms = [k for k in memory if k.startswith(("lstm_actor.", "lstm_critic."))]
+    previous = [k for k in memory if k.endswith("previous_action.weight")]
+    assert lstms and sorted(memory) == sorted(lstms + previous) and bool(previous) == previous_action
     assert all(torch.equal(now[k], drawn[k]) for k in memory)
+    assert all(not now[k].any() for k in previous)
     obs = env.reset()
     zeros = torch.zeros(1, env.num_envs, config.agent.lstm_hidden)
     states = RNNStates((zeros, zeros), (zeros, zeros))
@@ -189,7 +196,7 @@ def test_a_residual_lstm_from_a_memoryless_policy_starts_as_that_policy(tiny_run
         for _ in range(12):  # the memory carries its state from step to step; it adds nothing yet
             tensors, _ = model.policy.obs_to_tensor(obs)
             actions, values, log_prob, states = model.policy(tensors, states, starts, deterministic=True)
-            expected = source(tensors, deterministic=True)
+            expected = source({k: v for k, v in tensors.items() if k != "previous_action"}, deterministic=True)
             assert torch.equal(actions, expected[0])
             assert torch.allclose(values, expected[1], atol=1e-6) and torch.allclose(log_prob, expected[2], atol=1e-6)
             obs, _, dones, _ = env.step(actions.numpy())

@@ -31,8 +31,14 @@ FAST = [
     [
         ("film-cnn", 16000, "1e-3", []),
         ("film-lstm", 20000, "5e-4", []),
-        # the residual memory, trained on sequences of 8 steps: one run for both (the suite's time)
-        ("film-lstm", 20000, "5e-4", ["agent.memory=residual", "agent.algorithm.sequence_length=8"]),
+        # the residual memory, trained on sequences of 8 steps, observing its previous action: one run
+        # for the three (the suite's time)
+        (
+            "film-lstm",
+            20000,
+            "5e-4",
+            ["agent.memory=residual", "agent.algorithm.sequence_length=8", "env.previous_action=true"],
+        ),
     ],
 )
 def test_policy_learns_through_the_cli(tmp_path, agent, timesteps, lr, memory):

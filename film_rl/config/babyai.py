@@ -63,6 +63,11 @@ class BabyAIEnvConfig(EnvConfig):
     #: handling of a truncation); ``false``: the limit ends the episode as a terminal state, worth 0
     #: from then on, as in BabyAI's own PPO (``film_rl.tasks.babyai_envs.TimeoutIsTerminal``)
     timeout_bootstrap: bool = later(True)
+    #: the policy also observes the action it took last (``previous_action``; at an episode's
+    #: start, none), as IMPALA's and R2D2's LSTMs do: what an LSTM can remember of its way through
+    #: rooms (``film_rl.tasks.babyai_envs.PreviousAction``). It enters the features as a learned
+    #: vector per action, starting at zero, so a run given a memoryless run's weights starts as it
+    previous_action: bool = later(False)
     #: missions held out of training, for zero-shot evaluation (``film-rl evaluate --split``)
     holdout: HoldoutConfig = field(default_factory=HoldoutConfig, metadata={"later": True})
 

@@ -32,6 +32,11 @@ from film_rl.model.networks import (
 class InstructionFeatures(FiLMed, BaseFeaturesExtractor):
     """Dict observation ``{image, direction, instruction, ...}`` -> features, via a FiLM-ed CNN.
 
+    Where the observation holds the action taken last (``previous_action``:
+    :class:`film_rl.tasks.babyai_envs.PreviousAction`), a learned vector per action is added to the
+    features. It starts at zero (an embedding, which SB3's orthogonal init leaves alone), so the
+    network starts as the one without it and a memoryless run's weights fit it.
+
     :param observation_space: the :class:`film_rl.tasks.babyai_envs.InstructionWrapper` space.
     :param conditioning: ``film`` | ``scale`` | ``bias`` | ``gate`` | ``concat`` | ``none``.
     :param encoder: ``gru`` | ``bigru`` | ``bow``.
@@ -68,10 +73,18 @@ class InstructionFeatures(FiLMed, BaseFeaturesExtractor):
             lambda: InstructionEncoder(vocab_size, encoder, word_dim, instruction_dim),
         )
         self.linear = nn.Sequential(nn.Linear(self.cnn.out_dim, features_dim), nn.ReLU())
+        self.previous_action: nn.Embedding | None = None
+        if "previous_action" in observation_space.spaces:
+            n_actions = int(observation_space["previous_action"].high.max()) + 1  # type: ignore[attr-defined]  # + none
+            self.previous_action = nn.Embedding(n_actions, features_dim)
+            nn.init.zeros_(self.previous_action.weight)
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
         params = self.film_params(observations["instruction"])
-        return self.linear(self.cnn(observations["image"], observations["direction"], params))
+        features = self.linear(self.cnn(observations["image"], observations["direction"], params))
+        if self.previous_action is not None:
+            features = features + self.previous_action(observations["previous_action"].long().view(-1))
+        return features  # type: ignore[no-any-return]
 
 
 #: training batches take the per-game folded convs when they hold at least this many samples per game

@@ -33,14 +33,20 @@ class Policy:
         self.model, self.task = model, task
         self._state: tuple[np.ndarray, ...] | None = None
         self._start = True
+        # a run trained with env.previous_action observes its last action: this loop remembers it
+        previous = getattr(model.observation_space, "spaces", {}).get("previous_action")
+        self._none = None if previous is None else int(previous.high.max())
+        self._previous = self._none
 
     def reset(self) -> None:
-        """A new episode starts: an LSTM policy forgets the last one."""
-        self._state, self._start = None, True
+        """A new episode starts: an LSTM policy forgets the last one (and its last action)."""
+        self._state, self._start, self._previous = None, True, self._none
 
     def act(self, observation: dict[str, Any], deterministic: bool = True) -> int:
         """The action for the env's ``observation`` (argmax by default; sampled when not)."""
         batch = {key: value[None] for key, value in self.task.policy_input(observation).items()}
+        if self._previous is not None:
+            batch["previous_action"] = np.array([[self._previous]], np.int64)
         if isinstance(self.model, RecurrentPPO):
             action, self._state = self.model.predict(
                 batch, state=self._state, episode_start=np.array([self._start]), deterministic=deterministic
@@ -48,6 +54,8 @@ class Policy:
         else:
             action, _ = self.model.predict(batch, deterministic=deterministic)
         self._start = False
+        if self._previous is not None:
+            self._previous = int(action[0])
         return int(action[0])
 
 

@@ -268,16 +268,22 @@ FEATURES_PREFIXES = ("features_extractor.", "pi_features_extractor.", "vf_featur
 
 def features_of(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A policy's weights of its FiLM network (the features extractor) alone."""
-    return {k: v for k, v in weights.items() if k.startswith(FEATURES_PREFIXES)}
+    return {k: v for k, v in weights.items() if k.startswith(FEATURES_PREFIXES) and not is_memory(k)}
 
 
 #: an LSTM policy's memory: the actor's LSTM and the critic's own (sb3-contrib's names)
 MEMORY_PREFIXES = ("lstm_actor.", "lstm_critic.")
 
 
+def is_memory(key: str) -> bool:
+    """A weight of the memory or of what only a memory has to remember (the previous action's
+    vectors, ``env.previous_action``): drawn afresh when a run starts from a memoryless one."""
+    return key.startswith(MEMORY_PREFIXES) or ".previous_action." in key
+
+
 def without_memory(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A policy's weights but its memory's: what a memoryless policy and a residual LSTM share."""
-    return {k: v for k, v in weights.items() if not k.startswith(MEMORY_PREFIXES)}
+    return {k: v for k, v in weights.items() if not is_memory(k)}
 
 
 def start_from(model: BaseAlgorithm, saved: SavedPolicy, parts: str = "all") -> None:

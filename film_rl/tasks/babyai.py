@@ -101,6 +101,7 @@ class BabyAITask(Task):
             split="train",
             fast_view=self.env.fast_view,
             timeout_bootstrap=self.env.timeout_bootstrap,
+            previous_action=self.env.previous_action,
         )
 
     def evaluation_env(self, render: bool = False, split: Split = "all") -> gym.Env:
@@ -117,6 +118,7 @@ class BabyAITask(Task):
             holdout=self.holdout,
             split=split,
             fast_view=self.env.fast_view,
+            previous_action=self.env.previous_action,
         )
         return StartInfo(PutNextInfo(LocationInfo(PickupInfo(env))))
 

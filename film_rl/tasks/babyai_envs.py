@@ -193,6 +193,34 @@ class InstructionWrapper(gym.Wrapper[ObsDict, int, dict[str, Any], int], gym.uti
         return self._observe(obs), reward, terminated, truncated, info
 
 
+class PreviousAction(gym.Wrapper[ObsDict, int, ObsDict, int], gym.utils.RecordConstructorArgs):
+    """Add the action just taken to the observation as ``previous_action``: at an episode's start,
+    when there is none yet, the number of actions (one past the last action's id).
+
+    A memory holds only what its input showed it. The view alone says little of where the agent
+    has been in a maze of rooms (GoTo); its own turns and steps do. IMPALA and R2D2 feed their
+    LSTMs the previous action for this reason. An integer ``Box``, as the direction is, so SB3
+    does not one-hot it.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        super().__init__(env)
+        self.none = int(env.action_space.n)  # type: ignore[attr-defined]
+        previous = spaces.Box(0, self.none, (1,), np.int64)
+        self.observation_space = spaces.Dict({**env.observation_space.spaces, "previous_action": previous})  # type: ignore[attr-defined,assignment]
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[ObsDict, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        return {**obs, "previous_action": np.array([self.none], np.int64)}, info
+
+    def step(self, action: int) -> tuple[ObsDict, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return {**obs, "previous_action": np.array([int(action)], np.int64)}, reward, terminated, truncated, info
+
+
 class BabyAISuccess(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
     """Mark each episode's end with ``info["is_success"]``, and each step with ``info["level"]``.
 
@@ -635,6 +663,7 @@ def make_babyai_env(
     split: Split = "train",
     fast_view: bool = True,
     timeout_bootstrap: bool = True,
+    previous_action: bool = False,
 ) -> gym.Env:
     """One wrapped env over ``levels``: a single level, or a per-episode draw among several.
 
@@ -642,6 +671,7 @@ def make_babyai_env(
     at ``done`` (see :class:`DoneActionEnds`). ``holdout``: play only the missions of ``split``
     (below every wrapper, so nothing above ever sees a mission of the other split). ``fast_view``:
     see :func:`make_level`. ``timeout_bootstrap=False``: see :class:`TimeoutIsTerminal`.
+    ``previous_action``: see :class:`PreviousAction`.
     """
     silence_rejection_sampling()  # idempotent; here, because every BabyAI env is made here
     if len(levels) == 1:
@@ -654,6 +684,8 @@ def make_babyai_env(
         env = DoneActionEnds(env, reward_success=reward_success_at_done)
     env = BabyAISuccess(env, levels[0])
     env = InstructionWrapper(env, vocab, max_length)
+    if previous_action:
+        env = PreviousAction(env)
     env = EpisodeMonitor(env)
     if reward_scale != 1.0:
         env = ScaleReward(env, reward_scale)

@@ -133,6 +133,7 @@ def test_a_bad_init_from_is_one_line_and_exit_status_2(tiny_run, tmp_path, capsy
     residual = _error(capsys, *quick, "agent=film-lstm", "agent.memory=residual", f"init_from={tiny_run}")
     assert residual.endswith("init_parts=memoryless takes all of it but the memory")
     assert "is for policy: lstm" in _error(capsys, *quick, "agent.memory=residual")
+    assert "agent.memory_norm is for policy: lstm" in _error(capsys, *quick, "agent.memory_norm=true")
     assert not list((tmp_path / "runs").glob("*/*"))
 
 
@@ -164,14 +165,18 @@ def test_the_putnextlocal_curriculum_runs_its_two_legs(tmp_path):
     assert len({match.start(1) for match in figures if match}) == 1  # labels of any length: one column
 
 
-@pytest.mark.parametrize("previous_action", [False, True])
-def test_a_residual_lstm_from_a_memoryless_policy_starts_as_that_policy(tiny_run, previous_action):
+@pytest.mark.parametrize("previous_action,memory_norm", [(False, False), (True, True)])
+def test_a_residual_lstm_from_a_memoryless_policy_starts_as_that_policy(tiny_run, previous_action, memory_norm):
     """``agent.memory=residual`` with ``init_parts=memoryless``: the LSTM policy takes every weight
     of the CNN policy (FiLM network, heads), its memory keeps its fresh draw, and on the level's
     own observations it acts and values as the CNN does, step after step, until it learns. With
-    ``env.previous_action``, the previous action's vectors are part of the memory: drawn at zero."""
+    ``env.previous_action``, the previous action's vectors are part of the memory: drawn at zero;
+    with ``agent.memory_norm``, so is the LayerNorm the LSTMs read the features through."""
     overrides = [*TINY, "agent=film-lstm", "agent.memory=residual", f"init_from={tiny_run}", "init_parts=memoryless"]
-    overrides.append(f"env.previous_action={str(previous_action).lower()}")
+    overrides += [
+        f"env.previous_action={str(previous_action).lower()}",
+        f"agent.memory_norm={str(memory_norm).lower()}",
+    ]
     config = load_experiment("experiments/quickstart.yaml", overrides)
     task = task_for(config)
     env = build_env(config, task, config.seed, None)
@@ -188,6 +193,7 @@ def test_a_residual_lstm_from_a_memoryless_policy_starts_as_that_policy(tiny_run
     assert lstms and sorted(memory) == sorted(lstms + previous) and bool(previous) == previous_action
     assert all(torch.equal(now[k], drawn[k]) for k in memory)
     assert all(not now[k].any() for k in previous)
+    assert any(".norm." in k for k in lstms) == memory_norm
     obs = env.reset()
     zeros = torch.zeros(1, env.num_envs, config.agent.lstm_hidden)
     states = RNNStates((zeros, zeros), (zeros, zeros))

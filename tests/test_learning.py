@@ -31,13 +31,18 @@ FAST = [
     [
         ("film-cnn", 16000, "1e-3", []),
         ("film-lstm", 20000, "5e-4", []),
-        # the residual memory, trained on sequences of 8 steps, observing its previous action: one run
-        # for the three (the suite's time)
+        # the residual memory reading normalized features, trained on sequences of 8 steps, observing
+        # its previous action: one run for the four settings (the suite's time)
         (
             "film-lstm",
             20000,
             "5e-4",
-            ["agent.memory=residual", "agent.algorithm.sequence_length=8", "env.previous_action=true"],
+            [
+                "agent.memory=residual",
+                "agent.memory_norm=true",
+                "agent.algorithm.sequence_length=8",
+                "env.previous_action=true",
+            ],
         ),
     ],
 )

@@ -11,7 +11,7 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3 import PPO
 
 from film_rl.bench import bench_config, film_model
-from film_rl.model.policies import FilmCnnPolicy, FilmLstmPolicy, InstructionFeatures, ResidualLSTM
+from film_rl.model.policies import FilmCnnPolicy, FilmLstmPolicy, InstructionFeatures, NormedLSTM, ResidualLSTM
 from film_rl.tasks.babyai_envs import make_vec_env
 from film_rl.tasks.instructions import Vocabulary
 
@@ -82,15 +82,19 @@ def test_policy_defaults_suit_symbolic_grids():
     venv.close()
 
 
-@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("kind", ["lstm", "residual", "normed", "residual normed"])
 @pytest.mark.parametrize("starts_inside", [False, True])
-def test_fused_sequence_pass_equals_sb3_contribs_loop(starts_inside, residual):
+def test_fused_sequence_pass_equals_sb3_contribs_loop(starts_inside, kind):
     """Same outputs, states and gradients as RecurrentActorCriticPolicy's step-by-step pass, for
-    sb3-contrib's LSTM and the residual one (its projection drawn, not at its zero start)."""
+    sb3-contrib's LSTM, the residual one (its projection drawn, not at its zero start), and either
+    reading its input through a LayerNorm."""
     from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 
     torch.manual_seed(0)
-    lstm = ResidualLSTM(6, 5) if residual else torch.nn.LSTM(6, 5)
+    normed = "normed" in kind
+    lstm = (
+        ResidualLSTM(6, 5, norm=normed) if "residual" in kind else NormedLSTM(6, 5) if normed else torch.nn.LSTM(6, 5)
+    )
     if isinstance(lstm, ResidualLSTM):
         torch.nn.init.normal_(lstm.out.weight)
     n_seq, length = 4, 7
@@ -272,3 +276,29 @@ def test_a_residual_lstm_passes_its_input_through_until_memory_learns():
     assert not torch.equal(output, sequence)  # memory now adds something
     (output * torch.randn_like(output)).sum().backward()
     assert lstm.weight_ih_l0.grad is not None and lstm.weight_ih_l0.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_a_normed_memory_reads_features_of_any_scale_alike(residual):
+    """A trained FiLM network's features are hundreds of times the scale of a drawn one's. Read raw,
+    they saturate the LSTM's gates; through the LayerNorm, features 1,000 times larger leave the
+    memory's states as they were. A residual LSTM still adds to the features as they are, and one
+    without the norm keeps the weights of runs saved before it (no ``norm.*``)."""
+    torch.manual_seed(0)
+    lstm = ResidualLSTM(6, 5, norm=True) if residual else NormedLSTM(6, 5)
+    plain = torch.nn.LSTM(6, 5)
+    plain.load_state_dict(lstm.state_dict(), strict=False)
+    sequence = torch.randn(7, 3, 6)
+    (small, (h_small, c_small)), (large, (h_large, c_large)) = lstm(sequence), lstm(1000 * sequence)
+    assert torch.allclose(h_small, h_large, atol=1e-5) and torch.allclose(c_small, c_large, atol=1e-5)
+    _, (h_raw, _) = plain(sequence)
+    _, (h_raw_large, _) = plain(1000 * sequence)
+    assert not torch.allclose(h_raw, h_raw_large, atol=1e-2)  # raw, the scale changes what it holds
+    if residual:
+        assert torch.equal(large, 1000 * sequence)  # the projection starts at zero: the features pass
+        assert {k for k in ResidualLSTM(6, 5).state_dict() if not k.startswith(("weight_", "bias_"))} == {
+            "out.weight",
+            "out.bias",
+        }
+    else:
+        assert torch.allclose(small, large, atol=1e-5)

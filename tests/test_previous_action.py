@@ -49,6 +49,10 @@ def test_the_previous_action_starts_as_nothing_and_learns():
         gym.spaces.Dict({k: v for k, v in env.observation_space.spaces.items() if k != "previous_action"})
     )
     assert torch.equal(with_it(batch), without(batch))
+    with torch.no_grad():  # the vector is added at the features' scale (their root mean square)
+        with_it.previous_action.weight.fill_(1.0)
+        assert torch.allclose(with_it(batch), without(batch) + without(batch).pow(2).mean().sqrt(), rtol=1e-5)
+        with_it.previous_action.weight.zero_()
     with_it(batch).sum().backward()
     grad = with_it.previous_action.weight.grad
     assert grad[2].abs().sum() > 0 and grad[np.arange(8) != 2].abs().sum() == 0  # the action taken, only

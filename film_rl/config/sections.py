@@ -163,6 +163,10 @@ class AgentConfig:
     #: the policy starts as its memoryless self and memory adds only what it earns; a memoryless
     #: run's whole policy then fits it (``init_parts: memoryless``)
     memory: Literal["stack", "residual"] = later("stack")
+    #: the LSTMs read the features through a LayerNorm (policy: lstm). A FiLM network's features
+    #: grow as it trains (a GoTo CNN's from a norm of ~4 to ~800 in 20M frames); read raw, they
+    #: saturate nearly every gate of an LSTM started from such a network, and its memory stays unused
+    memory_norm: bool = later(False)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
 
 

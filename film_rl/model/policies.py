@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from gymnasium import spaces
@@ -34,8 +34,10 @@ class InstructionFeatures(FiLMed, BaseFeaturesExtractor):
 
     Where the observation holds the action taken last (``previous_action``:
     :class:`film_rl.tasks.babyai_envs.PreviousAction`), a learned vector per action is added to the
-    features. It starts at zero (an embedding, which SB3's orthogonal init leaves alone), so the
-    network starts as the one without it and a memoryless run's weights fit it.
+    features, times their root mean square: the features grow as the network trains (a norm of ~4
+    when drawn, ~800 after 20M GoTo frames), and a vector of fixed scale would soon weigh nothing
+    beside them. It starts at zero (an embedding, which SB3's orthogonal init leaves alone), so
+    the network starts as the one without it and a memoryless run's weights fit it.
 
     :param observation_space: the :class:`film_rl.tasks.babyai_envs.InstructionWrapper` space.
     :param conditioning: ``film`` | ``scale`` | ``bias`` | ``gate`` | ``concat`` | ``none``.
@@ -83,7 +85,8 @@ class InstructionFeatures(FiLMed, BaseFeaturesExtractor):
         params = self.film_params(observations["instruction"])
         features = self.linear(self.cnn(observations["image"], observations["direction"], params))
         if self.previous_action is not None:
-            features = features + self.previous_action(observations["previous_action"].long().view(-1))
+            scale = features.pow(2).mean(dim=1, keepdim=True).sqrt()
+            features = features + scale * self.previous_action(observations["previous_action"].long().view(-1))
         return features  # type: ignore[no-any-return]
 
 
@@ -208,31 +211,63 @@ class FilmCnnPolicy(_FilmPolicyMixin, ActorCriticPolicy):
     """Feed-forward actor-critic over :class:`InstructionFeatures`, for ``PPO``."""
 
 
+T = TypeVar("T", bound=nn.LSTM)
+
+
+def _shaped_like(cls: type[T], lstm: nn.LSTM, **kwargs: Any) -> T:
+    """A ``cls`` LSTM of ``lstm``'s shape, with its weights (so its seed's draw is kept)."""
+    made = cls(lstm.input_size, lstm.hidden_size, num_layers=lstm.num_layers, bias=lstm.bias, **kwargs)
+    made.load_state_dict(lstm.state_dict(), strict=False)
+    return made.to(next(lstm.parameters()).device)
+
+
+class NormedLSTM(nn.LSTM):
+    """An LSTM that reads its input through a LayerNorm.
+
+    A FiLM network's features grow as it trains: a GoTo CNN's from a norm of ~4 when drawn to ~800
+    at 20M frames. An LSTM reading them raw has nearly every gate saturated (docs/results.md), so
+    almost no gradient reaches its memory; normalized, its input keeps one scale however long the
+    features trained.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, **kwargs: Any) -> None:
+        super().__init__(input_size, hidden_size, **kwargs)
+        self.norm = nn.LayerNorm(input_size)
+
+    @classmethod
+    def like(cls, lstm: nn.LSTM) -> NormedLSTM:
+        return _shaped_like(cls, lstm)
+
+    def forward(  # type: ignore[override]
+        self, input: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        return super().forward(self.norm(input), hx)  # type: ignore[no-any-return]
+
+
 class ResidualLSTM(nn.LSTM):
     """An LSTM whose output is its input plus a projection of its hidden state, the projection
     starting at zero: a policy whose heads read it starts as its memoryless self (the heads read
     the features) and memory can only add what it earns.
 
-    The output has the input's width, whatever the hidden width.
+    The output has the input's width, whatever the hidden width. ``norm``: the LSTM reads its
+    input through a LayerNorm, as :class:`NormedLSTM` does; the projection adds to the input as it is.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, **kwargs: Any) -> None:
+    def __init__(self, input_size: int, hidden_size: int, norm: bool = False, **kwargs: Any) -> None:
         super().__init__(input_size, hidden_size, **kwargs)
+        self.norm = nn.LayerNorm(input_size) if norm else None  # none: the weights of runs saved before it
         self.out = nn.Linear(hidden_size, input_size)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     @classmethod
-    def like(cls, lstm: nn.LSTM) -> ResidualLSTM:
-        """A residual LSTM of ``lstm``'s shape, with its weights (so its seed's draw is kept)."""
-        residual = cls(lstm.input_size, lstm.hidden_size, num_layers=lstm.num_layers, bias=lstm.bias)
-        residual.load_state_dict(lstm.state_dict(), strict=False)
-        return residual.to(next(lstm.parameters()).device)
+    def like(cls, lstm: nn.LSTM, norm: bool = False) -> ResidualLSTM:
+        return _shaped_like(cls, lstm, norm=norm)
 
     def forward(  # type: ignore[override]
         self, input: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        output, states = super().forward(input, hx)
+        output, states = super().forward(input if self.norm is None else self.norm(input), hx)
         return input + self.out(output), states
 
 
@@ -241,7 +276,8 @@ class FilmLstmPolicy(_FilmPolicyMixin, RecurrentActorCriticPolicy):
 
     ``memory="stack"`` (sb3-contrib's): the heads read the LSTM's output. ``"residual"``: they read
     :class:`ResidualLSTM`'s, the features plus what memory adds, so a memoryless policy's heads and
-    FiLM network fit it as they are and it starts as that policy.
+    FiLM network fit it as they are and it starts as that policy. ``memory_norm``: the LSTMs read
+    the features through a LayerNorm (:class:`NormedLSTM`).
 
     Its sequence pass runs the LSTM once over every padded sequence where sb3-contrib steps it in a
     Python loop: see :meth:`_process_sequence`.
@@ -253,16 +289,21 @@ class FilmLstmPolicy(_FilmPolicyMixin, RecurrentActorCriticPolicy):
         action_space: spaces.Space,
         lr_schedule: Schedule,
         memory: str = "stack",
+        memory_norm: bool = False,
         **kwargs: Any,
     ):
         if memory not in ("stack", "residual"):
             raise ValueError(f"memory must be 'stack' or 'residual', got {memory!r}")
         self.memory = memory  # read by _build_mlp_extractor, inside the base's __init__
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
-        if memory == "residual":
-            self.lstm_actor = ResidualLSTM.like(self.lstm_actor)
+        if memory == "residual" or memory_norm:
+
+            def made(lstm: nn.LSTM) -> nn.LSTM:
+                return ResidualLSTM.like(lstm, norm=memory_norm) if memory == "residual" else NormedLSTM.like(lstm)
+
+            self.lstm_actor = made(self.lstm_actor)
             if self.lstm_critic is not None:
-                self.lstm_critic = ResidualLSTM.like(self.lstm_critic)
+                self.lstm_critic = made(self.lstm_critic)
             # sb3-contrib built its optimizer over the LSTMs just replaced
             self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]
             self._follow_optimizer()

@@ -205,6 +205,8 @@ def build_model(config: ExperimentConfig, task: Task, env: VecEnv, device: str) 
         policy_kwargs.update(lstm_hidden_size=agent.lstm_hidden, shared_lstm=not own, enable_critic_lstm=own)
         if agent.memory != "stack":  # only when set: a stack run's zip loads in versions before it
             policy_kwargs["memory"] = agent.memory
+        if agent.memory_norm:  # the same: only when set
+            policy_kwargs["memory_norm"] = True
     model = runs.algorithm_class(config)(
         policy,  # type: ignore[arg-type]
         env,
@@ -343,6 +345,8 @@ def validate(config: ExperimentConfig) -> None:
         raise UserError(
             f"agent.memory={config.agent.memory} is for policy: lstm; a {config.agent.policy} policy has no memory"
         )
+    if config.agent.memory_norm and config.agent.policy != "lstm":
+        raise UserError(f"agent.memory_norm is for policy: lstm; a {config.agent.policy} policy has no memory")
     if algo.sequence_length is not None and config.agent.policy != "lstm":
         raise UserError(
             f"agent.algorithm.sequence_length={algo.sequence_length} is for policy: lstm; "

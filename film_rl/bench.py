@@ -31,7 +31,7 @@ from torch import nn
 from film_rl.config import AtariEnvConfig, ExperimentConfig, compose, flatten, load_experiment
 from film_rl.errors import UserError
 from film_rl.files import write_json
-from film_rl.run.train import build_env, build_model, ppo_settings, torch_threads, train, use_subprocesses, validate
+from film_rl.run.train import build_env, build_model, ppo_settings, set_up_torch, train, use_subprocesses, validate
 from film_rl.tasks.minigrid_view import use_fast_view
 from film_rl.tasks.registry import task_for
 
@@ -207,9 +207,7 @@ def throughput(
 
     def build(variant: str) -> BaseAlgorithm:
         config = configs[variant]
-        threads = torch_threads(config)  # every variant, the reference too, with the threads a run would take
-        if threads is not None:
-            torch.set_num_threads(threads)
+        set_up_torch(config)  # every variant, the reference too, with the threads and flush a run would take
         if variant == "reference":
             return reference_model(config)
         return film_model(config, device)
@@ -311,9 +309,7 @@ def atari(
     game = game or games[0]
     check_games([game])
     device = resolve_device(configs["multigame"].device)
-    threads = torch_threads(configs["multigame"])
-    if threads is not None:  # auto: one thread on 2 cores, where two contend
-        torch.set_num_threads(threads)
+    set_up_torch(configs["multigame"])  # auto: one thread on 2 cores, where two contend
 
     def build(variant: str) -> BaseAlgorithm:
         config = configs[variant]

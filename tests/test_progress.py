@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import TINY
 
 from film_rl import cli
 from film_rl.config import load_experiment
 from film_rl.errors import UserError
-from film_rl.run.train import auto_threads, torch_threads
+from film_rl.run.train import auto_threads, set_up_torch, torch_threads
 
 OFFLINE = [o for o in TINY if not o.startswith(("eval.freq", "logging.progress_bar"))] + ["logging.wandb=disabled"]
 
@@ -38,3 +39,19 @@ def test_threads_auto_leaves_the_cores_to_the_envs() -> None:
     assert load_experiment("experiments/quickstart.yaml", ["threads=3"]).threads == 3
     with pytest.raises(UserError, match="threads: expected 'auto' or an integer, got 'many'"):
         load_experiment("experiments/quickstart.yaml", ["threads=many"])
+
+
+def test_a_run_flushes_denormals_to_zero() -> None:
+    """A saturated LSTM's gradients are denormals, which CPUs compute on many times slower: a run
+    flushes them to zero, with the threads its config asks for."""
+    threads, flushing = torch.get_num_threads(), torch.tensor([1e-40]).item() == 0.0
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush denormals")
+    try:
+        assert torch.tensor([1e-40]).item() != 0.0  # a float32 denormal, as torch keeps it by default
+        set_up_torch(load_experiment("experiments/quickstart.yaml", ["threads=1"]))
+        assert torch.tensor([1e-40]).item() == 0.0 and torch.get_num_threads() == 1
+        assert torch.tensor([1e-37]).item() != 0.0  # the smallest normal floats are kept
+    finally:
+        torch.set_flush_denormal(flushing)
+        torch.set_num_threads(threads)

@@ -542,10 +542,18 @@ def torch_threads(config: ExperimentConfig) -> int | None:
     return int(config.threads) or None
 
 
-def _set_threads(config: ExperimentConfig) -> None:
+def set_up_torch(config: ExperimentConfig) -> None:
+    """The run's torch threads, and numbers too small for a float (denormals) flushed to zero.
+
+    An LSTM whose gates saturate (one reading a long-trained FiLM network's raw features) passes
+    gradients of ~1e-40 back through them, and CPUs compute on such numbers many times slower:
+    without the flush, GoTo's residual LSTM trained at half the steps/s (docs/results.md). Nothing
+    a policy computes is that small on purpose.
+    """
     threads = torch_threads(config)
     if threads is not None:
         torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)  # False where the CPU cannot (no SSE3): then nothing changes
 
 
 def train(config: ExperimentConfig) -> TrainResult:
@@ -554,7 +562,7 @@ def train(config: ExperimentConfig) -> TrainResult:
     initial = saved_policy(config.init_from, device) if config.init_from else None
     if initial is not None:  # the run's config names its source wherever it is read from later
         config = dataclasses.replace(config, init_from=str(initial.path))
-    _set_threads(config)
+    set_up_torch(config)
     run_dir = runs.new_run_dir(config)
     print(f"training in {run_dir}", flush=True)  # where to look, and what to --resume, from the start
     save_config(config, run_dir / runs.CONFIG)
@@ -659,7 +667,7 @@ def resume(run_dir: Path, overrides: list[str] | None = None) -> TrainResult:
     config = load_saved_config(run_dir / runs.CONFIG, overrides) if overrides else saved
     device = check_before_writing(config)
     vocab = runs.read_vocab(run_dir)
-    _set_threads(config)
+    set_up_torch(config)
     latest = newest_intact(run_dir, config, device)
     model, steps = latest.model, latest.model.num_timesteps
     apply_schedules(model, config)

@@ -134,6 +134,8 @@ def test_a_bad_init_from_is_one_line_and_exit_status_2(tiny_run, tmp_path, capsy
     assert residual.endswith("init_parts=memoryless takes all of it but the memory")
     assert "is for policy: lstm" in _error(capsys, *quick, "agent.memory=residual")
     assert "agent.memory_norm is for policy: lstm" in _error(capsys, *quick, "agent.memory_norm=true")
+    unscalable = _error(capsys, *quick, "agent=film-lstm", "agent.memory_scale=true")
+    assert unscalable.endswith("(this agent: policy lstm, memory stack)")  # a stacked memory adds nothing
     assert not list((tmp_path / "runs").glob("*/*"))
 
 
@@ -171,11 +173,13 @@ def test_a_residual_lstm_from_a_memoryless_policy_starts_as_that_policy(tiny_run
     of the CNN policy (FiLM network, heads), its memory keeps its fresh draw, and on the level's
     own observations it acts and values as the CNN does, step after step, until it learns. With
     ``env.previous_action``, the previous action's vectors are part of the memory: drawn at zero;
-    with ``agent.memory_norm``, so is the LayerNorm the LSTMs read the features through."""
+    with ``agent.memory_norm``, so is the LayerNorm the LSTMs read the features through (and, with
+    ``agent.memory_scale`` beside it, memory writes at the features' scale: still zero at first)."""
     overrides = [*TINY, "agent=film-lstm", "agent.memory=residual", f"init_from={tiny_run}", "init_parts=memoryless"]
     overrides += [
         f"env.previous_action={str(previous_action).lower()}",
         f"agent.memory_norm={str(memory_norm).lower()}",
+        f"agent.memory_scale={str(memory_norm).lower()}",
     ]
     config = load_experiment("experiments/quickstart.yaml", overrides)
     task = task_for(config)
@@ -194,6 +198,7 @@ def test_a_residual_lstm_from_a_memoryless_policy_starts_as_that_policy(tiny_run
     assert all(torch.equal(now[k], drawn[k]) for k in memory)
     assert all(not now[k].any() for k in previous)
     assert any(".norm." in k for k in lstms) == memory_norm
+    assert model.policy.lstm_actor.scale == memory_norm and model.policy.lstm_critic.scale == memory_norm
     obs = env.reset()
     zeros = torch.zeros(1, env.num_envs, config.agent.lstm_hidden)
     states = RNNStates((zeros, zeros), (zeros, zeros))

@@ -31,8 +31,9 @@ FAST = [
     [
         ("film-cnn", 16000, "1e-3", []),
         ("film-lstm", 20000, "5e-4", []),
-        # the residual memory reading normalized features, trained on sequences of 8 steps, observing
-        # its previous action: one run for the four settings (the suite's time)
+        # the residual memory reading normalized features and writing at their scale, trained on
+        # sequences of 8 steps, observing its previous action: one run for the five settings (the
+        # suite's time)
         (
             "film-lstm",
             20000,
@@ -40,6 +41,7 @@ FAST = [
             [
                 "agent.memory=residual",
                 "agent.memory_norm=true",
+                "agent.memory_scale=true",
                 "agent.algorithm.sequence_length=8",
                 "env.previous_action=true",
             ],

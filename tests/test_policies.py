@@ -82,18 +82,22 @@ def test_policy_defaults_suit_symbolic_grids():
     venv.close()
 
 
-@pytest.mark.parametrize("kind", ["lstm", "residual", "normed", "residual normed"])
+@pytest.mark.parametrize("kind", ["lstm", "residual", "normed", "residual normed", "residual normed scaled"])
 @pytest.mark.parametrize("starts_inside", [False, True])
 def test_fused_sequence_pass_equals_sb3_contribs_loop(starts_inside, kind):
     """Same outputs, states and gradients as RecurrentActorCriticPolicy's step-by-step pass, for
-    sb3-contrib's LSTM, the residual one (its projection drawn, not at its zero start), and either
-    reading its input through a LayerNorm."""
+    sb3-contrib's LSTM, the residual one (its projection drawn, not at its zero start), either
+    reading its input through a LayerNorm, and the residual one writing at its input's scale."""
     from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 
     torch.manual_seed(0)
     normed = "normed" in kind
     lstm = (
-        ResidualLSTM(6, 5, norm=normed) if "residual" in kind else NormedLSTM(6, 5) if normed else torch.nn.LSTM(6, 5)
+        ResidualLSTM(6, 5, norm=normed, scale="scaled" in kind)
+        if "residual" in kind
+        else NormedLSTM(6, 5)
+        if normed
+        else torch.nn.LSTM(6, 5)
     )
     if isinstance(lstm, ResidualLSTM):
         torch.nn.init.normal_(lstm.out.weight)
@@ -302,3 +306,29 @@ def test_a_normed_memory_reads_features_of_any_scale_alike(residual):
         }
     else:
         assert torch.allclose(small, large, atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", [False, True])
+def test_a_scaled_memory_writes_at_the_features_scale(norm):
+    """``scale``: what the projection adds is multiplied by the input's root mean square. Read
+    through the norm, the whole output then grows with the features: features 1,000 times larger
+    come out 1,000 times larger, memory's share unchanged, where an unscaled memory's share falls
+    1,000-fold. It adds no weights, so an unscaled run's state dict fits it, and at its zero start
+    it passes its input through like the unscaled one."""
+    torch.manual_seed(0)
+    sequence = torch.randn(7, 3, 6)
+    scaled, unscaled = ResidualLSTM(6, 5, norm=norm, scale=True), ResidualLSTM(6, 5, norm=norm)
+    assert torch.equal(scaled(sequence)[0], sequence)  # drawn at zero: the features pass
+    assert scaled.state_dict().keys() == unscaled.state_dict().keys()
+    torch.nn.init.normal_(scaled.out.weight)
+    torch.nn.init.normal_(scaled.out.bias)
+    unscaled.load_state_dict(scaled.state_dict())
+    rms = sequence.pow(2).mean(dim=-1, keepdim=True).sqrt()
+    written, written_unscaled = scaled(sequence)[0] - sequence, unscaled(sequence)[0] - sequence
+    assert torch.allclose(written, rms * written_unscaled, atol=1e-5)
+    if norm:
+        large, _ = scaled(1000 * sequence)
+        assert torch.allclose(large, 1000 * scaled(sequence)[0], rtol=1e-3, atol=1e-2)  # LayerNorm eps
+        share = (large - 1000 * sequence).norm() / large.norm()
+        share_unscaled = (unscaled(1000 * sequence)[0] - 1000 * sequence).norm() / (1000 * sequence).norm()
+        assert share > 0.1 and share_unscaled < share / 100

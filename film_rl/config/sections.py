@@ -167,6 +167,11 @@ class AgentConfig:
     #: grow as it trains (a GoTo CNN's from a norm of ~4 to ~800 in 20M frames); read raw, they
     #: saturate nearly every gate of an LSTM started from such a network, and its memory stays unused
     memory_norm: bool = later(False)
+    #: what a residual memory adds is multiplied by the features' root mean square (agent.memory:
+    #: residual), as env.previous_action's vectors are. Added as it is, a projection drawn at zero
+    #: must grow with the features to weigh anything beside them: a GoTo LSTM's memory still
+    #: added 0.3% of the features' norm after 4M frames
+    memory_scale: bool = later(False)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
 
 

@@ -29,6 +29,12 @@ from film_rl.model.networks import (
 )
 
 
+def rms(features: torch.Tensor) -> torch.Tensor:
+    """The root mean square over the last dimension, kept: the scale at which to add to features
+    that grow as the network trains."""
+    return features.pow(2).mean(dim=-1, keepdim=True).sqrt()
+
+
 class InstructionFeatures(FiLMed, BaseFeaturesExtractor):
     """Dict observation ``{image, direction, instruction, ...}`` -> features, via a FiLM-ed CNN.
 
@@ -85,8 +91,8 @@ class InstructionFeatures(FiLMed, BaseFeaturesExtractor):
         params = self.film_params(observations["instruction"])
         features = self.linear(self.cnn(observations["image"], observations["direction"], params))
         if self.previous_action is not None:
-            scale = features.pow(2).mean(dim=1, keepdim=True).sqrt()
-            features = features + scale * self.previous_action(observations["previous_action"].long().view(-1))
+            previous = self.previous_action(observations["previous_action"].long().view(-1))
+            features = features + rms(features) * previous
         return features  # type: ignore[no-any-return]
 
 
@@ -250,25 +256,33 @@ class ResidualLSTM(nn.LSTM):
     the features) and memory can only add what it earns.
 
     The output has the input's width, whatever the hidden width. ``norm``: the LSTM reads its
-    input through a LayerNorm, as :class:`NormedLSTM` does; the projection adds to the input as it is.
+    input through a LayerNorm, as :class:`NormedLSTM` does. ``scale``: the projection is multiplied
+    by the input's root mean square, so that memory writes at the features' scale: added as it is,
+    a projection drawn at zero must grow its weights with the features (a norm of ~4 when drawn,
+    ~800 after 20M GoTo frames) to weigh anything beside them, and at Adam's steps it barely does
+    (docs/results.md). With both, the output is the input's scale times a function of its direction.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, norm: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, input_size: int, hidden_size: int, norm: bool = False, scale: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(input_size, hidden_size, **kwargs)
         self.norm = nn.LayerNorm(input_size) if norm else None  # none: the weights of runs saved before it
+        self.scale = scale  # no weights of its own: a run saved without it starts one with it
         self.out = nn.Linear(hidden_size, input_size)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     @classmethod
-    def like(cls, lstm: nn.LSTM, norm: bool = False) -> ResidualLSTM:
-        return _shaped_like(cls, lstm, norm=norm)
+    def like(cls, lstm: nn.LSTM, norm: bool = False, scale: bool = False) -> ResidualLSTM:
+        return _shaped_like(cls, lstm, norm=norm, scale=scale)
 
     def forward(  # type: ignore[override]
         self, input: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         output, states = super().forward(input if self.norm is None else self.norm(input), hx)
-        return input + self.out(output), states
+        written = self.out(output)
+        return input + (rms(input) * written if self.scale else written), states
 
 
 class FilmLstmPolicy(_FilmPolicyMixin, RecurrentActorCriticPolicy):
@@ -277,7 +291,8 @@ class FilmLstmPolicy(_FilmPolicyMixin, RecurrentActorCriticPolicy):
     ``memory="stack"`` (sb3-contrib's): the heads read the LSTM's output. ``"residual"``: they read
     :class:`ResidualLSTM`'s, the features plus what memory adds, so a memoryless policy's heads and
     FiLM network fit it as they are and it starts as that policy. ``memory_norm``: the LSTMs read
-    the features through a LayerNorm (:class:`NormedLSTM`).
+    the features through a LayerNorm (:class:`NormedLSTM`). ``memory_scale`` (residual only): what
+    memory adds is scaled by the features' root mean square (:class:`ResidualLSTM`).
 
     Its sequence pass runs the LSTM once over every padded sequence where sb3-contrib steps it in a
     Python loop: see :meth:`_process_sequence`.
@@ -290,16 +305,21 @@ class FilmLstmPolicy(_FilmPolicyMixin, RecurrentActorCriticPolicy):
         lr_schedule: Schedule,
         memory: str = "stack",
         memory_norm: bool = False,
+        memory_scale: bool = False,
         **kwargs: Any,
     ):
         if memory not in ("stack", "residual"):
             raise ValueError(f"memory must be 'stack' or 'residual', got {memory!r}")
+        if memory_scale and memory != "residual":
+            raise ValueError("memory_scale scales what a residual memory adds: it needs memory='residual'")
         self.memory = memory  # read by _build_mlp_extractor, inside the base's __init__
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
         if memory == "residual" or memory_norm:
 
             def made(lstm: nn.LSTM) -> nn.LSTM:
-                return ResidualLSTM.like(lstm, norm=memory_norm) if memory == "residual" else NormedLSTM.like(lstm)
+                if memory == "residual":
+                    return ResidualLSTM.like(lstm, norm=memory_norm, scale=memory_scale)
+                return NormedLSTM.like(lstm)
 
             self.lstm_actor = made(self.lstm_actor)
             if self.lstm_critic is not None:

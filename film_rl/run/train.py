@@ -207,6 +207,8 @@ def build_model(config: ExperimentConfig, task: Task, env: VecEnv, device: str) 
             policy_kwargs["memory"] = agent.memory
         if agent.memory_norm:  # the same: only when set
             policy_kwargs["memory_norm"] = True
+        if agent.memory_scale:
+            policy_kwargs["memory_scale"] = True
     model = runs.algorithm_class(config)(
         policy,  # type: ignore[arg-type]
         env,
@@ -347,6 +349,11 @@ def validate(config: ExperimentConfig) -> None:
         )
     if config.agent.memory_norm and config.agent.policy != "lstm":
         raise UserError(f"agent.memory_norm is for policy: lstm; a {config.agent.policy} policy has no memory")
+    if config.agent.memory_scale and config.agent.memory != "residual":
+        raise UserError(
+            "agent.memory_scale scales what a residual memory adds to the features: it needs policy: lstm "
+            f"and agent.memory=residual (this agent: policy {config.agent.policy}, memory {config.agent.memory})"
+        )
     if algo.sequence_length is not None and config.agent.policy != "lstm":
         raise UserError(
             f"agent.algorithm.sequence_length={algo.sequence_length} is for policy: lstm; "

@@ -450,3 +450,58 @@ def test_forget_resets_an_lstm_policys_memory_at_every_step(memory):
     else:
         assert lengths[0] == lengths[1] and [e.success for e in kept] == [e.success for e in forgot]
     venv.close()
+
+
+def _lstm_policy(**kwargs: object) -> tuple[RecurrentPPO, Task]:
+    levels = ["BabyAI-GoToLocal-v0"]
+    vocab = Vocabulary.babyai()
+    venv = make_vec_env(levels, vocab, 1, seed=0)
+    policy_kwargs = {"lstm_hidden_size": 16, **kwargs}
+    model = RecurrentPPO(
+        FilmLstmPolicy, venv, n_steps=16, batch_size=16, seed=0, device="cpu", policy_kwargs=policy_kwargs
+    )
+    return model, task_for(ExperimentConfig(env=BabyAIEnvConfig(levels=levels)), vocab)
+
+
+@pytest.mark.parametrize("memory_norm", [False, True])
+def test_evaluation_says_how_saturated_the_memorys_gates_are(memory_norm):
+    """A FiLM network's features grow as it trains. Features 1,000 times larger saturate nearly
+    every gate of an LSTM that reads them raw, and the evaluation says so; through the LayerNorm
+    the memory reads them as before: the same episodes, the same figure."""
+    model, task = _lstm_policy(memory_norm=memory_norm)
+    drawn = evaluate(model, task, episodes=3, seed=3, deterministic=False)
+    with torch.no_grad():  # ReLU(1000 (Wx + b)) = 1000 ReLU(Wx + b): the features, 1,000 times larger
+        for parameter in model.policy.features_extractor.linear.parameters():
+            parameter.mul_(1000)
+    grown = evaluate(model, task, episodes=3, seed=3, deterministic=False)
+    assert drawn.memory is not None and grown.memory is not None
+    assert drawn.memory["steps"] == sum(drawn.mean_episode_length for _ in range(3))
+    assert "adds" not in drawn.memory  # a stacked memory replaces the features: nothing added to them
+    assert drawn.memory["saturated"] < 0.05
+    if memory_norm:
+        assert grown.memory == pytest.approx(drawn.memory, abs=1e-3)
+    else:
+        assert grown.memory["saturated"] > 0.9
+    model.env.close()
+
+
+@pytest.mark.parametrize("memory_scale", [False, True])
+def test_evaluation_says_what_a_residual_memory_adds_to_the_features(memory_scale):
+    """At its zero start a residual memory adds nothing; once its projection moves it does. With
+    features 1,000 times larger, what an unscaled memory adds weighs 1,000 times less beside them,
+    and what a scaled one (``memory_scale``) adds weighs the same."""
+    model, task = _lstm_policy(memory="residual", memory_norm=True, memory_scale=memory_scale)
+    result = evaluate(model, task, episodes=2, seed=3, deterministic=False)
+    assert result.memory is not None and result.memory["adds"] == 0.0
+    torch.manual_seed(0)
+    torch.nn.init.normal_(model.policy.lstm_actor.out.weight, std=0.1)
+    moved = evaluate(model, task, episodes=2, seed=3, deterministic=False).memory
+    assert moved is not None and moved["adds"] > 0.01
+    with torch.no_grad():
+        for parameter in model.policy.features_extractor.linear.parameters():
+            parameter.mul_(1000)
+    grown = evaluate(model, task, episodes=2, seed=3, deterministic=False).memory
+    assert grown is not None
+    expected = moved["adds"] if memory_scale else moved["adds"] / 1000
+    assert grown["adds"] == pytest.approx(expected, rel=0.01)
+    model.env.close()

@@ -6,6 +6,7 @@ policy succeeds in about a quarter of the episodes (in ~15 steps), a trained one
 """
 
 import csv
+import re
 
 import pytest
 import yaml
@@ -59,6 +60,18 @@ def test_policy_learns_through_the_cli(tmp_path, agent, timesteps, lr, memory):
     result = eval_json(only_run_dir(tmp_path))
     assert result["success_rate"] >= 0.8, result
     assert result["mean_episode_length"] < 8, result
+    if agent == "film-cnn":
+        assert "memory" not in result
+        return
+    # what the memory did in the final evaluation: a residual one's projection, drawn at zero, has moved
+    assert result["memory"]["steps"] > 0 and ("adds" in result["memory"]) == bool(memory), result
+    if memory:
+        assert result["memory"]["adds"] > 0, result
+        shown = run_cli("evaluate", str(only_run_dir(tmp_path)), "--episodes", "4")
+        assert shown.returncode == 0, shown.stderr
+        line = r"^memory \(the actor's LSTM, [\d,]+ steps\): adds \d\.\d{3} of the features' norm; "
+        line += r"gate pre-activations beyond \|5\|: \d\.\d{3}$"
+        assert re.search(line, shown.stdout, re.M), shown.stdout
 
 
 def test_linear_schedules_reach_sb3_and_are_saved_with_the_model(tmp_path):

@@ -103,6 +103,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if name == "heldout":
             for item, held in (result.per_heldout or {}).items():
                 print(f"  {item:<18}{held['success_rate']:.3f} ({held['episodes']:.0f} episodes)")
+    if result.memory is not None:
+        figures = result.memory
+        adds = f"adds {figures['adds']:.3f} of the features' norm; " if "adds" in figures else ""
+        print(
+            f"memory (the actor's LSTM, {figures['steps']:,.0f} steps): {adds}"
+            f"gate pre-activations beyond |5|: {figures['saturated']:.3f}"
+        )
     if result.reward_model is not None:
         judged = result.reward_model
         print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from stable_baselines3 import PPO
 
 from film_rl.agile.reward_model import RewardModelTrainer
 from film_rl.errors import UserError
+from film_rl.run.memory import MemoryProbe
 from film_rl.tasks.base import Task
 from film_rl.tasks.episodes import Episode, EvalResult, stack
 from film_rl.tasks.holdout import Split
@@ -50,7 +52,9 @@ def evaluate(
     or ``all``); by default ``episodes`` of each split, the training split's figures on top and
     every split's in :attr:`EvalResult.splits` (videos of the held-out split in ``VIDEO_DIR/heldout``).
     ``forget``: an LSTM policy's memory reset at every step, so that the same episodes with and
-    without it say what the memory is worth.
+    without it say what the memory is worth. An LSTM policy's result also says what its memory did
+    in every split played (:attr:`EvalResult.memory`): a memory that adds next to nothing to the
+    features, or whose gates are saturated, cannot be worth much, whatever ``forget`` shows.
     """
     held_out = task.splits() != ("all",)
     if split is not None and split not in (*task.splits(), "all"):
@@ -61,19 +65,22 @@ def evaluate(
     results: dict[str, EvalResult] = {}
     first: list[Episode] = []
     heldout_played: list[Episode] = []
-    for name in splits:
-        label = f"evaluation ({name})" if held_out else "evaluation"
-        shown = EpisodeProgress(episodes, label) if progress and episodes >= EpisodeProgress.lines else None
-        played = task.play(
-            model, episodes, seed, deterministic, record=record, progress=shown, split=name, forget=forget
-        )
-        if video_dir is not None:
-            task.write_videos(played[:record], video_dir if name == splits[0] else video_dir / name)
-        results[name] = task.summarize(played)
-        first = first or played
-        if name == "heldout":
-            heldout_played = played
+    probe = MemoryProbe(model.policy) if isinstance(model, RecurrentPPO) else None
+    with probe if probe is not None else nullcontext():
+        for name in splits:
+            label = f"evaluation ({name})" if held_out else "evaluation"
+            shown = EpisodeProgress(episodes, label) if progress and episodes >= EpisodeProgress.lines else None
+            played = task.play(
+                model, episodes, seed, deterministic, record=record, progress=shown, split=name, forget=forget
+            )
+            if video_dir is not None:
+                task.write_videos(played[:record], video_dir if name == splits[0] else video_dir / name)
+            results[name] = task.summarize(played)
+            first = first or played
+            if name == "heldout":
+                heldout_played = played
     result = results[splits[0]]
+    result.memory = probe.figures() if probe is not None else None
     if held_out:
         result.split = splits[0]
         result.splits = {name: r.headline() for name, r in results.items()}

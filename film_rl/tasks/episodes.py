@@ -63,6 +63,10 @@ class EvalResult:
     #: the held-out split's figures per held-out instruction: ``success_rate`` and ``episodes``
     #: (which combination the policy fails on; an episode naming two counts for both)
     per_heldout: dict[str, dict[str, float]] | None = None
+    #: an LSTM policy: what its memory did in these episodes (:class:`film_rl.run.memory.MemoryProbe`):
+    #: ``steps``, ``saturated`` (the share of its gates' pre-activations beyond |5|) and, for a
+    #: residual memory, ``adds`` (what it adds to the features, over their norm)
+    memory: dict[str, float] | None = None
 
     def headline(self) -> dict[str, Any]:
         """The figures of one split: success rate, return, length, episodes, per kind."""

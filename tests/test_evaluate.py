@@ -495,8 +495,11 @@ def test_evaluation_says_what_a_residual_memory_adds_to_the_features(memory_scal
     assert result.memory is not None and result.memory["adds"] == 0.0
     torch.manual_seed(0)
     torch.nn.init.normal_(model.policy.lstm_actor.out.weight, std=0.1)
-    moved = evaluate(model, task, episodes=2, seed=3, deterministic=False).memory
+    evaluated = evaluate(model, task, episodes=2, seed=3, deterministic=False)
+    moved = evaluated.memory
     assert moved is not None and moved["adds"] > 0.01
+    scalars = evaluated.scalars()  # to the logger and wandb: memory/adds and memory/saturated
+    assert scalars["memory/adds"] == moved["adds"] and scalars["memory/saturated"] == moved["saturated"]
     with torch.no_grad():
         for parameter in model.policy.features_extractor.linear.parameters():
             parameter.mul_(1000)

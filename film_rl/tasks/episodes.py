@@ -92,6 +92,7 @@ class EvalResult:
         out.update({f"reward_model/{k}": v for k, v in (self.reward_model or {}).items()})
         out.update({f"first_pickup/{k}": v["rate"] for k, v in (self.first_pickup or {}).items()})
         out.update({f"put_next/{k}": v["rate"] for k, v in (self.put_next or {}).items()})
+        out.update({f"memory/{k}": v for k, v in (self.memory or {}).items() if k != "steps"})  # on the dashboard
         for item, figures in (self.per_heldout or {}).items():
             # a held-out mission's text may hold commas and quotes, which a CSV header cannot
             name = re.sub(r"[^\w ./-]", "_", item)

@@ -43,9 +43,10 @@ class MemoryProbe:
         self.lstm = lstm
         self.steps = 0
         self.gates = 0
-        self.saturated = 0
-        self.features_norm = 0.0
-        self.added_norm = 0.0
+        # summed as tensors, read once in figures(): a float per call would cost the evaluation time
+        self.saturated = torch.zeros((), dtype=torch.long)
+        self.features_norm = torch.zeros(())
+        self.added_norm = torch.zeros(())
         self._handle: Any = None
 
     def __enter__(self) -> MemoryProbe:
@@ -63,23 +64,25 @@ class MemoryProbe:
         first = sequence[0]
         norm = getattr(module, "norm", None)  # NormedLSTM's and ResidualLSTM(norm=True)'s LayerNorm
         read = first if norm is None else norm(first)
-        pre = read @ module.weight_ih_l0.T
+        weights = self.lstm.all_weights[0]  # the first layer's: W_ih, W_hh[, b_ih, b_hh]
+        pre = read @ weights[0].T
         if len(args) > 1 and args[1] is not None:  # (h, c), each (layers, batch, hidden); none: zeros
-            pre = pre + args[1][0][0] @ module.weight_hh_l0.T
-        if module.bias:
-            pre = pre + module.bias_ih_l0 + module.bias_hh_l0
+            pre += args[1][0][0] @ weights[1].T
+        for bias in weights[2:]:
+            pre += bias
         self.gates += pre.numel()
-        self.saturated += int((pre.abs() > SATURATED).sum())
+        self.saturated += (pre.abs() > SATURATED).sum()
         self.steps += first.shape[0]
         if isinstance(module, ResidualLSTM):
-            self.features_norm += float(sequence.norm(dim=-1).sum())
-            self.added_norm += float((output[0] - sequence).norm(dim=-1).sum())
+            self.features_norm += torch.linalg.vector_norm(sequence, dim=-1).sum()
+            self.added_norm += torch.linalg.vector_norm(output[0] - sequence, dim=-1).sum()
 
     def figures(self) -> dict[str, float] | None:
         """``steps``, ``saturated`` and, for a residual memory, ``adds``; ``None`` before any step."""
         if not self.steps:
             return None
-        out = {"steps": float(self.steps), "saturated": self.saturated / self.gates}
+        out = {"steps": float(self.steps), "saturated": int(self.saturated) / self.gates}
         if isinstance(self.lstm, ResidualLSTM):
-            out["adds"] = self.added_norm / self.features_norm if self.features_norm else 0.0
+            features, added = float(self.features_norm), float(self.added_norm)
+            out["adds"] = added / features if features else 0.0
         return out

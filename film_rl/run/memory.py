@@ -43,10 +43,12 @@ class MemoryProbe:
         self.lstm = lstm
         self.steps = 0
         self.gates = 0
-        # summed as tensors, read once in figures(): a float per call would cost the evaluation time
-        self.saturated = torch.zeros((), dtype=torch.long)
-        self.features_norm = torch.zeros(())
-        self.added_norm = torch.zeros(())
+        # summed as tensors on the policy's device, read once in figures(): a float per call would
+        # cost the evaluation time (on a GPU, a synchronisation per step)
+        device = next(lstm.parameters()).device
+        self.saturated = torch.zeros((), dtype=torch.long, device=device)
+        self.features_norm = torch.zeros((), device=device)
+        self.added_norm = torch.zeros((), device=device)
         self._handle: Any = None
 
     def __enter__(self) -> MemoryProbe:

@@ -42,7 +42,6 @@ class MemoryProbe:
             raise TypeError(f"{type(policy).__name__} has no LSTM memory to measure")
         self.lstm = lstm
         self.steps = 0
-        self.gates = 0
         # summed as tensors on the policy's device, read once in figures(): a float per call would
         # cost the evaluation time (on a GPU, a synchronisation per step)
         device = next(lstm.parameters()).device
@@ -61,10 +60,10 @@ class MemoryProbe:
         self._handle.remove()
 
     @torch.no_grad()
-    def _seen(self, module: nn.Module, args: tuple[Any, ...], output: tuple[torch.Tensor, Any]) -> None:
+    def _seen(self, _: nn.Module, args: tuple[Any, ...], output: tuple[torch.Tensor, Any]) -> None:
         sequence = args[0]  # (steps, batch, features): sb3-contrib's layout
         first = sequence[0]
-        norm = getattr(module, "norm", None)  # NormedLSTM's and ResidualLSTM(norm=True)'s LayerNorm
+        norm = getattr(self.lstm, "norm", None)  # NormedLSTM's and ResidualLSTM(norm=True)'s LayerNorm
         read = first if norm is None else norm(first)
         weights = self.lstm.all_weights[0]  # the first layer's: W_ih, W_hh[, b_ih, b_hh]
         pre = read @ weights[0].T
@@ -72,10 +71,9 @@ class MemoryProbe:
             pre += args[1][0][0] @ weights[1].T
         for bias in weights[2:]:
             pre += bias
-        self.gates += pre.numel()
         self.saturated += (pre.abs() > SATURATED).sum()
         self.steps += first.shape[0]
-        if isinstance(module, ResidualLSTM):
+        if isinstance(self.lstm, ResidualLSTM):
             self.features_norm += torch.linalg.vector_norm(sequence, dim=-1).sum()
             self.added_norm += torch.linalg.vector_norm(output[0] - sequence, dim=-1).sum()
 
@@ -83,7 +81,8 @@ class MemoryProbe:
         """``steps``, ``saturated`` and, for a residual memory, ``adds``; ``None`` before any step."""
         if not self.steps:
             return None
-        out = {"steps": float(self.steps), "saturated": int(self.saturated) / self.gates}
+        gates = self.steps * 4 * self.lstm.hidden_size  # input, forget, cell and output gates per step
+        out = {"steps": float(self.steps), "saturated": int(self.saturated) / gates}
         if isinstance(self.lstm, ResidualLSTM):
             features, added = float(self.features_norm), float(self.added_norm)
             out["adds"] = added / features if features else 0.0

@@ -215,7 +215,7 @@ def test_the_goto_lstm_recipes_start_from_a_cnn_run(tmp_path, tiny_run, recipe, 
         ("putnextlocal", "BabyAI-PutNextLocal-v0", False),
         ("gotolocal-efficiency", "BabyAI-GoToLocal-v0", False),
         ("gotolocal-lstm", "BabyAI-GoToLocal-v0", True),
-        ("goto", "BabyAI-GoTo-v0", True),
+        ("goto-memory", "BabyAI-GoTo-v0", True),
         ("goto-cnn", "BabyAI-GoTo-v0", False),
     ],
 )
@@ -231,6 +231,10 @@ def test_a_level_recipe_trains_a_few_hundred_steps_and_its_policy_plays(tmp_path
     if memory:  # the FiLM CNN + LSTM, for RecurrentPPO, with the critic's own memory
         policy = RecurrentPPO.load(run / "model.zip").policy
         assert isinstance(policy, FilmLstmPolicy) and policy.lstm_critic is not None
+        if recipe == "goto-memory":  # memory from the first frame, with every fix of the bolted-on ones
+            lstm = policy.lstm_actor
+            assert isinstance(lstm, ResidualLSTM) and lstm.norm is not None and lstm.scale
+            assert "previous_action" in policy.observation_space.spaces
     else:  # the memoryless FiLM CNN, for PPO
         assert isinstance(PPO.load(run / "model.zip").policy, FilmCnnPolicy)
     assert yaml.safe_load((run / "config.yaml").read_text())["env"]["levels"] == [level]

@@ -58,14 +58,19 @@ def test_efficiency_runs_a_levels_own_recipe(tmp_path):
     assert several.returncode == 2 and "name the one to measure (--level)" in several.stderr, several.stderr
 
 
-def test_efficiency_measures_a_curriculums_level_among_the_levels_it_keeps(tmp_path):
+def test_efficiency_measures_a_curriculums_level_among_the_levels_it_keeps(tmp_path, tiny_run):
     """A recipe on several levels (PutNextLocal with PickupLoc kept in the mix) keeps them: the run
     stops on the named level's own rolling success, and its figures are that level's."""
     out = tmp_path / "efficiency.json"
     recipe, level = "experiments/putnextlocal-after-pickuploc.yaml", "BabyAI-PutNextLocal-v0"
+    args = ["bench", "efficiency", "--experiment", recipe, "--level", level, "--budget", "512"]
+    alone = run_cli(*args, "--runs-dir", str(tmp_path / "alone"), *SMALL)
+    assert alone.returncode == 2 and len(alone.stderr.strip().splitlines()) == 1, alone.stderr
+    assert "starts from another run's policy: pass init_from=" in alone.stderr  # not measured from scratch
+    assert not (tmp_path / "alone").exists()
     done = run_cli(
-        "bench", "efficiency", "--experiment", recipe, "--level", level, "--budget", "512",
-        "--runs-dir", str(tmp_path / "runs"), "--out", str(out), *SMALL, "eval.episodes=20",
+        *args, "--runs-dir", str(tmp_path / "runs"), "--out", str(out), *SMALL, "eval.episodes=20",
+        f"init_from={tiny_run}",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "cannot report its metric" not in done.stderr  # BabyAI's window is not this bench's figure here

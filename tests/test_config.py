@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from film_rl.config import (
+    INIT_REQUIRED,
     AtariAgentConfig,
     ExperimentConfig,
     GridAgentConfig,
@@ -15,6 +16,7 @@ from film_rl.config import (
     save_config,
 )
 from film_rl.errors import UserError
+from film_rl.sweep.runner import make_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "experiments" / "quickstart.yaml"
@@ -89,12 +91,22 @@ def test_override_values_are_yaml():
     assert parse_override("name=my run") == ("name", "my run")
 
 
-def test_every_shipped_experiment_composes():
+def test_every_shipped_experiment_composes_and_every_trial_of_its_sweep_is_valid():
+    """Each recipe, and each setting of a lever screen's sweep, passes the checks a run makes
+    before it writes anything; a curriculum's later leg is refused without the run it starts from."""
     experiments = sorted((ROOT / "experiments").glob("*.yaml"))
     assert len(experiments) >= 3
+    later_legs = []
     for path in experiments:
         config = load_experiment(path)
         assert config.env.levels and config.agent_recipe and config.env_recipe, path
+        if config.init_from == INIT_REQUIRED:
+            later_legs.append(path.stem)
+            with pytest.raises(UserError, match=f": {config.name} starts from another run's policy: pass init_from="):
+                make_spec(str(path), [])
+        spec = make_spec(str(path), ["init_from=runs/first-leg"] if config.init_from == INIT_REQUIRED else [])
+        assert len(spec.trials()) >= 1, path
+    assert {"putnextlocal-after-pickuploc", "putnextlocal-levers", "goto-lstm-from-cnn"} <= set(later_legs)
 
 
 def _project(tmp_path: Path) -> Path:

@@ -5,6 +5,7 @@ from film_rl.config.atari import AtariAgentConfig, AtariConfig, AtariEnvConfig
 from film_rl.config.babyai import BabyAIEnvConfig, GridAgentConfig, language_sections, reward_model_settings
 from film_rl.config.experiment import (
     FAMILIES,
+    INIT_REQUIRED,
     ExperimentConfig,
     Family,
     compose,
@@ -37,6 +38,7 @@ from film_rl.config.sections import (
 
 __all__ = [
     "FAMILIES",
+    "INIT_REQUIRED",
     "AgentConfig",
     "AlgorithmConfig",
     "AtariAgentConfig",

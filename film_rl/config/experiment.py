@@ -40,6 +40,9 @@ from film_rl.config.sections import (
 from film_rl.errors import UserError, did_you_mean
 from film_rl.files import write_yaml
 
+#: the ``init_from`` of a recipe that only makes sense started from another run's policy
+INIT_REQUIRED = "required"
+
 
 @dataclass
 class ExperimentConfig:
@@ -64,7 +67,9 @@ class ExperimentConfig:
     #: start the policy from another run's weights (its ``model.zip``, a checkpoint, or its run
     #: directory), e.g. a curriculum: one level learnt, then the next from there. The policy must
     #: have this agent's shape; the optimizer, the step count, the schedules and the episode
-    #: statistics start afresh, so the new run counts only its own episodes
+    #: statistics start afresh, so the new run counts only its own episodes. A curriculum's later
+    #: leg says ``required`` (:data:`INIT_REQUIRED`): run without ``init_from=...`` it is refused,
+    #: not trained from scratch under a name that says it is not
     init_from: str | None = later(None)
     #: what ``init_from`` gives the new policy. ``all``: every weight. ``features``: the FiLM network
     #: alone (the grid's CNN, the instruction's encoder and the FiLM generator: the features

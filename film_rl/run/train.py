@@ -38,6 +38,7 @@ from film_rl.agile.training import (
     with_learned_reward,
 )
 from film_rl.config import (
+    INIT_REQUIRED,
     AlgorithmConfig,
     ExperimentConfig,
     check_ranges,
@@ -341,6 +342,11 @@ def validate(config: ExperimentConfig) -> None:
                     f"budget.timesteps ({config.budget.timesteps:,}): a linear {key} would be 0 past it and "
                     f"the policy would stop learning; keep {key}_schedule=constant, or the horizon at the budget"
                 )
+    if config.init_from == INIT_REQUIRED:
+        raise UserError(
+            f"{config.name} starts from another run's policy: pass init_from=RUN_DIR "
+            "(a run directory, its model.zip or one of its checkpoints)"
+        )
     if config.init_parts != "all" and not config.init_from:
         raise UserError(f"init_parts={config.init_parts} says what to take from init_from, which is not set")
     if config.agent.memory != "stack" and config.agent.policy != "lstm":

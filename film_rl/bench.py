@@ -55,7 +55,7 @@ BABYAI_EPISODES_TO_99: dict[str, dict[str, Any]] = {
     },
     "BabyAI-PickupLoc-v0": {
         "babyai_1.0": [1_447_000, 1_643_000],
-        "babyai_1.1": {"bow_endpool_res": 982_000, "best": 710_000, "best_variant": "orig_endpool_res"},
+        "babyai_1.1": {"bow_endpool_res": 982_000, "best": 710_000, "best_variant": "original_endpool_res"},
     },
     "BabyAI-PutNextLocal-v0": {
         "babyai_1.0": [2_186_000, 2_727_000],

@@ -66,7 +66,9 @@ def test_efficiency_measures_a_curriculums_level_among_the_levels_it_keeps(tmp_p
     args = ["bench", "efficiency", "--experiment", recipe, "--level", level, "--budget", "512"]
     alone = run_cli(*args, "--runs-dir", str(tmp_path / "alone"), *SMALL)
     assert alone.returncode == 2 and len(alone.stderr.strip().splitlines()) == 1, alone.stderr
-    assert "starts from another run's policy: pass init_from=" in alone.stderr  # not measured from scratch
+    assert (
+        "init_from: required: this recipe starts from another run's policy; pass init_from=" in alone.stderr
+    )  # not measured from scratch
     assert not (tmp_path / "alone").exists()
     done = run_cli(
         *args, "--runs-dir", str(tmp_path / "runs"), "--out", str(out), *SMALL, "eval.episodes=20",

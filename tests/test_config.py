@@ -102,7 +102,8 @@ def test_every_shipped_experiment_composes_and_every_trial_of_its_sweep_is_valid
         assert config.env.levels and config.agent_recipe and config.env_recipe, path
         if config.init_from == INIT_REQUIRED:
             later_legs.append(path.stem)
-            with pytest.raises(UserError, match=f": {config.name} starts from another run's policy: pass init_from="):
+            refused = r"^trial \S+: init_from: required: this recipe starts from another run's policy; pass init_from="
+            with pytest.raises(UserError, match=refused):
                 make_spec(str(path), [])
         spec = make_spec(str(path), ["init_from=runs/first-leg"] if config.init_from == INIT_REQUIRED else [])
         assert len(spec.trials()) >= 1, path

@@ -144,7 +144,10 @@ def test_the_putnextlocal_curriculum_runs_its_two_legs(tmp_path):
     leg alone is one line and exit status 2, not a run from scratch under the curriculum's name."""
     alone = run_cli("train", "experiments/putnextlocal-after-pickuploc.yaml", f"runs_dir={tmp_path / 'alone'}", *TINY)
     assert alone.returncode == 2 and len(alone.stderr.strip().splitlines()) == 1, alone.stderr
-    assert "putnextlocal-after-pickuploc starts from another run's policy: pass init_from=RUN_DIR" in alone.stderr
+    assert (
+        "error: init_from: required: this recipe starts from another run's policy; pass init_from=RUN_DIR"
+        in alone.stderr
+    )
     assert not (tmp_path / "alone").exists()
     first = run_cli("train", "experiments/pickuploc.yaml", f"runs_dir={tmp_path / 'first'}", *TINY)
     assert first.returncode == 0, first.stderr

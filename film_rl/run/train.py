@@ -344,7 +344,7 @@ def validate(config: ExperimentConfig) -> None:
                 )
     if config.init_from == INIT_REQUIRED:
         raise UserError(
-            f"{config.name} starts from another run's policy: pass init_from=RUN_DIR "
+            "init_from: required: this recipe starts from another run's policy; pass init_from=RUN_DIR "
             "(a run directory, its model.zip or one of its checkpoints)"
         )
     if config.init_parts != "all" and not config.init_from:
